@@ -1,0 +1,282 @@
+//! Thread: decides which ticket a mail belongs to, and why. Precedence,
+//! first hit wins (rule 2 of DESIGN.md): an already-seen Message-ID → a
+//! token we signed, in In-Reply-To/References or in a plus-address → any
+//! Message-ID we know in In-Reply-To/References → the subject tag, when the
+//! sender takes part in that ticket → a new ticket. The facts it needs come
+//! through [`ThreadLookup`]; it performs no I/O of its own.
+
+use std::fmt;
+
+use crate::domain::TicketNumber;
+use crate::ingest::parse::ParsedMail;
+use crate::ingest::subject;
+use crate::tokens::Signer;
+
+/// What threading needs to know from the store.
+pub trait ThreadLookup {
+    /// Whether a mail with this dedup key (Message-ID or content hash) is stored.
+    fn is_seen(&self, dedup_key: &str) -> anyhow::Result<bool>;
+    /// The ticket a stored Message-ID belongs to.
+    fn ticket_of_message(&self, message_id: &str) -> anyhow::Result<Option<TicketNumber>>;
+    /// The participants' addresses of a ticket, or `None` if it does not exist.
+    fn participants(&self, ticket: TicketNumber) -> anyhow::Result<Option<Vec<String>>>;
+}
+
+/// Why a mail went where it went; stored with the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadReason {
+    SignedToken {
+        found_in: String,
+    },
+    KnownReference {
+        message_id: String,
+    },
+    SubjectTag {
+        number: TicketNumber,
+    },
+    NewTicket,
+    /// A tag for a ticket the sender does not take part in (or that does
+    /// not exist): a new ticket, and we say why.
+    NewTicketForeignTag {
+        number: TicketNumber,
+    },
+}
+
+impl fmt::Display for ThreadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThreadReason::SignedToken { found_in } => {
+                write!(f, "it answers a mail of ours (signed token in {found_in})")
+            }
+            ThreadReason::KnownReference { message_id } => {
+                write!(f, "it references a known message <{message_id}>")
+            }
+            ThreadReason::SubjectTag { number } => write!(
+                f,
+                "its subject carries the tag of ticket #{number} and the sender takes part in it"
+            ),
+            ThreadReason::NewTicket => {
+                write!(
+                    f,
+                    "it carries no tag, token or known reference: a new ticket"
+                )
+            }
+            ThreadReason::NewTicketForeignTag { number } => write!(
+                f,
+                "its subject names ticket #{number} but the sender does not take part in it: a new ticket"
+            ),
+        }
+    }
+}
+
+/// The threading decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Threading {
+    /// The same mail was stored before; nothing changes.
+    Duplicate,
+    Existing {
+        ticket: TicketNumber,
+        reason: ThreadReason,
+    },
+    New {
+        reason: ThreadReason,
+    },
+}
+
+/// Decides where `mail` goes. `tag` is the subject tag word (`Ticket`).
+pub fn thread(
+    mail: &ParsedMail,
+    signer: &Signer,
+    tag: &str,
+    lookup: &impl ThreadLookup,
+) -> anyhow::Result<Threading> {
+    if lookup.is_seen(&mail.dedup_key())? {
+        return Ok(Threading::Duplicate);
+    }
+    let references = mail.referenced_ids();
+    if let Some((ticket, found_in)) = signed_token(mail, &references, signer) {
+        if lookup.participants(ticket)?.is_some() {
+            let reason = ThreadReason::SignedToken { found_in };
+            return Ok(Threading::Existing { ticket, reason });
+        }
+    }
+    for id in &references {
+        if let Some(ticket) = lookup.ticket_of_message(id)? {
+            let reason = ThreadReason::KnownReference {
+                message_id: id.clone(),
+            };
+            return Ok(Threading::Existing { ticket, reason });
+        }
+    }
+    if let Some(number) = subject::find_tag(&mail.subject, tag).map(|n| TicketNumber(n as i64)) {
+        let sender = mail.from.as_ref().map(|m| m.address.as_str()).unwrap_or("");
+        let participants = lookup.participants(number)?.unwrap_or_default();
+        if participants.iter().any(|p| p.eq_ignore_ascii_case(sender)) {
+            let reason = ThreadReason::SubjectTag { number };
+            return Ok(Threading::Existing {
+                ticket: number,
+                reason,
+            });
+        }
+        let reason = ThreadReason::NewTicketForeignTag { number };
+        return Ok(Threading::New { reason });
+    }
+    Ok(Threading::New {
+        reason: ThreadReason::NewTicket,
+    })
+}
+
+/// A token of ours in the references or a recipient's plus-address.
+/// Tokens signed for an agent are checked by the agent rules, not here.
+fn signed_token(
+    mail: &ParsedMail,
+    references: &[String],
+    signer: &Signer,
+) -> Option<(TicketNumber, String)> {
+    let from_refs = references.iter().find_map(|id| {
+        signer
+            .verify(id, None)
+            .map(|r| (r.ticket, "References".to_string()))
+    });
+    from_refs.or_else(|| {
+        mail.to
+            .iter()
+            .chain(mail.cc.iter())
+            .filter(|m| m.address.contains('+'))
+            .find_map(|m| {
+                signer
+                    .verify(&m.address, None)
+                    .map(|r| (r.ticket, format!("the address {}", m.address)))
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::parse::parse;
+    use crate::tokens::Purpose;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct MemLookup {
+        seen: Vec<String>,
+        messages: BTreeMap<String, TicketNumber>,
+        participants: BTreeMap<TicketNumber, Vec<String>>,
+    }
+
+    impl ThreadLookup for MemLookup {
+        fn is_seen(&self, key: &str) -> anyhow::Result<bool> {
+            Ok(self.seen.iter().any(|s| s == key))
+        }
+        fn ticket_of_message(&self, id: &str) -> anyhow::Result<Option<TicketNumber>> {
+            Ok(self.messages.get(id).copied())
+        }
+        fn participants(&self, t: TicketNumber) -> anyhow::Result<Option<Vec<String>>> {
+            Ok(self.participants.get(&t).cloned())
+        }
+    }
+
+    fn mail(headers: &str) -> ParsedMail {
+        parse(format!("{headers}\r\n\r\nbody\r\n").as_bytes()).unwrap()
+    }
+
+    fn lookup() -> MemLookup {
+        let mut l = MemLookup::default();
+        l.messages
+            .insert("orig@customer.test".into(), TicketNumber(5));
+        l.participants
+            .insert(TicketNumber(5), vec!["ann@customer.test".into()]);
+        l.participants
+            .insert(TicketNumber(9), vec!["zed@other.test".into()]);
+        l
+    }
+
+    #[test]
+    fn a_seen_message_is_a_duplicate() {
+        let mut l = lookup();
+        l.seen.push("x@customer.test".into());
+        let m = mail("From: ann@customer.test\r\nMessage-ID: <x@customer.test>\r\nSubject: hi");
+        assert_eq!(
+            thread(&m, &Signer::new("k"), "Ticket", &l).unwrap(),
+            Threading::Duplicate
+        );
+    }
+
+    #[test]
+    fn a_signed_token_wins_over_the_subject() {
+        let signer = Signer::new("k");
+        let ours = signer
+            .message_id(TicketNumber(9), Purpose::Confirmation, None, "support.test")
+            .unwrap();
+        let m = mail(&format!(
+            "From: zed@other.test\r\nMessage-ID: <y@other.test>\r\nIn-Reply-To: <{ours}>\r\nSubject: Re: [Ticket #5] hi"
+        ));
+        let t = thread(&m, &signer, "Ticket", &lookup()).unwrap();
+        assert!(
+            matches!(
+                t,
+                Threading::Existing {
+                    ticket: TicketNumber(9),
+                    reason: ThreadReason::SignedToken { .. }
+                }
+            ),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn a_known_reference_threads_even_with_a_new_subject() {
+        let m = mail(
+            "From: ann@customer.test\r\nMessage-ID: <y@customer.test>\r\nReferences: <orig@customer.test>\r\nSubject: something else",
+        );
+        let t = thread(&m, &Signer::new("k"), "Ticket", &lookup()).unwrap();
+        assert_eq!(
+            t,
+            Threading::Existing {
+                ticket: TicketNumber(5),
+                reason: ThreadReason::KnownReference {
+                    message_id: "orig@customer.test".into()
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn the_tag_counts_only_for_participants() {
+        let m = mail(
+            "From: Ann@customer.test\r\nMessage-ID: <z@customer.test>\r\nSubject: AW: [Ticket #5] hi",
+        );
+        let t = thread(&m, &Signer::new("k"), "Ticket", &lookup()).unwrap();
+        assert!(matches!(
+            t,
+            Threading::Existing {
+                ticket: TicketNumber(5),
+                ..
+            }
+        ));
+        let m =
+            mail("From: mallory@evil.test\r\nMessage-ID: <w@evil.test>\r\nSubject: [Ticket #5] hi");
+        let t = thread(&m, &Signer::new("k"), "Ticket", &lookup()).unwrap();
+        assert_eq!(
+            t,
+            Threading::New {
+                reason: ThreadReason::NewTicketForeignTag {
+                    number: TicketNumber(5)
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn a_plain_mail_opens_a_new_ticket() {
+        let m = mail("From: new@customer.test\r\nMessage-ID: <n@customer.test>\r\nSubject: help");
+        let t = thread(&m, &Signer::new("k"), "Ticket", &lookup()).unwrap();
+        assert_eq!(
+            t,
+            Threading::New {
+                reason: ThreadReason::NewTicket
+            }
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! postdesk: an email-driven support-ticketing daemon.
+//!
+//! Customers write to the support address; postdesk reads that mailbox over
+//! IMAP, threads each mail into a ticket, stores everything in SQLite, sends
+//! confirmations and status mails over SMTP and serves a read-only status
+//! page.
+//!
+//! # Layout
+//!
+//! - [`settings`]: the typed, validated configuration tree.
+//! - [`domain`]: tickets, numbers, statuses and their transitions.
+//! - [`ingest`]: parse → classify → thread → strip → apply. Pure, no I/O.
+//! - [`outbound`]: composing outgoing mail (pure) and the outbox worker.
+//! - [`imap`]: fetches raw mail from the server; bytes in, nothing else.
+//! - [`store`]: the only place that speaks SQL.
+//! - [`web`]: the read-only status page.
+//! - [`tokens`]: random and HMAC-signed tokens.
+//! - [`app`]: builds and owns the daemon's tasks and their shutdown.
+
+pub mod app;
+pub mod domain;
+pub mod imap;
+pub mod ingest;
+pub mod outbound;
+pub mod settings;
+pub mod store;
+pub mod tokens;
+pub mod web;

@@ -1,0 +1,320 @@
+//! The `postdesk` binary: clap → settings → telemetry → the command. The
+//! daemon (`run`) lives in `app`; the one-shot commands are thin calls on
+//! the store. Exit codes: 0 done, 2 invalid configuration or usage, 65
+//! unusable input, 75 temporary failure (sysexits, for MTA pipes).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use postdesk::app::{self, App};
+use postdesk::domain::{Status, TicketNumber};
+use postdesk::settings::Settings;
+use postdesk::store::{IngestReport, MailSource, Store};
+
+const EX_USAGE_CONFIG: u8 = 2;
+const EX_DATAERR: u8 = 65;
+const EX_TEMPFAIL: u8 = 75;
+
+#[derive(Parser)]
+#[command(
+    name = "postdesk",
+    version,
+    about = "An email-driven support-ticketing daemon"
+)]
+struct Cli {
+    /// The configuration file (TOML); every key defaults to config/default.toml.
+    #[arg(long, global = true, env = "POSTDESK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    Run,
+    /// Create or upgrade the database, then exit.
+    Migrate,
+    /// Print the effective configuration (secrets as ***); exit 2 if invalid.
+    CheckConfig,
+    /// Ingest one raw mail from FILE, or from standard input with `-`.
+    Ingest { file: String },
+    /// List or show tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+    /// Say which ticket a message went to, and why.
+    Explain { message_id: String },
+    /// Mails that could not be processed.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TicketsCommand {
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        number: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("postdesk: {err}");
+            return ExitCode::from(EX_USAGE_CONFIG);
+        }
+    };
+    init_tracing(cli.log_format);
+    // Both ring and (in some builds) aws-lc-rs may be present: pick ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match dispatch(cli.command, settings) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("postdesk: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run => run_daemon(settings),
+        Command::Migrate => {
+            let applied = Store::migrate(&settings.database.path)?;
+            println!(
+                "{applied} migrations applied to {}",
+                settings.database.path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            print!("{}", settings.redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { file } => ingest(&settings, &file),
+        Command::Tickets { command } => tickets(&settings, command),
+        Command::Explain { message_id } => explain(&settings, &message_id),
+        Command::Quarantine {
+            command: QuarantineCommand::List { json },
+        } => {
+            let (store, _) = app::open_store(&settings)?;
+            let items = store.quarantine_list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                for q in items {
+                    println!("{}\t{}\t{} bytes\t{}", q.id, q.dedup_key, q.size, q.reason);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_daemon(settings: Settings) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let app = App::build(settings).await?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        app.run(shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot listen for SIGTERM/SIGINT; stop the daemon with SIGKILL.");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received."),
+        _ = int.recv() => tracing::info!("SIGINT received."),
+    }
+    shutdown.cancel();
+}
+
+/// `ingest FILE|-`: exit 0 stored (or already stored), 65 unusable, 75
+/// temporary failure (the MTA keeps the mail and retries).
+fn ingest(settings: &Settings, file: &str) -> anyhow::Result<ExitCode> {
+    let raw = if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        buf
+    } else {
+        match std::fs::read(file) {
+            Ok(raw) => raw,
+            Err(err) => {
+                eprintln!("postdesk: cannot read {file}: {err}");
+                return Ok(ExitCode::from(EX_DATAERR));
+            }
+        }
+    };
+    if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        eprintln!("postdesk: the input is empty");
+        return Ok(ExitCode::from(EX_DATAERR));
+    }
+    let result = app::open_store(settings).and_then(|(store, pipeline)| {
+        store.ingest_mail(&pipeline, &raw, &MailSource::Pipe, Utc::now())
+    });
+    match result {
+        Ok(report) => {
+            app::log_report(&report);
+            println!("{}", describe(&report));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("postdesk: temporary failure, try again later: {err:#}");
+            Ok(ExitCode::from(EX_TEMPFAIL))
+        }
+    }
+}
+
+fn describe(report: &IngestReport) -> String {
+    match report {
+        IngestReport::NewTicket { number, .. } => format!("new ticket #{number}"),
+        IngestReport::FollowUp { number, .. } => format!("added to ticket #{number}"),
+        IngestReport::Duplicate => "already stored".to_string(),
+        IngestReport::Quarantined { reason } => format!("quarantined: {reason}"),
+    }
+}
+
+fn tickets(settings: &Settings, command: TicketsCommand) -> anyhow::Result<ExitCode> {
+    let (store, _) = app::open_store(settings)?;
+    match command {
+        TicketsCommand::List { status, json } => {
+            let status = match status.map(|s| Status::parse(&s)).transpose() {
+                Ok(status) => status,
+                Err(err) => {
+                    eprintln!("postdesk: {err}");
+                    return Ok(ExitCode::from(EX_USAGE_CONFIG));
+                }
+            };
+            let list = store.list_tickets(status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for t in list {
+                    println!(
+                        "#{}\t{}\t{}\t{}\t{}",
+                        t.number,
+                        t.status,
+                        t.last_activity_at.format("%Y-%m-%d %H:%M"),
+                        t.requester,
+                        t.subject
+                    );
+                }
+            }
+        }
+        TicketsCommand::Show { number, json } => {
+            let number = match TicketNumber::parse(&number) {
+                Ok(n) => n,
+                Err(err) => {
+                    eprintln!("postdesk: {err}");
+                    return Ok(ExitCode::from(EX_USAGE_CONFIG));
+                }
+            };
+            let Some(ticket) = store.ticket_detail(number)? else {
+                eprintln!("postdesk: there is no ticket #{number}");
+                return Ok(ExitCode::FAILURE);
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ticket)?);
+            } else {
+                let s = &ticket.summary;
+                println!(
+                    "#{} {} [{}] from {}",
+                    s.number, s.subject, s.status, s.requester
+                );
+                for m in &ticket.messages {
+                    println!(
+                        "\n--- {} {} {} ({})",
+                        m.date.format("%Y-%m-%d %H:%M"),
+                        m.direction,
+                        m.from,
+                        m.kind
+                    );
+                    println!("{}", m.text);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(settings: &Settings, message_id: &str) -> anyhow::Result<ExitCode> {
+    let (store, _) = app::open_store(settings)?;
+    if let Some(e) = store.explain(message_id)? {
+        println!(
+            "<{}> went to ticket #{} as {} ({}): {}.",
+            e.message_id, e.ticket, e.kind, e.direction, e.reason
+        );
+        if !e.classification.is_empty() {
+            println!("Classified as: {}.", e.classification);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(reason) = store.quarantine_reason(message_id)? {
+        println!("<{message_id}> is in the quarantine: {reason}.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("postdesk: no message <{message_id}> is stored");
+    Ok(ExitCode::FAILURE)
+}

@@ -1,0 +1,257 @@
+//! Compose: builds the mails postdesk sends (confirmations, polite
+//! refusals) as finished RFC 5322 bytes, with the headers every mail of
+//! ours carries: a signed Message-ID of our domain, In-Reply-To/References
+//! to the ticket's thread, `Auto-Submitted`, `X-Auto-Response-Suppress:
+//! All` and our loop marker. Pure: the clock comes in as `now`, nothing is
+//! sent from here (that is `outbound::sender`).
+
+use chrono::{DateTime, Utc};
+use lettre::Message;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox as LettreMailbox, SinglePart};
+
+use crate::domain::{MessageKind, TicketNumber};
+use crate::ingest::classify::LOOP_HEADER;
+use crate::ingest::parse::Mailbox;
+
+/// Who we are when we write.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub address: String,
+    pub name: String,
+    pub tag: String,
+    pub loop_value: String,
+}
+
+/// A finished mail, ready for the outbox.
+#[derive(Debug, Clone)]
+pub struct OutgoingMail {
+    pub kind: MessageKind,
+    /// Without angle brackets.
+    pub message_id: String,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    /// The plain text body, also stored as the message's text.
+    pub text: String,
+    pub raw: Vec<u8>,
+}
+
+/// The thread a mail of ours answers.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadHeaders {
+    /// The Message-ID we answer (no brackets).
+    pub in_reply_to: Option<String>,
+    /// The whole chain, oldest first (no brackets).
+    pub references: Vec<String>,
+}
+
+/// What the confirmation of a new ticket says.
+#[derive(Debug, Clone)]
+pub struct Confirmation<'a> {
+    pub ticket: TicketNumber,
+    pub subject: &'a str,
+    pub to: &'a Mailbox,
+    pub received_text: &'a str,
+    pub status_link: &'a str,
+    pub message_id: &'a str,
+    pub thread: ThreadHeaders,
+}
+
+/// The confirmation: `Auto-Submitted: auto-replied`, the tag in the
+/// subject, the status link, a short quote of what we received.
+pub fn confirmation(
+    me: &Identity,
+    c: &Confirmation,
+    now: DateTime<Utc>,
+) -> anyhow::Result<OutgoingMail> {
+    let greeting = match &c.to.name {
+        Some(name) => format!("Hello {name},"),
+        None => "Hello,".to_string(),
+    };
+    let tag = format!("[{} #{}]", me.tag, c.ticket);
+    let text = format!(
+        "{greeting}\n\n\
+         we have received your request and opened ticket #{number}.\n\n\
+         Follow its status here:\n{link}\n\n\
+         To add something, just reply to this mail and keep {tag} in the subject.\n\n\
+         {name}\n\n\
+         --- What we received ---\n{quote}\n",
+        number = c.ticket,
+        link = c.status_link,
+        name = me.name,
+        quote = quote(c.received_text, 20),
+    );
+    let subject = crate::ingest::subject::tagged_subject(c.subject, &me.tag, c.ticket.0 as u64);
+    build(
+        me,
+        MessageKind::Confirmation,
+        "auto-replied",
+        c.to,
+        &subject,
+        &text,
+        c.message_id,
+        &c.thread,
+        now,
+    )
+}
+
+/// A polite note to the sender of a mail we could not take (too large,
+/// unreadable): `Auto-Submitted: auto-replied`, no ticket.
+pub fn refusal(
+    me: &Identity,
+    to: &Mailbox,
+    original_subject: &str,
+    reason: &str,
+    message_id: &str,
+    thread: ThreadHeaders,
+    now: DateTime<Utc>,
+) -> anyhow::Result<OutgoingMail> {
+    let text = format!(
+        "Hello,\n\nwe could not take your mail \"{original_subject}\": {reason}.\n\
+         Nothing was lost: it is kept for our team. If you can, please send it again \
+         in a smaller or simpler form.\n\n{}\n",
+        me.name
+    );
+    let subject = format!("Re: {original_subject}");
+    build(
+        me,
+        MessageKind::Status,
+        "auto-replied",
+        to,
+        &subject,
+        &text,
+        message_id,
+        &thread,
+        now,
+    )
+}
+
+/// Builds the bytes with every header our mails carry.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    me: &Identity,
+    kind: MessageKind,
+    auto_submitted: &str,
+    to: &Mailbox,
+    subject: &str,
+    text: &str,
+    message_id: &str,
+    thread: &ThreadHeaders,
+    now: DateTime<Utc>,
+) -> anyhow::Result<OutgoingMail> {
+    let from = LettreMailbox::new(Some(me.name.clone()), me.address.parse()?);
+    let to_box = LettreMailbox::new(to.name.clone(), to.address.parse()?);
+    let mut builder = Message::builder()
+        .from(from)
+        .to(to_box)
+        .subject(subject)
+        .date(now.into())
+        .message_id(Some(format!("<{message_id}>")))
+        .raw_header(raw_header("Auto-Submitted", auto_submitted))
+        .raw_header(raw_header("X-Auto-Response-Suppress", "All"))
+        .raw_header(raw_header(LOOP_HEADER, &me.loop_value));
+    if let Some(parent) = &thread.in_reply_to {
+        builder = builder.in_reply_to(format!("<{parent}>"));
+    }
+    if !thread.references.is_empty() {
+        let refs: Vec<String> = thread.references.iter().map(|r| format!("<{r}>")).collect();
+        builder = builder.references(refs.join(" "));
+    }
+    let message = builder.singlepart(
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(text.to_string()),
+    )?;
+    Ok(OutgoingMail {
+        kind,
+        message_id: message_id.to_string(),
+        envelope_from: me.address.clone(),
+        recipients: vec![to.address.clone()],
+        subject: subject.to_string(),
+        text: text.to_string(),
+        raw: message.formatted(),
+    })
+}
+
+fn raw_header(name: &'static str, value: &str) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_string())
+}
+
+/// The first `max_lines` lines of `text`, each prefixed with `> `.
+fn quote(text: &str, max_lines: usize) -> String {
+    let lines: Vec<&str> = text.trim().lines().collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .take(max_lines)
+        .map(|l| format!("> {l}").trim_end().to_string())
+        .collect();
+    if lines.len() > max_lines {
+        out.push("> [...]".to_string());
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::parse::parse;
+
+    fn me() -> Identity {
+        Identity {
+            address: "tickets@support.test".into(),
+            name: "Example Support".into(),
+            tag: "Ticket".into(),
+            loop_value: "loop-1".into(),
+        }
+    }
+
+    #[test]
+    fn a_confirmation_carries_every_header_of_ours() {
+        let to = Mailbox::new("ann@customer.test", Some("Ann"));
+        let c = Confirmation {
+            ticket: TicketNumber(42),
+            subject: "Re: Printer on fire",
+            to: &to,
+            received_text: "It burns.\nPlease help.",
+            status_link: "https://support.test/t/abc",
+            message_id: "pd.42.c.x@support.test",
+            thread: ThreadHeaders {
+                in_reply_to: Some("m1@customer.test".into()),
+                references: vec!["m0@customer.test".into(), "m1@customer.test".into()],
+            },
+        };
+        let mail = confirmation(&me(), &c, Utc::now()).unwrap();
+        let parsed = parse(&mail.raw).unwrap();
+        assert_eq!(parsed.subject, "[Ticket #42] Printer on fire");
+        assert_eq!(parsed.message_id.as_deref(), Some("pd.42.c.x@support.test"));
+        assert_eq!(parsed.in_reply_to, vec!["m1@customer.test"]);
+        assert_eq!(
+            parsed.references,
+            vec!["m0@customer.test", "m1@customer.test"]
+        );
+        assert_eq!(parsed.header("auto-submitted"), Some("auto-replied"));
+        assert_eq!(parsed.header("x-auto-response-suppress"), Some("All"));
+        assert_eq!(parsed.header("x-postdesk-loop"), Some("loop-1"));
+        assert_eq!(parsed.from.unwrap().address, "tickets@support.test");
+        assert!(parsed.text.contains("https://support.test/t/abc"));
+        assert!(parsed.text.contains("> It burns."));
+        assert_eq!(mail.recipients, vec!["ann@customer.test"]);
+    }
+
+    #[test]
+    fn the_tag_is_never_doubled() {
+        let to = Mailbox::new("ann@customer.test", None);
+        let c = Confirmation {
+            ticket: TicketNumber(7),
+            subject: "[Ticket #7] again",
+            to: &to,
+            received_text: "",
+            status_link: "l",
+            message_id: "a@b.test",
+            thread: ThreadHeaders::default(),
+        };
+        let mail = confirmation(&me(), &c, Utc::now()).unwrap();
+        assert_eq!(mail.subject, "[Ticket #7] again");
+    }
+}

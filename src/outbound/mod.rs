@@ -1,0 +1,5 @@
+//! Outbound: composing the mails postdesk sends ([`compose`], pure) and
+//! the outbox worker that delivers them over SMTP ([`sender`]).
+
+pub mod compose;
+pub mod sender;

@@ -1,0 +1,434 @@
+//! Settings: the typed configuration tree. Layered (embedded
+//! `config/default.toml` → `--config` file → `POSTDESK__SECTION__KEY`
+//! environment variables), validated once at start-up, secrets redacted
+//! whenever they are printed. Owns no I/O beyond reading the config file.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The defaults, embedded so that the binary runs with no file at all.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// A password or key: never shown in logs or in `check-config`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Tls,
+    Starttls,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub support: SupportSettings,
+    pub imap: ImapSettings,
+    pub smtp: SmtpSettings,
+    pub database: DatabaseSettings,
+    pub web: WebSettings,
+    pub limits: LimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportSettings {
+    pub address: String,
+    pub name: String,
+    pub tag: String,
+    pub agents: Vec<String>,
+    pub public_url: String,
+    pub secret: Secret,
+    pub plus_addressing: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    pub password: Secret,
+    pub mailbox: String,
+    pub after_ingest: AfterIngest,
+    pub poll_seconds: u64,
+    pub idle: bool,
+    pub idle_refresh_seconds: u64,
+    pub ca_file: String,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    pub password: Secret,
+    pub ca_file: String,
+    pub timeout_seconds: u64,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_message_bytes: u64,
+    pub auto_replies_per_hour: u32,
+}
+
+/// What happens to a mail on the IMAP server once it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterIngest {
+    Seen,
+    Move(String),
+    Delete,
+}
+
+impl AfterIngest {
+    fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "seen" => Some(AfterIngest::Seen),
+            "delete" => Some(AfterIngest::Delete),
+            other => other
+                .strip_prefix("move:")
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(|f| AfterIngest::Move(f.to_string())),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AfterIngest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        AfterIngest::parse(&value).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{value}` is not one of \"seen\", \"move:FOLDER\", \"delete\""
+            ))
+        })
+    }
+}
+
+impl Serialize for AfterIngest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AfterIngest::Seen => s.serialize_str("seen"),
+            AfterIngest::Delete => s.serialize_str("delete"),
+            AfterIngest::Move(folder) => s.serialize_str(&format!("move:{folder}")),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read the configuration: {0}")]
+    Load(String),
+    #[error("invalid configuration key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(file, env)
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Vec<(String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(SettingsError::Load(format!(
+                    "the file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+        }
+        let environment = Environment::with_prefix("POSTDESK")
+            .separator("__")
+            .prefix_separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("support.agents")
+            .source(Some(env.into_iter().collect()));
+        let config = builder
+            .add_source(environment)
+            .build()
+            .map_err(|e| load_error(e.to_string()))?;
+        let settings: Settings = config
+            .try_deserialize()
+            .map_err(|e| load_error(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot; each error names its key.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key: &str, reason: &str| {
+            Err(SettingsError::Invalid {
+                key: key.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if !is_address(&self.support.address) {
+            return invalid(
+                "support.address",
+                "must be an e-mail address like tickets@example.com",
+            );
+        }
+        if let Some(bad) = self.support.agents.iter().find(|a| !is_address(a)) {
+            return invalid(
+                "support.agents",
+                &format!("`{bad}` is not an e-mail address"),
+            );
+        }
+        let tag_ok = !self.support.tag.is_empty()
+            && self
+                .support
+                .tag
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+        if !tag_ok {
+            return invalid("support.tag", "must be one word of letters, digits, - or _");
+        }
+        let url = &self.support.public_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return invalid("support.public_url", "must start with http:// or https://");
+        }
+        if self.imap.host.trim().is_empty() {
+            return invalid("imap.host", "must not be empty");
+        }
+        if self.imap.port == 0 {
+            return invalid("imap.port", "must be between 1 and 65535");
+        }
+        if self.imap.poll_seconds == 0 {
+            return invalid("imap.poll_seconds", "must be at least 1");
+        }
+        if self.imap.timeout_seconds == 0 {
+            return invalid("imap.timeout_seconds", "must be at least 1");
+        }
+        if self.smtp.host.trim().is_empty() {
+            return invalid("smtp.host", "must not be empty");
+        }
+        if self.smtp.port == 0 {
+            return invalid("smtp.port", "must be between 1 and 65535");
+        }
+        if self.smtp.max_attempts == 0 {
+            return invalid("smtp.max_attempts", "must be at least 1");
+        }
+        for (key, file) in [
+            ("imap.ca_file", &self.imap.ca_file),
+            ("smtp.ca_file", &self.smtp.ca_file),
+        ] {
+            if !file.is_empty() && !Path::new(file).is_file() {
+                return invalid(key, &format!("the file `{file}` does not exist"));
+            }
+        }
+        if self.web.listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "web.listen",
+                "must be an address and port like 127.0.0.1:8025",
+            );
+        }
+        if self.database.path.as_os_str().is_empty() {
+            return invalid("database.path", "must not be empty");
+        }
+        if self.limits.max_message_bytes < 1024 {
+            return invalid("limits.max_message_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+
+    /// The settings as TOML, secrets shown as `***`.
+    pub fn redacted_toml(&self) -> String {
+        // Serialising a plain struct of strings and numbers cannot fail.
+        let value = serde_json::to_value(self).unwrap_or_default();
+        to_toml(&value)
+    }
+
+    /// The support address's domain: where our Message-IDs live.
+    pub fn support_domain(&self) -> &str {
+        self.support
+            .address
+            .rsplit('@')
+            .next()
+            .unwrap_or("localhost")
+    }
+
+    pub fn is_agent(&self, address: &str) -> bool {
+        self.support
+            .agents
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(address))
+    }
+}
+
+/// config-rs reports "... for key `imap.port`"; we lift the key out so the
+/// operator reads it first.
+fn load_error(message: String) -> SettingsError {
+    let key = message
+        .split("key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string);
+    match key {
+        Some(key) => SettingsError::Invalid {
+            key,
+            reason: message,
+        },
+        None => match message.split("unknown field `").nth(1) {
+            Some(rest) => SettingsError::Invalid {
+                key: rest.split('`').next().unwrap_or_default().to_string(),
+                reason: message.clone(),
+            },
+            None => SettingsError::Load(message),
+        },
+    }
+}
+
+fn is_address(value: &str) -> bool {
+    match value.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !value.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// A tiny JSON → TOML printer for `check-config` (two levels: sections of
+/// scalars and lists), so that no TOML serializer is needed.
+fn to_toml(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    if let Some(sections) = value.as_object() {
+        for (section, fields) in sections {
+            out.push_str(&format!("[{section}]\n"));
+            if let Some(fields) = fields.as_object() {
+                for (key, v) in fields {
+                    out.push_str(&format!("{key} = {v}\n"));
+                }
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::load_with_env(None, vec![]).unwrap();
+        assert_eq!(s.support.tag, "Ticket");
+        assert_eq!(s.imap.mailbox, "INBOX");
+        assert_eq!(s.imap.after_ingest, AfterIngest::Seen);
+        assert_eq!(s.web.listen, "127.0.0.1:8025");
+    }
+
+    #[test]
+    fn environment_overrides_keys() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("POSTDESK__IMAP__PORT", "1993"),
+                ("POSTDESK__IMAP__AFTER_INGEST", "move:Done"),
+                ("POSTDESK__SUPPORT__AGENTS", "a@example.test,b@example.test"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.imap.port, 1993);
+        assert_eq!(s.imap.after_ingest, AfterIngest::Move("Done".into()));
+        assert_eq!(s.support.agents.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = Settings::load_with_env(None, env(&[("POSTDESK__IMAP__TLS", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("imap.tls"), "{err}");
+        let err = Settings::load_with_env(None, env(&[("POSTDESK__WEB__LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("web.listen"), "{err}");
+        let err = Settings::load_with_env(None, env(&[("POSTDESK__SUPPORT__ADDRESS", "nope")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("support.address"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s =
+            Settings::load_with_env(None, env(&[("POSTDESK__IMAP__PASSWORD", "hunter2")])).unwrap();
+        assert_eq!(s.imap.password.expose(), "hunter2");
+        let shown = s.redacted_toml();
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("password = \"***\""), "{shown}");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,426 @@
+//! Store side of ingest: runs the pure pipeline inside one write
+//! transaction (so its facts and its writes agree) and writes the outcome:
+//! the raw mail, the ticket change, the message, attachments, outbox rows,
+//! the quarantine and the IMAP checkpoint, all or nothing. A panic or an
+//! error in one mail is contained to that mail: it goes to the quarantine.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::Store;
+use crate::domain::{Direction, Status, TicketNumber};
+use crate::imap::FetchedMail;
+use crate::ingest::apply::{IngestLookup, Plan, TicketChange};
+use crate::ingest::thread::ThreadLookup;
+use crate::ingest::{Outcome, Pipeline};
+use crate::outbound::compose::OutgoingMail;
+
+/// Where a mail came from (kept with the raw bytes).
+#[derive(Debug, Clone)]
+pub enum MailSource {
+    Imap {
+        mailbox: String,
+        uidvalidity: u32,
+        uid: u32,
+    },
+    Pipe,
+}
+
+impl MailSource {
+    fn describe(&self) -> String {
+        match self {
+            MailSource::Imap {
+                mailbox,
+                uidvalidity,
+                uid,
+            } => {
+                format!("imap:{mailbox}:{uidvalidity}:{uid}")
+            }
+            MailSource::Pipe => "pipe".to_string(),
+        }
+    }
+}
+
+/// What became of one mail, for logs and the CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestReport {
+    Duplicate,
+    NewTicket { number: TicketNumber, queued: usize },
+    FollowUp { number: TicketNumber, queued: usize },
+    Quarantined { reason: String },
+}
+
+impl Store {
+    /// Ingests one mail (from the MTA pipe or a test) in one transaction.
+    pub fn ingest_mail(
+        &self,
+        pipeline: &Pipeline,
+        raw: &[u8],
+        source: &MailSource,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<IngestReport> {
+        let mut conn = self.write();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let report = ingest_one(&tx, pipeline, raw, source, now)?;
+        tx.commit()?;
+        Ok(report)
+    }
+
+    /// Ingests a batch fetched from IMAP and moves the checkpoint past it,
+    /// all in one transaction.
+    pub fn ingest_batch(
+        &self,
+        pipeline: &Pipeline,
+        mailbox: &str,
+        uidvalidity: u32,
+        mails: &[FetchedMail],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<IngestReport>> {
+        let mut conn = self.write();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut reports = Vec::with_capacity(mails.len());
+        for mail in mails {
+            let source = MailSource::Imap {
+                mailbox: mailbox.to_string(),
+                uidvalidity,
+                uid: mail.uid,
+            };
+            reports.push(ingest_one(&tx, pipeline, &mail.raw, &source, now)?);
+        }
+        if let Some(last) = mails.iter().map(|m| m.uid).max() {
+            tx.execute(
+                "INSERT INTO imap_checkpoints (mailbox, uidvalidity, last_uid, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = ?2,
+                   last_uid = max(CASE WHEN uidvalidity = ?2 THEN last_uid ELSE 0 END, ?3),
+                   updated_at = ?4",
+                params![mailbox, uidvalidity, last, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(reports)
+    }
+}
+
+/// One mail inside the caller's transaction, under a savepoint: whatever
+/// goes wrong in processing or writing it ends in the quarantine.
+fn ingest_one(
+    tx: &Connection,
+    pipeline: &Pipeline,
+    raw: &[u8],
+    source: &MailSource,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
+    tx.execute_batch("SAVEPOINT one_mail")?;
+    let attempt = catch_unwind(AssertUnwindSafe(|| {
+        let outcome = pipeline.process(raw, &TxLookup(tx), now)?;
+        write_outcome(tx, raw, source, outcome, now)
+    }));
+    let failure = match attempt {
+        Ok(Ok(report)) => {
+            tx.execute_batch("RELEASE one_mail")?;
+            return Ok(report);
+        }
+        Ok(Err(err)) => format!("processing failed: {err:#}"),
+        Err(panic) => format!("processing panicked: {}", panic_message(&panic)),
+    };
+    tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail")?;
+    tracing::error!(
+        "A mail from {} was quarantined: {failure}",
+        source.describe()
+    );
+    let key = format!("sha256:{}", hex::encode(Sha256::digest(raw)));
+    if TxLookup(tx).is_seen(&key)? {
+        return Ok(IngestReport::Duplicate);
+    }
+    let raw_id = insert_raw(tx, &key, raw, source, now)?;
+    quarantine(tx, raw_id, &failure, now)?;
+    Ok(IngestReport::Quarantined { reason: failure })
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+fn write_outcome(
+    tx: &Connection,
+    raw: &[u8],
+    source: &MailSource,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
+    match outcome {
+        Outcome::Duplicate => Ok(IngestReport::Duplicate),
+        Outcome::Quarantine {
+            reason,
+            dedup_key,
+            notice,
+        } => {
+            let raw_id = insert_raw(tx, &dedup_key, raw, source, now)?;
+            quarantine(tx, raw_id, &reason, now)?;
+            if let Some(notice) = notice {
+                enqueue(tx, None, &notice, true, now)?;
+            }
+            tracing::warn!("A mail was quarantined: {reason}");
+            Ok(IngestReport::Quarantined { reason })
+        }
+        Outcome::Stored(plan) => write_plan(tx, raw, source, &plan, now),
+    }
+}
+
+fn write_plan(
+    tx: &Connection,
+    raw: &[u8],
+    source: &MailSource,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
+    let raw_id = insert_raw(tx, &plan.dedup_key, raw, source, now)?;
+    let number = plan.ticket.number();
+    match &plan.ticket {
+        TicketChange::Create(t) => {
+            tx.execute(
+                "INSERT INTO tickets (number, subject, status, requester, requester_name,
+                   created_at, last_activity_at) VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?5)",
+                params![
+                    t.number.0,
+                    t.subject,
+                    t.requester.address,
+                    t.requester.name,
+                    now
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO access_tokens (token_hash, scope, ticket_number, created_at)
+                 VALUES (?1, 'ticket', ?2, ?3)",
+                params![crate::tokens::hash_token(&t.access_token), t.number.0, now],
+            )?;
+        }
+        TicketChange::Update { number, status } => {
+            tx.execute(
+                "UPDATE tickets SET last_activity_at = ?2, status = coalesce(?3, status)
+                 WHERE number = ?1",
+                params![number.0, now, status.map(Status::as_str)],
+            )?;
+        }
+    }
+    for (person, role) in &plan.participants {
+        tx.execute(
+            "INSERT INTO participants (ticket_number, address, name, role)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            params![number.0, person.address, person.name, role.as_str()],
+        )?;
+    }
+    let m = &plan.message;
+    tx.execute(
+        "INSERT INTO messages (ticket_number, raw_mail_id, message_id, direction, kind,
+           from_address, from_name, subject, date, text, quoted, thread_reason,
+           classification, created_at)
+         VALUES (?1, ?2, ?3, 'in', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            number.0,
+            raw_id,
+            m.message_id,
+            m.kind.as_str(),
+            m.from.address,
+            m.from.name,
+            m.subject,
+            m.date,
+            m.text,
+            m.quoted,
+            m.thread_reason,
+            m.classification,
+            now
+        ],
+    )?;
+    let message_row = tx.last_insert_rowid();
+    for a in &plan.attachments {
+        tx.execute(
+            "INSERT INTO blobs (sha256, size, bytes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![a.sha256, a.bytes.len() as i64, a.bytes],
+        )?;
+        tx.execute(
+            "INSERT INTO attachments (message_id, filename, media_type, content_id, sha256, size)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                message_row,
+                a.filename,
+                a.media_type,
+                a.content_id,
+                a.sha256,
+                a.bytes.len() as i64
+            ],
+        )?;
+    }
+    for mail in &plan.outgoing {
+        enqueue(tx, Some(number), mail, true, now)?;
+    }
+    let queued = plan.outgoing.len();
+    Ok(match plan.ticket {
+        TicketChange::Create(_) => IngestReport::NewTicket { number, queued },
+        TicketChange::Update { .. } => IngestReport::FollowUp { number, queued },
+    })
+}
+
+fn insert_raw(
+    tx: &Connection,
+    dedup_key: &str,
+    raw: &[u8],
+    source: &MailSource,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    tx.execute(
+        "INSERT INTO raw_mails (dedup_key, sha256, size, bytes, source, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            dedup_key,
+            hex::encode(Sha256::digest(raw)),
+            raw.len() as i64,
+            raw,
+            source.describe(),
+            now
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn quarantine(
+    tx: &Connection,
+    raw_id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO quarantine (raw_mail_id, reason, created_at) VALUES (?1, ?2, ?3)",
+        params![raw_id, reason, now],
+    )?;
+    Ok(())
+}
+
+/// Queues an outgoing mail and records it as an outbound message of its
+/// ticket.
+pub(super) fn enqueue(
+    tx: &Connection,
+    ticket: Option<TicketNumber>,
+    mail: &OutgoingMail,
+    automatic: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tx.execute(
+        "INSERT INTO outbox (message_id, ticket_number, kind, envelope_from, recipients, raw,
+           automatic, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+        params![
+            mail.message_id,
+            ticket.map(|t| t.0),
+            mail.kind.as_str(),
+            mail.envelope_from,
+            mail.recipients.join(","),
+            mail.raw,
+            automatic,
+            now
+        ],
+    )?;
+    if let Some(ticket) = ticket {
+        tx.execute(
+            "INSERT INTO messages (ticket_number, message_id, direction, kind, from_address,
+               subject, date, text, thread_reason, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sent by postdesk', ?7)",
+            params![
+                ticket.0,
+                mail.message_id,
+                Direction::Out.as_str(),
+                mail.kind.as_str(),
+                mail.envelope_from,
+                mail.subject,
+                now,
+                mail.text
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// The pipeline's view of the store, inside the write transaction.
+struct TxLookup<'a>(&'a Connection);
+
+impl ThreadLookup for TxLookup<'_> {
+    fn is_seen(&self, dedup_key: &str) -> anyhow::Result<bool> {
+        let found: Option<i64> = self
+            .0
+            .query_row(
+                "SELECT 1 FROM raw_mails WHERE dedup_key = ?1",
+                [dedup_key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    fn ticket_of_message(&self, message_id: &str) -> anyhow::Result<Option<TicketNumber>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT ticket_number FROM messages WHERE message_id = ?1",
+                [message_id],
+                |r| r.get(0).map(TicketNumber),
+            )
+            .optional()?)
+    }
+
+    fn participants(&self, ticket: TicketNumber) -> anyhow::Result<Option<Vec<String>>> {
+        let exists: Option<i64> = self
+            .0
+            .query_row("SELECT 1 FROM tickets WHERE number = ?1", [ticket.0], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT address FROM participants WHERE ticket_number = ?1")?;
+        let rows = stmt.query_map([ticket.0], |r| r.get(0))?;
+        Ok(Some(rows.collect::<Result<Vec<String>, _>>()?))
+    }
+}
+
+impl IngestLookup for TxLookup<'_> {
+    fn next_ticket_number(&self) -> anyhow::Result<TicketNumber> {
+        let max: i64 =
+            self.0
+                .query_row("SELECT coalesce(max(number), 0) FROM tickets", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(TicketNumber(max + 1))
+    }
+
+    fn ticket_status(&self, ticket: TicketNumber) -> anyhow::Result<Option<Status>> {
+        let status: Option<String> = self
+            .0
+            .query_row(
+                "SELECT status FROM tickets WHERE number = ?1",
+                [ticket.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(status.and_then(|s| Status::parse(&s).ok()))
+    }
+
+    fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32> {
+        Ok(self.0.query_row(
+            "SELECT count(*) FROM outbox WHERE recipients = ?1 AND automatic = 1
+             AND created_at >= ?2",
+            params![address, since],
+            |r| r.get(0),
+        )?)
+    }
+}

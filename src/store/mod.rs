@@ -1,0 +1,152 @@
+//! Store: the only place that speaks SQL. SQLite in WAL mode with a busy
+//! timeout; one writer connection behind a mutex (each API call is one
+//! transaction) and a small pool of reader connections. The API is named
+//! by intent (`ingest_batch`, `claim_outbox`, `record_delivery`,
+//! `ticket_page`) so that another backend could sit behind it. Calls are
+//! blocking: async callers use `spawn_blocking`.
+
+mod ingest;
+mod outbox;
+mod tickets;
+
+pub use ingest::{IngestReport, MailSource};
+pub use outbox::{DeliveryResult, OutboxItem};
+pub use tickets::{
+    AttachmentView, Explanation, MessageView, QuarantineItem, TicketDetail, TicketSummary,
+};
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// A handle on the database; cheap to share behind an `Arc`.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Store {
+    /// Opens (or creates) the database and runs pending migrations.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        let mut writer = Connection::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        configure(&writer)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .context("cannot switch the database to WAL mode")?;
+        embedded::migrations::runner()
+            .set_grouped(true)
+            .run(&mut writer)
+            .context("cannot migrate the database")?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs pending migrations only; returns how many were applied.
+    pub fn migrate(path: &Path) -> anyhow::Result<usize> {
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        configure(&conn)?;
+        let report = embedded::migrations::runner()
+            .set_grouped(true)
+            .run(&mut conn)
+            .context("cannot migrate the database")?;
+        Ok(report.applied_migrations().len())
+    }
+
+    fn write(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the
+        // transaction rolls back on drop), so a poisoned lock is usable.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on a reader connection from the pool.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .context("cannot open a reader connection")?;
+                configure(&conn)?;
+                conn
+            }
+        };
+        let result = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Whether the database answers (for `/healthz`).
+    pub fn ping(&self) -> anyhow::Result<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+
+    /// The HMAC secret kept in the database, made on first use.
+    pub fn installation_secret(&self) -> anyhow::Result<String> {
+        let conn = self.write();
+        let existing: Option<String> = conn
+            .query_row(
+                "SELECT value FROM installation WHERE key = 'secret'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(secret) = existing {
+            return Ok(secret);
+        }
+        let secret = format!(
+            "{}{}",
+            crate::tokens::random_token()?,
+            crate::tokens::random_token()?
+        );
+        conn.execute(
+            "INSERT INTO installation (key, value) VALUES ('secret', ?1)",
+            [&secret],
+        )?;
+        Ok(secret)
+    }
+
+    /// The committed IMAP checkpoint of a mailbox.
+    pub fn checkpoint(&self, mailbox: &str) -> anyhow::Result<Option<crate::imap::Checkpoint>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT uidvalidity, last_uid FROM imap_checkpoints WHERE mailbox = ?1",
+                [mailbox],
+                |r| {
+                    Ok(crate::imap::Checkpoint {
+                        uidvalidity: r.get(0)?,
+                        last_uid: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+}
+
+fn configure(conn: &Connection) -> anyhow::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // FULL: a mail is flagged on the server right after commit, so the
+    // commit must survive a power cut, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! Ticket read models: lists, one ticket in full, the customer's page by
+//! token, `explain`, the quarantine. Reads only, on reader connections.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::Store;
+use crate::domain::{Status, TicketNumber};
+
+/// One row of `tickets list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketSummary {
+    pub number: TicketNumber,
+    pub subject: String,
+    pub status: Status,
+    pub requester: String,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    pub message_count: i64,
+}
+
+/// One message as shown by `tickets show` and the page.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub message_id: String,
+    pub from: String,
+    pub from_name: Option<String>,
+    pub direction: String,
+    pub kind: String,
+    pub date: DateTime<Utc>,
+    pub text: String,
+    pub quoted: String,
+    pub thread_reason: String,
+    pub attachments: Vec<AttachmentView>,
+    /// For outbound mail: pending, sending, sent or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentView {
+    pub id: i64,
+    pub filename: String,
+    pub media_type: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+/// A ticket with its messages.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketDetail {
+    #[serde(flatten)]
+    pub summary: TicketSummary,
+    pub participants: Vec<String>,
+    pub messages: Vec<MessageView>,
+}
+
+/// Why a message went where it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub message_id: String,
+    pub ticket: TicketNumber,
+    pub kind: String,
+    pub direction: String,
+    pub reason: String,
+    pub classification: String,
+}
+
+/// One quarantined mail.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineItem {
+    pub id: i64,
+    pub dedup_key: String,
+    pub size: i64,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+const SUMMARY_COLUMNS: &str = "t.number, t.subject, t.status, t.requester, t.created_at,
+    t.last_activity_at, (SELECT count(*) FROM messages m WHERE m.ticket_number = t.number)";
+
+fn summary_row(r: &rusqlite::Row) -> rusqlite::Result<TicketSummary> {
+    let status: String = r.get(2)?;
+    Ok(TicketSummary {
+        number: TicketNumber(r.get(0)?),
+        subject: r.get(1)?,
+        status: Status::parse(&status).unwrap_or(Status::Open),
+        requester: r.get(3)?,
+        created_at: r.get(4)?,
+        last_activity_at: r.get(5)?,
+        message_count: r.get(6)?,
+    })
+}
+
+impl Store {
+    /// Every ticket, newest activity first, optionally of one status.
+    pub fn list_tickets(&self, status: Option<Status>) -> anyhow::Result<Vec<TicketSummary>> {
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {SUMMARY_COLUMNS} FROM tickets t
+                 WHERE ?1 IS NULL OR t.status = ?1
+                 ORDER BY t.last_activity_at DESC, t.number DESC"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([status.map(Status::as_str)], summary_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// One ticket in full (agents' view: every message).
+    pub fn ticket_detail(&self, number: TicketNumber) -> anyhow::Result<Option<TicketDetail>> {
+        self.read(|c| detail(c, number, false))
+    }
+
+    /// The customer's view of the ticket a link token opens: public
+    /// messages only. `None` for an unknown or revoked token.
+    pub fn ticket_page(&self, token: &str) -> anyhow::Result<Option<TicketDetail>> {
+        let hash = crate::tokens::hash_token(token);
+        self.read(|c| {
+            let number: Option<i64> = c
+                .query_row(
+                    "SELECT ticket_number FROM access_tokens
+                     WHERE token_hash = ?1 AND scope = 'ticket' AND revoked_at IS NULL",
+                    [hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match number {
+                Some(n) => detail(c, TicketNumber(n), true),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Why the message with this Message-ID went where it went.
+    pub fn explain(&self, message_id: &str) -> anyhow::Result<Option<Explanation>> {
+        let id = message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT message_id, ticket_number, kind, direction, thread_reason, classification
+                 FROM messages WHERE message_id = ?1",
+                [id],
+                |r| {
+                    Ok(Explanation {
+                        message_id: r.get(0)?,
+                        ticket: TicketNumber(r.get(1)?),
+                        kind: r.get(2)?,
+                        direction: r.get(3)?,
+                        reason: r.get(4)?,
+                        classification: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    /// The quarantine's reason for a mail, by its dedup key.
+    pub fn quarantine_reason(&self, dedup_key: &str) -> anyhow::Result<Option<String>> {
+        let key = dedup_key
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT q.reason FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id
+                 WHERE r.dedup_key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    /// Every quarantined mail, newest first.
+    pub fn quarantine_list(&self) -> anyhow::Result<Vec<QuarantineItem>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT q.id, r.dedup_key, r.size, q.reason, q.created_at
+                 FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id ORDER BY q.id DESC",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(QuarantineItem {
+                    id: r.get(0)?,
+                    dedup_key: r.get(1)?,
+                    size: r.get(2)?,
+                    reason: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+}
+
+fn detail(
+    c: &Connection,
+    number: TicketNumber,
+    public_only: bool,
+) -> anyhow::Result<Option<TicketDetail>> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM tickets t WHERE t.number = ?1");
+    let Some(summary) = c.query_row(&sql, [number.0], summary_row).optional()? else {
+        return Ok(None);
+    };
+    let mut stmt = c.prepare_cached(
+        "SELECT address FROM participants WHERE ticket_number = ?1 ORDER BY role DESC, address",
+    )?;
+    let participants = stmt
+        .query_map([number.0], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    let mut messages = messages(c, number)?;
+    if public_only {
+        messages
+            .retain(|m| crate::domain::MessageKind::parse(&m.kind).is_some_and(|k| k.is_public()));
+    }
+    Ok(Some(TicketDetail {
+        summary,
+        participants,
+        messages,
+    }))
+}
+
+fn messages(c: &Connection, number: TicketNumber) -> anyhow::Result<Vec<MessageView>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT m.id, m.message_id, m.from_address, m.from_name, m.direction, m.kind, m.date,
+                m.text, m.quoted, m.thread_reason, o.status
+         FROM messages m LEFT JOIN outbox o ON o.message_id = m.message_id
+         WHERE m.ticket_number = ?1 ORDER BY m.id",
+    )?;
+    let rows = stmt.query_map([number.0], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            MessageView {
+                message_id: r.get(1)?,
+                from: r.get(2)?,
+                from_name: r.get(3)?,
+                direction: r.get(4)?,
+                kind: r.get(5)?,
+                date: r.get(6)?,
+                text: r.get(7)?,
+                quoted: r.get(8)?,
+                thread_reason: r.get(9)?,
+                attachments: Vec::new(),
+                delivery: r.get(10)?,
+            },
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (row_id, mut view) = row?;
+        view.attachments = attachments(c, row_id)?;
+        out.push(view);
+    }
+    Ok(out)
+}
+
+fn attachments(c: &Connection, message_row: i64) -> anyhow::Result<Vec<AttachmentView>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT id, filename, media_type, size, sha256 FROM attachments WHERE message_id = ?1
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![message_row], |r| {
+        Ok(AttachmentView {
+            id: r.get(0)?,
+            filename: r.get(1)?,
+            media_type: r.get(2)?,
+            size: r.get(3)?,
+            sha256: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}

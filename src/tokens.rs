@@ -1,0 +1,232 @@
+//! Tokens: 128-bit random tokens for private links, and HMAC-signed
+//! tokens that we put in our Message-IDs and plus-addresses so that a reply
+//! can be tied to its ticket (and, for agents, to the agent) without
+//! trusting anything the sender wrote. Comparisons are constant-time. Pure
+//! apart from reading the OS random source.
+
+use std::sync::LazyLock;
+
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use sha2::{Digest, Sha256};
+
+use crate::domain::TicketNumber;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// 16 random bytes from the OS, hex-encoded (32 characters).
+pub fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
+/// How a link token is stored: only its hash, so a leaked database does
+/// not leak working links.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Why we sent a mail; part of the signed token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Confirmation,
+    Status,
+    Reply,
+    Notification,
+    ReplyAddress,
+}
+
+impl Purpose {
+    fn code(self) -> &'static str {
+        match self {
+            Purpose::Confirmation => "c",
+            Purpose::Status => "s",
+            Purpose::Reply => "r",
+            Purpose::Notification => "n",
+            Purpose::ReplyAddress => "p",
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Purpose> {
+        [
+            Purpose::Confirmation,
+            Purpose::Status,
+            Purpose::Reply,
+            Purpose::Notification,
+            Purpose::ReplyAddress,
+        ]
+        .into_iter()
+        .find(|p| p.code() == code)
+    }
+}
+
+/// A token of ours found in a mail, checked against its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRef {
+    pub ticket: TicketNumber,
+    pub purpose: Purpose,
+    /// The agent the token was signed for, when it was checked for one.
+    pub agent: Option<String>,
+}
+
+/// Signs and checks tokens with the installation's secret.
+#[derive(Clone)]
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+/// `12.c.0a1b2c3d4e5f6789.<32 hex mac>`: ticket, purpose, nonce, MAC.
+static TOKEN_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[.+<])(\d{1,18})\.([a-z])\.([0-9a-f]{16})\.([0-9a-f]{32})(?:$|[@>])")
+        .expect("the token pattern is a valid regex")
+});
+
+impl Signer {
+    pub fn new(secret: &str) -> Signer {
+        Signer {
+            key: secret.as_bytes().to_vec(),
+        }
+    }
+
+    /// A fresh signed token for `ticket`. `agent` binds it to one agent's
+    /// address, so that only that agent's reply authenticates with it.
+    pub fn token(
+        &self,
+        ticket: TicketNumber,
+        purpose: Purpose,
+        agent: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+        let nonce = hex::encode(nonce);
+        let mac = self.mac(ticket, purpose.code(), &nonce, agent);
+        Ok(format!(
+            "{}.{}.{nonce}.{}",
+            ticket.0,
+            purpose.code(),
+            hex::encode(mac)
+        ))
+    }
+
+    /// A Message-ID (without brackets) that carries a signed token.
+    pub fn message_id(
+        &self,
+        ticket: TicketNumber,
+        purpose: Purpose,
+        agent: Option<&str>,
+        domain: &str,
+    ) -> anyhow::Result<String> {
+        Ok(format!(
+            "pd.{}@{domain}",
+            self.token(ticket, purpose, agent)?
+        ))
+    }
+
+    /// Finds a valid token of ours in `text` (a Message-ID or an address).
+    /// With `agent`, only a token signed for that agent counts; without,
+    /// only a token signed for nobody in particular.
+    pub fn verify(&self, text: &str, agent: Option<&str>) -> Option<SignedRef> {
+        TOKEN_RE.captures_iter(text).find_map(|caps| {
+            let ticket = caps[1].parse::<i64>().ok()?;
+            let purpose = Purpose::from_code(&caps[2])?;
+            let given = hex::decode(&caps[4]).ok()?;
+            let mut mac = HmacSha256::new_from_slice(&self.key).ok()?;
+            mac.update(&payload(ticket, &caps[2], &caps[3], agent));
+            // verify_truncated_left compares in constant time.
+            mac.verify_truncated_left(&given).ok()?;
+            Some(SignedRef {
+                ticket: TicketNumber(ticket),
+                purpose,
+                agent: agent.map(str::to_ascii_lowercase),
+            })
+        })
+    }
+
+    fn mac(
+        &self,
+        ticket: TicketNumber,
+        purpose: &str,
+        nonce: &str,
+        agent: Option<&str>,
+    ) -> Vec<u8> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!());
+        mac.update(&payload(ticket.0, purpose, nonce, agent));
+        mac.finalize().into_bytes()[..16].to_vec()
+    }
+}
+
+fn payload(ticket: i64, purpose: &str, nonce: &str, agent: Option<&str>) -> Vec<u8> {
+    let agent = agent.map(str::to_ascii_lowercase).unwrap_or_default();
+    format!("postdesk\0{ticket}\0{purpose}\0{nonce}\0{agent}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn random_tokens_are_128_bit_and_differ() {
+        let a = random_token().unwrap();
+        let b = random_token().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert_eq!(hash_token(&a).len(), 64);
+    }
+
+    #[test]
+    fn a_signed_message_id_verifies_and_a_forged_one_does_not() {
+        let signer = Signer::new("secret");
+        let id = signer
+            .message_id(
+                TicketNumber(42),
+                Purpose::Confirmation,
+                None,
+                "example.test",
+            )
+            .unwrap();
+        let found = signer.verify(&id, None).unwrap();
+        assert_eq!(found.ticket, TicketNumber(42));
+        assert_eq!(found.purpose, Purpose::Confirmation);
+        let forged = id.replacen("pd.42.", "pd.43.", 1);
+        assert_eq!(signer.verify(&forged, None), None);
+        assert_eq!(Signer::new("other").verify(&id, None), None);
+    }
+
+    #[test]
+    fn an_agent_token_only_verifies_for_that_agent() {
+        let signer = Signer::new("secret");
+        let token = signer
+            .token(
+                TicketNumber(7),
+                Purpose::Notification,
+                Some("Alice@Example.test"),
+            )
+            .unwrap();
+        let address = format!("tickets+{token}@example.test");
+        assert!(
+            signer
+                .verify(&address, Some("alice@example.test"))
+                .is_some()
+        );
+        assert!(signer.verify(&address, Some("bob@example.test")).is_none());
+        assert!(signer.verify(&address, None).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn verify_never_panics(text in ".{0,200}") {
+            let _ = Signer::new("k").verify(&text, None);
+        }
+
+        #[test]
+        fn tokens_round_trip(ticket in 1i64..1_000_000_000) {
+            let signer = Signer::new("k");
+            let id = signer.message_id(TicketNumber(ticket), Purpose::Status, None, "d.test").unwrap();
+            prop_assert_eq!(signer.verify(&format!("<{id}>"), None).map(|r| r.ticket), Some(TicketNumber(ticket)));
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The command line as scripts use it: exit codes, check-config's errors
+//! and redaction, ingest from a pipe, the JSON of `tickets`.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::support::{binary, temp_dir};
+
+fn postdesk(dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .env("POSTDESK__DATABASE__PATH", dir.join("cli.db"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("postdesk starts");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("postdesk finishes")
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_2() {
+    let dir = temp_dir();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[imap]\nport = \"not a port\"\n").unwrap();
+    let out = postdesk(
+        dir.path(),
+        &["check-config", "--config", file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("imap.port"), "{err}");
+
+    std::fs::write(&file, "[imap]\ntls = \"sometimes\"\n").unwrap();
+    let out = postdesk(
+        dir.path(),
+        &["check-config", "--config", file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imap.tls"));
+
+    std::fs::write(&file, "[imap]\nhots = \"typo\"\n").unwrap();
+    let out = postdesk(
+        dir.path(),
+        &["check-config", "--config", file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hots"),
+        "an unknown key is named"
+    );
+}
+
+#[test]
+fn check_config_shows_secrets_as_stars() {
+    let dir = temp_dir();
+    let file = dir.path().join("good.toml");
+    std::fs::write(
+        &file,
+        "[imap]\npassword = \"hunter2\"\n[smtp]\npassword = \"swordfish\"\n",
+    )
+    .unwrap();
+    let out = postdesk(
+        dir.path(),
+        &["check-config", "--config", file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("hunter2") && !shown.contains("swordfish"));
+    assert!(shown.contains("password = \"***\""), "{shown}");
+}
+
+#[test]
+fn ingest_takes_a_pipe_and_tickets_prints_the_contract_json() {
+    let dir = temp_dir();
+    let mail = b"From: Ann <ann@customer.test>\r\nTo: tickets@example.com\r\nSubject: Broken\r\nMessage-ID: <cli-1@customer.test>\r\n\r\nIt broke.\r\n";
+    let out = postdesk(dir.path(), &["ingest", "-"], Some(mail));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = postdesk(dir.path(), &["ingest", "-"], Some(mail));
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already stored"));
+
+    let empty = postdesk(dir.path(), &["ingest", "-"], Some(b"\r\n"));
+    assert_eq!(empty.status.code(), Some(65));
+    let missing = postdesk(dir.path(), &["ingest", "/nonexistent/mail.eml"], None);
+    assert_eq!(missing.status.code(), Some(65));
+
+    let list = postdesk(dir.path(), &["tickets", "list", "--json"], None);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).expect("JSON");
+    let first = &list.as_array().expect("an array")[0];
+    for key in [
+        "number",
+        "subject",
+        "status",
+        "requester",
+        "created_at",
+        "last_activity_at",
+        "message_count",
+    ] {
+        assert!(first.get(key).is_some(), "tickets list has {key}");
+    }
+    assert_eq!(first["status"], "new");
+    assert_eq!(first["requester"], "ann@customer.test");
+
+    let show = postdesk(dir.path(), &["tickets", "show", "1", "--json"], None);
+    let show: serde_json::Value = serde_json::from_slice(&show.stdout).expect("JSON");
+    let messages = show["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 2, "the mail and its queued confirmation");
+    for key in ["message_id", "from", "direction", "kind", "date", "text"] {
+        assert!(messages[0].get(key).is_some(), "a message has {key}");
+    }
+    assert_eq!(messages[0]["kind"], "customer");
+    assert_eq!(messages[1]["kind"], "confirmation");
+    assert_eq!(messages[1]["direction"], "out");
+
+    let explain = postdesk(dir.path(), &["explain", "<cli-1@customer.test>"], None);
+    assert!(String::from_utf8_lossy(&explain.stdout).contains("ticket #1"));
+}

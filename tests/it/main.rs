@@ -1,0 +1,6 @@
+//! The integration test binary: the real daemon against a real Dovecot and
+//! Postfix started by `scripts/mailstack` (see `scripts/test`).
+
+mod cli;
+mod mailflow;
+mod support;

@@ -64,6 +64,14 @@ pub struct InboundMessage {
     pub classification: String,
 }
 
+/// A private link to store (hashed): to one ticket, or to all tickets of
+/// one requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLink {
+    Ticket { token: String, ticket: TicketNumber },
+    Requester { token: String, address: String },
+}
+
 /// Everything one mail changes, written in one transaction.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -73,6 +81,8 @@ pub struct Plan {
     pub message: InboundMessage,
     pub attachments: Vec<Attachment>,
     pub outgoing: Vec<OutgoingMail>,
+    /// Links handed out in the outgoing mail.
+    pub links: Vec<AccessLink>,
 }
 
 /// What becomes of an inbound mail before any outgoing mail is composed.

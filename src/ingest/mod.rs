@@ -18,7 +18,7 @@ use crate::domain::Role;
 use crate::outbound::compose::{self, Identity, OutgoingMail, ThreadHeaders};
 use crate::settings::Settings;
 use crate::tokens::{Purpose, Signer, random_token};
-use apply::{Decision, IngestLookup, Plan, TicketChange};
+use apply::{AccessLink, Decision, IngestLookup, Plan, TicketChange};
 use classify::OwnIdentity;
 use parse::{Mailbox, ParsedMail};
 
@@ -94,6 +94,11 @@ impl Pipeline {
         format!("{}/t/{token}", self.public_url)
     }
 
+    /// The private link to all tickets of one requester.
+    pub fn requester_link(&self, token: &str) -> String {
+        format!("{}/r/{token}", self.public_url)
+    }
+
     /// Runs the pure pipeline over one raw mail.
     #[tracing::instrument(skip_all, fields(bytes = raw.len()))]
     pub fn process(
@@ -164,8 +169,26 @@ impl Pipeline {
             } => {
                 let participants = self.without_ourselves(participants);
                 let mut outgoing = Vec::new();
-                if let (true, TicketChange::Create(new)) = (confirm, &ticket) {
-                    outgoing.push(self.confirmation(&mail, new, &message.text, now)?);
+                let mut links = Vec::new();
+                if let TicketChange::Create(new) = &ticket {
+                    links.push(AccessLink::Ticket {
+                        token: new.access_token.clone(),
+                        ticket: new.number,
+                    });
+                    if confirm {
+                        let requester_token = random_token()?;
+                        outgoing.push(self.confirmation(
+                            &mail,
+                            new,
+                            &requester_token,
+                            &message.text,
+                            now,
+                        )?);
+                        links.push(AccessLink::Requester {
+                            token: requester_token,
+                            address: new.requester.address.clone(),
+                        });
+                    }
                 }
                 Ok(Outcome::Stored(Box::new(Plan {
                     dedup_key: mail.dedup_key(),
@@ -174,6 +197,7 @@ impl Pipeline {
                     message,
                     attachments: mail.attachments,
                     outgoing,
+                    links,
                 })))
             }
         }
@@ -183,6 +207,7 @@ impl Pipeline {
         &self,
         mail: &ParsedMail,
         ticket: &apply::NewTicket,
+        requester_token: &str,
         received_text: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<OutgoingMail> {
@@ -190,12 +215,14 @@ impl Pipeline {
             self.signer
                 .message_id(ticket.number, Purpose::Confirmation, None, &self.domain)?;
         let link = self.ticket_link(&ticket.access_token);
+        let requester_link = self.requester_link(requester_token);
         let c = compose::Confirmation {
             ticket: ticket.number,
             subject: &ticket.subject,
             to: &ticket.requester,
             received_text,
             status_link: &link,
+            requester_link: &requester_link,
             message_id: &message_id,
             thread: reply_thread(mail),
         };

@@ -54,6 +54,7 @@ pub struct Confirmation<'a> {
     pub to: &'a Mailbox,
     pub received_text: &'a str,
     pub status_link: &'a str,
+    pub requester_link: &'a str,
     pub message_id: &'a str,
     pub thread: ThreadHeaders,
 }
@@ -74,11 +75,13 @@ pub fn confirmation(
         "{greeting}\n\n\
          we have received your request and opened ticket #{number}.\n\n\
          Follow its status here:\n{link}\n\n\
+         All your requests with us:\n{requester_link}\n\n\
          To add something, just reply to this mail and keep {tag} in the subject.\n\n\
          {name}\n\n\
          --- What we received ---\n{quote}\n",
         number = c.ticket,
         link = c.status_link,
+        requester_link = c.requester_link,
         name = me.name,
         quote = quote(c.received_text, 20),
     );
@@ -215,6 +218,7 @@ mod tests {
             to: &to,
             received_text: "It burns.\nPlease help.",
             status_link: "https://support.test/t/abc",
+            requester_link: "https://support.test/r/def",
             message_id: "pd.42.c.x@support.test",
             thread: ThreadHeaders {
                 in_reply_to: Some("m1@customer.test".into()),
@@ -248,6 +252,7 @@ mod tests {
             to: &to,
             received_text: "",
             status_link: "l",
+            requester_link: "r",
             message_id: "a@b.test",
             thread: ThreadHeaders::default(),
         };

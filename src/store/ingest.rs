@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::Store;
 use crate::domain::{Direction, Status, TicketNumber};
 use crate::imap::FetchedMail;
-use crate::ingest::apply::{IngestLookup, Plan, TicketChange};
+use crate::ingest::apply::{AccessLink, IngestLookup, Plan, TicketChange};
 use crate::ingest::thread::ThreadLookup;
 use crate::ingest::{Outcome, Pipeline};
 use crate::outbound::compose::OutgoingMail;
@@ -197,11 +197,6 @@ fn write_plan(
                     now
                 ],
             )?;
-            tx.execute(
-                "INSERT INTO access_tokens (token_hash, scope, ticket_number, created_at)
-                 VALUES (?1, 'ticket', ?2, ?3)",
-                params![crate::tokens::hash_token(&t.access_token), t.number.0, now],
-            )?;
         }
         TicketChange::Update { number, status } => {
             tx.execute(
@@ -259,6 +254,9 @@ fn write_plan(
             ],
         )?;
     }
+    for link in &plan.links {
+        insert_link(tx, link, now)?;
+    }
     for mail in &plan.outgoing {
         enqueue(tx, Some(number), mail, true, now)?;
     }
@@ -267,6 +265,25 @@ fn write_plan(
         TicketChange::Create(_) => IngestReport::NewTicket { number, queued },
         TicketChange::Update { .. } => IngestReport::FollowUp { number, queued },
     })
+}
+
+fn insert_link(tx: &Connection, link: &AccessLink, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let (token, scope, ticket, requester) = match link {
+        AccessLink::Ticket { token, ticket } => (token, "ticket", Some(ticket.0), None),
+        AccessLink::Requester { token, address } => (token, "requester", None, Some(address)),
+    };
+    tx.execute(
+        "INSERT INTO access_tokens (token_hash, scope, ticket_number, requester, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            crate::tokens::hash_token(token),
+            scope,
+            ticket,
+            requester,
+            now
+        ],
+    )?;
+    Ok(())
 }
 
 fn insert_raw(

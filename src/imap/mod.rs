@@ -41,23 +41,48 @@ pub trait MailSink: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
-// --- temporary stand-in until the IMAP loop lands ---
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
+mod command;
+mod connect;
+mod mailbox;
+mod watch;
 
-/// What the IMAP task reports for /metrics.
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+pub use command::Refused;
+pub use connect::{ImapSession, ImapStream, append, connect, logout};
+pub use mailbox::read_mailbox;
+pub use watch::run;
+
+/// Live figures of the IMAP watcher, shared with `/metrics` and logs.
 #[derive(Debug, Default)]
 pub struct ImapStatus {
+    /// Logged in with the mailbox selected.
     pub connected: AtomicBool,
+    /// Unix time (seconds) of the last successful look for new mail.
     pub last_fetch_unix: AtomicI64,
+    /// Messages handed to the sink and committed since start.
     pub fetched_total: AtomicU64,
 }
 
-pub async fn run<S: MailSink>(
-    _settings: crate::settings::ImapSettings,
-    _sink: Arc<S>,
-    _status: Arc<ImapStatus>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    shutdown.cancelled().await;
+impl ImapStatus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn last_fetch_unix(&self) -> i64 {
+        self.last_fetch_unix.load(Ordering::Relaxed)
+    }
+
+    pub fn fetched_total(&self) -> u64 {
+        self.fetched_total.load(Ordering::Relaxed)
+    }
 }

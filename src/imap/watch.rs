@@ -1,0 +1,408 @@
+//! The watch loop: keep one session on the support mailbox, fetch every
+//! message above the committed UID checkpoint, hand each batch to the
+//! [`MailSink`], mark the batch only after the sink said it is committed,
+//! then wait (IDLE, or polling) and start over; reconnect with capped
+//! backoff on any error; stop promptly when the shutdown token fires, but
+//! never in the middle of a batch the sink is storing. It owns the retry and
+//! shutdown policy and must not parse mail, touch the store or remember
+//! anything across restarts (the sink's checkpoint is the only memory).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow, bail};
+use async_imap::extensions::idle::IdleResponse;
+use tokio::time::sleep;
+use tokio_util::sync::CancellationToken;
+
+use super::command::{is_refusal, within};
+use super::connect::{ImapSession, connect, logout};
+use super::mailbox::{FETCH_BATCH, Selected, fetch, mark, select, uids_after, unmarked_committed};
+use super::{FetchedMail, ImapStatus, MailSink};
+use crate::settings::ImapSettings;
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long DONE, LOGOUT and marks already under way may take at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Watches `settings.mailbox` until `shutdown` is cancelled. Never returns
+/// early: every failure is logged and followed by a reconnect.
+pub async fn run<S: MailSink>(
+    settings: ImapSettings,
+    sink: Arc<S>,
+    status: Arc<ImapStatus>,
+    shutdown: CancellationToken,
+) {
+    let watcher = Watcher {
+        settings: &settings,
+        sink: sink.as_ref(),
+        status: status.as_ref(),
+        shutdown: &shutdown,
+        limit: Duration::from_secs(settings.timeout_seconds.max(1)),
+    };
+    let mut backoff = Backoff::default();
+    loop {
+        let result = watcher.session(&mut backoff).await;
+        status.connected.store(false, Ordering::Relaxed);
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let err = result.err().unwrap_or_else(|| anyhow!("the session ended"));
+        let delay = backoff.next_delay();
+        let secs = delay.as_secs();
+        tracing::warn!("IMAP connection lost: {err:#}; reconnecting in {secs} s");
+        tokio::select! {
+            _ = sleep(delay) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    tracing::info!("The IMAP watcher for {} has stopped.", settings.mailbox);
+}
+
+/// Capped exponential backoff: 1 s, 2 s, 4 s … 30 s.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: FIRST_BACKOFF,
+        }
+    }
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(MAX_BACKOFF);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_BACKOFF;
+    }
+}
+
+/// How a round of fetching ended.
+enum Synced {
+    /// Nothing more above the checkpoint: time to wait.
+    Quiet,
+    /// Shutdown was requested between batches.
+    Stopping,
+}
+
+enum Woke {
+    Server(async_imap::error::Result<IdleResponse>),
+    Refresh,
+    Shutdown,
+}
+
+struct Watcher<'a, S> {
+    settings: &'a ImapSettings,
+    sink: &'a S,
+    status: &'a ImapStatus,
+    shutdown: &'a CancellationToken,
+    limit: Duration,
+}
+
+impl<S: MailSink> Watcher<'_, S> {
+    /// One connection's life. `Ok` only when shutdown was requested.
+    async fn session(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
+        let settings = self.settings;
+        let mut session = self.cancellable(connect(settings)).await?;
+        let mut selected = self
+            .cancellable(select(&mut session, &settings.mailbox, self.limit))
+            .await?;
+        let checkpoint = self
+            .cancellable(async { self.sink.checkpoint(&settings.mailbox).await })
+            .await
+            .context("reading the UID checkpoint")?;
+        let mut cursor = match checkpoint {
+            Some(c) if c.uidvalidity == selected.uidvalidity => c.last_uid,
+            Some(c) => {
+                tracing::info!(
+                    "The UIDVALIDITY of {} changed from {} to {}; reading every message again \
+                     (mails already stored are recognised by their Message-ID).",
+                    settings.mailbox,
+                    c.uidvalidity,
+                    selected.uidvalidity
+                );
+                0
+            }
+            None => 0,
+        };
+        self.status.connected.store(true, Ordering::Relaxed);
+        tracing::info!(
+            "Connected to IMAP server {}:{} as {}; watching {} (UIDVALIDITY {}) above UID {cursor}.",
+            settings.host,
+            settings.port,
+            settings.username,
+            settings.mailbox,
+            selected.uidvalidity
+        );
+        self.catch_up(&mut session, &mut selected, cursor).await?;
+        let mut sink_backoff = Backoff::default();
+        loop {
+            let synced = self
+                .sync(
+                    &mut session,
+                    &mut selected,
+                    &mut cursor,
+                    backoff,
+                    &mut sink_backoff,
+                )
+                .await?;
+            if let Synced::Stopping = synced {
+                break;
+            }
+            let (back, stopping) = self.wait(session, &selected).await?;
+            session = back;
+            if stopping {
+                break;
+            }
+        }
+        logout(&mut session, SHUTDOWN_GRACE).await;
+        Ok(())
+    }
+
+    /// Fetches and hands over everything above `cursor`, batch by batch,
+    /// searching again until nothing new turns up.
+    async fn sync(
+        &self,
+        session: &mut ImapSession,
+        selected: &mut Selected,
+        cursor: &mut u32,
+        backoff: &mut Backoff,
+        sink_backoff: &mut Backoff,
+    ) -> anyhow::Result<Synced> {
+        let mut rechecked = false;
+        'search: loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(Synced::Stopping);
+            }
+            let (uids, saw_exists) = self
+                .cancellable(uids_after(session, *cursor, self.limit))
+                .await?;
+            self.status
+                .last_fetch_unix
+                .store(now_unix(), Ordering::Relaxed);
+            backoff.reset();
+            if uids.is_empty() {
+                // An EXISTS that came with the SEARCH answer may announce a
+                // message the search did not cover; IDLE would not repeat it.
+                if saw_exists && !rechecked {
+                    rechecked = true;
+                    continue;
+                }
+                return Ok(Synced::Quiet);
+            }
+            rechecked = false;
+            for chunk in uids.chunks(FETCH_BATCH) {
+                let mails = self.cancellable(fetch(session, chunk, self.limit)).await?;
+                if !self.hand_over(session, selected, mails).await? {
+                    let delay = sink_backoff.next_delay();
+                    tracing::warn!("Retrying the same mails in {} s.", delay.as_secs());
+                    tokio::select! {
+                        _ = sleep(delay) => continue 'search,
+                        _ = self.shutdown.cancelled() => return Ok(Synced::Stopping),
+                    }
+                }
+                sink_backoff.reset();
+                *cursor = chunk.iter().copied().max().unwrap_or(*cursor);
+                if self.shutdown.is_cancelled() {
+                    return Ok(Synced::Stopping);
+                }
+            }
+        }
+    }
+
+    /// Gives `mails` to the sink and, once committed, marks them. `false`
+    /// when the sink failed (nothing was marked).
+    async fn hand_over(
+        &self,
+        session: &mut ImapSession,
+        selected: &mut Selected,
+        mails: Vec<FetchedMail>,
+    ) -> anyhow::Result<bool> {
+        if mails.is_empty() {
+            return Ok(true);
+        }
+        let uids: Vec<u32> = mails.iter().map(|m| m.uid).collect();
+        let count = uids.len();
+        let mailbox = selected.name.clone();
+        // Not cancellable: a batch in the sink's hands is finished.
+        if let Err(err) = self
+            .sink
+            .ingest_batch(&mailbox, selected.uidvalidity, mails)
+            .await
+        {
+            tracing::warn!(
+                "Storing {count} mails fetched from {mailbox} failed: {err:#}; \
+                 they stay unmarked on the server."
+            );
+            return Ok(false);
+        }
+        self.status
+            .fetched_total
+            .fetch_add(count as u64, Ordering::Relaxed);
+        tracing::debug!("Stored {count} mails from {mailbox}.");
+        let after = &self.settings.after_ingest;
+        let marked = self
+            .finishing(mark(session, selected, after, &uids, self.limit))
+            .await;
+        match marked {
+            Ok(()) => Ok(true),
+            Err(err) if is_refusal(&err) => {
+                tracing::warn!(
+                    "Stored {count} mails from {mailbox} but could not mark them ({after:?}): {err}"
+                );
+                Ok(true)
+            }
+            Err(err) => Err(err.context("while marking stored mails")),
+        }
+    }
+
+    /// Marks messages that were committed in an earlier session but whose
+    /// mark never reached the server.
+    async fn catch_up(
+        &self,
+        session: &mut ImapSession,
+        selected: &mut Selected,
+        cursor: u32,
+    ) -> anyhow::Result<()> {
+        let after = &self.settings.after_ingest;
+        let uids = self
+            .cancellable(unmarked_committed(session, after, cursor, self.limit))
+            .await?;
+        if uids.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            "{} mails in {} were stored earlier but not marked ({after:?}); marking them now.",
+            uids.len(),
+            selected.name
+        );
+        for chunk in uids.chunks(FETCH_BATCH) {
+            match self
+                .cancellable(mark(session, selected, after, chunk, self.limit))
+                .await
+            {
+                Ok(()) => {}
+                Err(err) if is_refusal(&err) => {
+                    tracing::warn!("Could not mark earlier stored mails: {err}");
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for news: IDLE where enabled and offered, else `poll_seconds`.
+    /// Returns the session and whether shutdown was requested.
+    async fn wait(
+        &self,
+        session: ImapSession,
+        selected: &Selected,
+    ) -> anyhow::Result<(ImapSession, bool)> {
+        if self.settings.idle && selected.caps.idle {
+            return self.idle(session).await;
+        }
+        let poll = Duration::from_secs(self.settings.poll_seconds.max(1));
+        tokio::select! {
+            _ = sleep(poll) => Ok((session, false)),
+            _ = self.shutdown.cancelled() => Ok((session, true)),
+        }
+    }
+
+    /// One IDLE: until the server reports a change, `idle_refresh_seconds`
+    /// pass, or shutdown. The outer sleep is needed because async-imap's own
+    /// timeout restarts on every `* OK Still here` keepalive.
+    async fn idle(&self, session: ImapSession) -> anyhow::Result<(ImapSession, bool)> {
+        let mut handle = session.idle();
+        self.cancellable(within(self.limit, "starting IDLE", handle.init()))
+            .await?;
+        let refresh = Duration::from_secs(self.settings.idle_refresh_seconds.max(1));
+        let woke = {
+            let (wait, _stop) = handle.wait_with_timeout(refresh);
+            tokio::select! {
+                r = wait => Woke::Server(r),
+                _ = sleep(refresh) => Woke::Refresh,
+                _ = self.shutdown.cancelled() => Woke::Shutdown,
+            }
+        };
+        match woke {
+            Woke::Server(Ok(IdleResponse::NewData(data))) => {
+                tracing::debug!("IDLE woke up: {:?}", data.parsed());
+            }
+            Woke::Server(Ok(IdleResponse::Timeout)) | Woke::Refresh | Woke::Shutdown => {}
+            // async-imap reports a closed connection as ManualInterrupt;
+            // we never interrupt by hand.
+            Woke::Server(Ok(IdleResponse::ManualInterrupt)) => {
+                bail!("the server closed the connection during IDLE")
+            }
+            Woke::Server(Err(err)) => return Err(anyhow::Error::new(err).context("while in IDLE")),
+        }
+        let stopping = self.shutdown.is_cancelled();
+        let limit = if stopping {
+            SHUTDOWN_GRACE.min(self.limit)
+        } else {
+            self.limit
+        };
+        let session = within(limit, "ending IDLE", handle.done()).await?;
+        Ok((session, stopping))
+    }
+
+    /// Runs `fut` unless shutdown comes first (then it is dropped: only for
+    /// steps that lose nothing when cut short).
+    async fn cancellable<T>(
+        &self,
+        fut: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        tokio::select! {
+            result = fut => result,
+            _ = self.shutdown.cancelled() => Err(anyhow!("shutting down")),
+        }
+    }
+
+    /// Runs `fut` to the end, but gives up `SHUTDOWN_GRACE` after shutdown.
+    async fn finishing<T>(
+        &self,
+        fut: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let grace = async {
+            self.shutdown.cancelled().await;
+            sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            result = fut => result,
+            _ = grace => Err(anyhow!("shutting down before the server confirmed the marks")),
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut b = Backoff::default();
+        let secs: Vec<u64> = (0..7).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
+        b.reset();
+        assert_eq!(b.next_delay(), FIRST_BACKOFF);
+    }
+}

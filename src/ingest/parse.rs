@@ -127,12 +127,16 @@ pub enum ParseError {
 /// of line endings.
 pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let raw_sha256 = hex::encode(Sha256::digest(raw));
-    let body = strip_mbox_from_line(raw);
+    let body = strip_mbox_from_line(skip_blank_lines(raw));
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseError::Empty);
     }
-    let message = MessageParser::default()
-        .parse(body)
+    // mail-parser 0.11 reaches a `debug_assert!` on some corrupt MIME
+    // (spam/sa__nice_mime9.eml in the corpus panics in debug builds): a
+    // panic inside the parser is an unparsable mail, never a crash.
+    let message = std::panic::catch_unwind(|| MessageParser::default().parse(body))
+        .ok()
+        .flatten()
         .ok_or(ParseError::Unparsable)?;
     if message.parts.is_empty() || message.parts[0].headers.is_empty() {
         return Err(ParseError::Unparsable);
@@ -170,6 +174,19 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         attachments: attachments(&message),
         raw_sha256,
     })
+}
+
+/// Whitespace-only lines before the header section (some exports start
+/// with one) would read as an empty header section.
+fn skip_blank_lines(raw: &[u8]) -> &[u8] {
+    let mut rest = raw;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        if !rest[..end].iter().all(u8::is_ascii_whitespace) {
+            break;
+        }
+        rest = &rest[end + 1..];
+    }
+    rest
 }
 
 fn strip_mbox_from_line(raw: &[u8]) -> &[u8] {
@@ -386,6 +403,14 @@ Hello there.\r\n";
     fn empty_input_is_an_error_not_a_panic() {
         assert!(parse(b"").is_err());
         assert!(parse(b"\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn leading_blank_lines_are_skipped() {
+        let raw = b"   \r\n\nFrom: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        let mail = parse(raw).unwrap();
+        assert_eq!(mail.subject, "hi");
+        assert_eq!(mail.from.unwrap().address, "a@example.test");
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct SupportSettings {
     pub public_url: String,
     pub secret: Secret,
     pub plus_addressing: bool,
+    pub agent_list: String,
+    pub reopen_days: f64,
+    pub autoclose_days: f64,
+    pub trusted_authserv_id: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -113,6 +117,7 @@ pub struct DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct WebSettings {
     pub listen: String,
+    pub agent_token: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -234,6 +239,17 @@ impl Settings {
                 "support.agents",
                 &format!("`{bad}` is not an e-mail address"),
             );
+        }
+        if !self.support.agent_list.is_empty() && !is_address(&self.support.agent_list) {
+            return invalid("support.agent_list", "must be empty or an e-mail address");
+        }
+        for (key, days) in [
+            ("support.reopen_days", self.support.reopen_days),
+            ("support.autoclose_days", self.support.autoclose_days),
+        ] {
+            if !(days.is_finite() && days >= 0.0) {
+                return invalid(key, "must be a number of days, 0 or more");
+            }
         }
         let tag_ok = !self.support.tag.is_empty()
             && self

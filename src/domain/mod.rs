@@ -107,12 +107,11 @@ impl MessageKind {
         MessageKind::ALL.into_iter().find(|k| k.as_str() == value)
     }
 
-    /// Whether a customer may see this message on their page.
+    /// Whether a customer may see this message on their page. An agent's
+    /// public reply is shown once, as the inbound `agent` message (the
+    /// relayed `reply` copy is the same text).
     pub fn is_public(self) -> bool {
-        matches!(
-            self,
-            MessageKind::Customer | MessageKind::Agent | MessageKind::Reply
-        )
+        matches!(self, MessageKind::Customer | MessageKind::Agent)
     }
 }
 

@@ -6,20 +6,40 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{MessageKind, Role, Status, TicketNumber};
-use crate::ingest::classify::{Classification, MailKind};
+use crate::ingest::classify::{BounceInfo, Classification, MailKind};
 use crate::ingest::parse::{Attachment, Mailbox, ParsedMail};
 use crate::ingest::strip::strip_reply;
-use crate::ingest::thread::{ThreadLookup, Threading};
+use crate::ingest::thread::{ThreadLookup, ThreadReason, Threading};
 use crate::outbound::compose::OutgoingMail;
 
 /// What apply needs from the store beyond threading.
 pub trait IngestLookup: ThreadLookup {
     /// The number the next new ticket gets.
     fn next_ticket_number(&self) -> anyhow::Result<TicketNumber>;
-    /// A ticket's current status.
-    fn ticket_status(&self, ticket: TicketNumber) -> anyhow::Result<Option<Status>>;
+    /// What a follow-up needs to know of its ticket.
+    fn ticket_info(&self, ticket: TicketNumber) -> anyhow::Result<Option<TicketInfo>>;
     /// How many automatic mails went to `address` since `since`.
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32>;
+}
+
+/// An existing ticket, as a follow-up sees it.
+#[derive(Debug, Clone)]
+pub struct TicketInfo {
+    pub number: TicketNumber,
+    pub subject: String,
+    pub status: Status,
+    pub requester: Mailbox,
+    pub cc: Vec<Mailbox>,
+    /// Message-IDs of the customers' mails on it, oldest first.
+    pub customer_message_ids: Vec<String>,
+    pub last_activity_at: DateTime<Utc>,
+}
+
+/// The limits and windows apply works within.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub auto_replies_per_hour: u32,
+    pub reopen_days: f64,
 }
 
 /// A new ticket to create.
@@ -30,6 +50,8 @@ pub struct NewTicket {
     pub requester: Mailbox,
     /// The private link token in clear; the store keeps only its hash.
     pub access_token: String,
+    /// The closed ticket this one continues, past its reopen window.
+    pub follows: Option<TicketNumber>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +60,7 @@ pub enum TicketChange {
     Update {
         number: TicketNumber,
         status: Option<Status>,
+        assignee: Option<String>,
     },
 }
 
@@ -83,6 +106,16 @@ pub struct Plan {
     pub outgoing: Vec<OutgoingMail>,
     /// Links handed out in the outgoing mail.
     pub links: Vec<AccessLink>,
+    /// A bounce's report on a mail of ours.
+    pub failed_delivery: Option<FailedDelivery>,
+}
+
+/// What a bounce says about one of our mails.
+#[derive(Debug, Clone)]
+pub struct FailedDelivery {
+    pub message_ids: Vec<String>,
+    pub recipients: Vec<String>,
+    pub status: Option<String>,
 }
 
 /// What becomes of an inbound mail before any outgoing mail is composed.
@@ -95,7 +128,7 @@ pub enum Decision {
     },
     Store {
         ticket: TicketChange,
-        message: InboundMessage,
+        message: Box<InboundMessage>,
         participants: Vec<(Mailbox, Role)>,
         /// Whether the sender gets a confirmation.
         confirm: bool,
@@ -110,7 +143,7 @@ pub fn decide(
     lookup: &impl IngestLookup,
     access_token: String,
     now: DateTime<Utc>,
-    auto_replies_per_hour: u32,
+    policy: Policy,
 ) -> anyhow::Result<Decision> {
     let Some(from) = mail.from.clone() else {
         return Ok(Decision::Quarantine {
@@ -118,21 +151,44 @@ pub fn decide(
         });
     };
     let kind = inbound_kind(&class.kind);
+    let threading = match (threading, &class.kind) {
+        (Threading::New { .. }, MailKind::Bounce(info)) => bounce_threading(info, lookup)?,
+        (t, _) => t,
+    };
     let (change, reason) = match threading {
         Threading::Duplicate => return Ok(Decision::Duplicate),
         Threading::Existing { ticket, reason } => {
-            let current = lookup.ticket_status(ticket)?.unwrap_or(Status::New);
-            // Machines never change a ticket's status (rule 3).
-            let status = (kind == MessageKind::Customer)
-                .then(|| reopened(current))
-                .filter(|s| *s != current);
-            (
-                TicketChange::Update {
-                    number: ticket,
-                    status,
-                },
-                reason,
-            )
+            let info = lookup.ticket_info(ticket)?;
+            match info.filter(|i| kind == MessageKind::Customer && past_window(i, now, policy)) {
+                Some(closed) => {
+                    let reason = format!(
+                        "ticket #{} was closed more than {} days ago: a new ticket that follows it",
+                        closed.number, policy.reopen_days
+                    );
+                    let ticket = NewTicket {
+                        number: lookup.next_ticket_number()?,
+                        subject: mail.subject.clone(),
+                        requester: from.clone(),
+                        access_token,
+                        follows: Some(closed.number),
+                    };
+                    (TicketChange::Create(ticket), reason)
+                }
+                None => {
+                    let current = lookup.ticket_info(ticket)?.map(|i| i.status);
+                    let current = current.unwrap_or(Status::New);
+                    // Machines never change a ticket's status (rule 3).
+                    let status = (kind == MessageKind::Customer)
+                        .then(|| reopened(current))
+                        .filter(|s| *s != current);
+                    let change = TicketChange::Update {
+                        number: ticket,
+                        status,
+                        assignee: None,
+                    };
+                    (change, reason.to_string())
+                }
+            }
         }
         Threading::New { reason } => {
             if kind != MessageKind::Customer {
@@ -148,14 +204,15 @@ pub fn decide(
                 subject: mail.subject.clone(),
                 requester: from.clone(),
                 access_token,
+                follows: None,
             };
-            (TicketChange::Create(ticket), reason)
+            (TicketChange::Create(ticket), reason.to_string())
         }
     };
     let is_new = matches!(change, TicketChange::Create(_));
     let confirm = is_new
         && !class.suppress_auto_reply
-        && within_rate_limit(lookup, &from.address, now, auto_replies_per_hour)?;
+        && within_rate_limit(lookup, &from.address, now, policy.auto_replies_per_hour)?;
     let stripped = strip_reply(&mail.text);
     let message = InboundMessage {
         message_id: mail.dedup_key(),
@@ -165,15 +222,36 @@ pub fn decide(
         date: mail.date.unwrap_or(now),
         text: stripped.new_text,
         quoted: stripped.quoted,
-        thread_reason: reason.to_string(),
+        thread_reason: reason,
         classification: class.reason.clone(),
     };
     Ok(Decision::Store {
         participants: participants(mail, &from, kind, is_new),
         ticket: change,
-        message,
+        message: Box::new(message),
         confirm,
     })
+}
+
+/// A bounce goes to the ticket of the mail of ours it reports on.
+fn bounce_threading(info: &BounceInfo, lookup: &impl IngestLookup) -> anyhow::Result<Threading> {
+    for id in &info.original_message_ids {
+        if let Some(ticket) = lookup.ticket_of_message(id)? {
+            let reason = ThreadReason::KnownReference {
+                message_id: id.clone(),
+            };
+            return Ok(Threading::Existing { ticket, reason });
+        }
+    }
+    Ok(Threading::New {
+        reason: ThreadReason::NewTicket,
+    })
+}
+
+/// Whether a customer's mail to this ticket comes after its reopen window.
+fn past_window(info: &TicketInfo, now: DateTime<Utc>, policy: Policy) -> bool {
+    let window = Duration::milliseconds((policy.reopen_days * 86_400_000.0) as i64);
+    info.status == Status::Closed && now - info.last_activity_at > window
 }
 
 /// The status a customer's new mail gives a ticket.

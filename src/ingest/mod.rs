@@ -5,22 +5,25 @@
 //! [`apply::IngestLookup`]) and `now`; the write itself happens at the edge
 //! (`store::Store::ingest_mail`), in one transaction.
 
+pub mod agent;
 pub mod apply;
 pub mod classify;
 pub mod parse;
+mod relay;
+mod respond;
 pub mod strip;
 pub mod subject;
 pub mod thread;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::Role;
-use crate::outbound::compose::{self, Identity, OutgoingMail, ThreadHeaders};
+use crate::domain::TicketNumber;
+use crate::outbound::compose::{Identity, OutgoingMail, ThreadHeaders};
 use crate::settings::Settings;
 use crate::tokens::{Purpose, Signer, random_token};
-use apply::{AccessLink, Decision, IngestLookup, Plan, TicketChange};
-use classify::OwnIdentity;
-use parse::{Mailbox, ParsedMail};
+use apply::{AccessLink, IngestLookup, Plan, Policy};
+use classify::{MailKind, OwnIdentity};
+use parse::ParsedMail;
 
 /// What ingesting one mail comes to.
 #[derive(Debug, Clone)]
@@ -47,56 +50,107 @@ pub struct Pipeline {
     pub domain: String,
     pub public_url: String,
     pub agents: Vec<String>,
+    pub agent_list: Option<String>,
+    pub trusted_authserv_id: String,
+    pub plus_addressing: bool,
     pub max_message_bytes: u64,
-    pub auto_replies_per_hour: u32,
+    pub policy: Policy,
 }
 
 impl Pipeline {
     /// `secret` is the HMAC key (configured or kept in the database).
     pub fn new(settings: &Settings, secret: &str) -> Pipeline {
         let domain = settings.support_domain().to_string();
-        let loop_value = format!(
-            "{}",
-            crate::tokens::hash_token(secret).get(..16).unwrap_or("")
-        );
+        let loop_value = crate::tokens::hash_token(secret)
+            .get(..16)
+            .unwrap_or_default()
+            .to_string();
+        let support = &settings.support;
         Pipeline {
             identity: Identity {
-                address: settings.support.address.to_ascii_lowercase(),
-                name: settings.support.name.clone(),
-                tag: settings.support.tag.clone(),
+                address: support.address.to_ascii_lowercase(),
+                name: support.name.clone(),
+                tag: support.tag.clone(),
                 loop_value: loop_value.clone(),
             },
             own: OwnIdentity {
-                addresses: vec![settings.support.address.to_ascii_lowercase()],
+                addresses: vec![support.address.to_ascii_lowercase()],
                 message_id_domain: domain.clone(),
                 loop_header_value: loop_value,
             },
             signer: Signer::new(secret),
             domain,
-            public_url: settings
-                .support
-                .public_url
-                .trim_end_matches('/')
-                .to_string(),
-            agents: settings
-                .support
+            public_url: support.public_url.trim_end_matches('/').to_string(),
+            agents: support
                 .agents
                 .iter()
                 .map(|a| a.to_ascii_lowercase())
                 .collect(),
+            agent_list: Some(support.agent_list.to_ascii_lowercase()).filter(|a| !a.is_empty()),
+            trusted_authserv_id: support.trusted_authserv_id.clone(),
+            plus_addressing: support.plus_addressing,
             max_message_bytes: settings.limits.max_message_bytes,
-            auto_replies_per_hour: settings.limits.auto_replies_per_hour,
+            policy: Policy {
+                auto_replies_per_hour: settings.limits.auto_replies_per_hour,
+                reopen_days: support.reopen_days,
+            },
         }
     }
 
-    /// The private link to a ticket.
-    pub fn ticket_link(&self, token: &str) -> String {
-        format!("{}/t/{token}", self.public_url)
+    /// A fresh private link to one ticket, recorded in `links`.
+    pub fn ticket_link(
+        &self,
+        ticket: TicketNumber,
+        links: &mut Vec<AccessLink>,
+    ) -> anyhow::Result<String> {
+        let token = random_token()?;
+        let url = format!("{}/t/{token}", self.public_url);
+        links.push(AccessLink::Ticket { token, ticket });
+        Ok(url)
     }
 
-    /// The private link to all tickets of one requester.
-    pub fn requester_link(&self, token: &str) -> String {
-        format!("{}/r/{token}", self.public_url)
+    /// A fresh private link to all tickets of one requester.
+    pub fn requester_link(
+        &self,
+        address: &str,
+        links: &mut Vec<AccessLink>,
+    ) -> anyhow::Result<String> {
+        let token = random_token()?;
+        let url = format!("{}/r/{token}", self.public_url);
+        links.push(AccessLink::Requester {
+            token,
+            address: address.to_string(),
+        });
+        Ok(url)
+    }
+
+    /// A signed Message-ID of ours.
+    pub fn message_id(
+        &self,
+        ticket: TicketNumber,
+        purpose: Purpose,
+        agent: Option<&str>,
+    ) -> anyhow::Result<String> {
+        self.signer.message_id(ticket, purpose, agent, &self.domain)
+    }
+
+    /// Where replies to our mail about `ticket` should go: the support
+    /// address, with a signed plus-token where plus-addressing is on.
+    pub fn reply_address(
+        &self,
+        ticket: TicketNumber,
+        agent: Option<&str>,
+    ) -> anyhow::Result<String> {
+        if !self.plus_addressing {
+            return Ok(self.identity.address.clone());
+        }
+        let token = self.signer.token(ticket, Purpose::ReplyAddress, agent)?;
+        let (local, domain) = self
+            .identity
+            .address
+            .split_once('@')
+            .unwrap_or((self.identity.address.as_str(), self.domain.as_str()));
+        Ok(format!("{local}+{token}@{domain}"))
     }
 
     /// Runs the pure pipeline over one raw mail.
@@ -121,7 +175,7 @@ impl Pipeline {
                 raw.len(),
                 self.max_message_bytes
             );
-            let notice = self.oversize_notice(raw, &reason, lookup, now)?;
+            let notice = respond::oversize_notice(self, raw, &reason, lookup, now)?;
             return Ok(Outcome::Quarantine {
                 reason,
                 dedup_key: key,
@@ -145,171 +199,35 @@ impl Pipeline {
         };
         let class = classify::classify(&mail, &self.own);
         let threading = thread::thread(&mail, &self.signer, &self.identity.tag, lookup)?;
-        let decision = apply::decide(
-            &mail,
-            &class,
-            threading,
-            lookup,
-            random_token()?,
-            now,
-            self.auto_replies_per_hour,
-        )?;
-        match decision {
-            Decision::Duplicate => Ok(Outcome::Duplicate),
-            Decision::Quarantine { reason } => Ok(Outcome::Quarantine {
-                reason,
-                dedup_key: mail.dedup_key(),
-                notice: None,
-            }),
-            Decision::Store {
-                ticket,
-                message,
-                participants,
-                confirm,
-            } => {
-                let participants = self.without_ourselves(participants);
-                let mut outgoing = Vec::new();
-                let mut links = Vec::new();
-                if let TicketChange::Create(new) = &ticket {
-                    links.push(AccessLink::Ticket {
-                        token: new.access_token.clone(),
-                        ticket: new.number,
-                    });
-                    if confirm {
-                        let requester_token = random_token()?;
-                        outgoing.push(self.confirmation(
-                            &mail,
-                            new,
-                            &requester_token,
-                            &message.text,
-                            now,
-                        )?);
-                        links.push(AccessLink::Requester {
-                            token: requester_token,
-                            address: new.requester.address.clone(),
-                        });
-                    }
-                }
-                Ok(Outcome::Stored(Box::new(Plan {
-                    dedup_key: mail.dedup_key(),
-                    ticket,
-                    participants,
-                    message,
-                    attachments: mail.attachments,
-                    outgoing,
-                    links,
-                })))
+        if threading == thread::Threading::Duplicate {
+            return Ok(Outcome::Duplicate);
+        }
+        if class.kind == MailKind::Human {
+            let auth = agent::authenticate(
+                &mail,
+                &self.signer,
+                &self.agents,
+                self.agent_list.as_deref(),
+                &self.trusted_authserv_id,
+            );
+            if let Some(auth) = auth {
+                return relay::agent_mail(self, &mail, auth, lookup, now);
             }
         }
-    }
-
-    fn confirmation(
-        &self,
-        mail: &ParsedMail,
-        ticket: &apply::NewTicket,
-        requester_token: &str,
-        received_text: &str,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<OutgoingMail> {
-        let message_id =
-            self.signer
-                .message_id(ticket.number, Purpose::Confirmation, None, &self.domain)?;
-        let link = self.ticket_link(&ticket.access_token);
-        let requester_link = self.requester_link(requester_token);
-        let c = compose::Confirmation {
-            ticket: ticket.number,
-            subject: &ticket.subject,
-            to: &ticket.requester,
-            received_text,
-            status_link: &link,
-            requester_link: &requester_link,
-            message_id: &message_id,
-            thread: reply_thread(mail),
-        };
-        compose::confirmation(&self.identity, &c, now)
-    }
-
-    /// A polite note for a mail too large to take, unless its sender is a
-    /// machine or has had enough automatic mail.
-    fn oversize_notice(
-        &self,
-        raw: &[u8],
-        reason: &str,
-        lookup: &impl IngestLookup,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Option<Box<OutgoingMail>>> {
-        // Only the header section is read, so a huge body costs nothing.
-        let head_end = find_header_end(raw);
-        let Ok(head) = parse::parse(&raw[..head_end]) else {
-            return Ok(None);
-        };
-        let class = classify::classify(&head, &self.own);
-        let Some(from) = head.from.clone() else {
-            return Ok(None);
-        };
-        let since = now - chrono::Duration::hours(1);
-        if class.suppress_auto_reply
-            || lookup.automatic_mails_since(&from.address, since)? >= self.auto_replies_per_hour
-        {
-            return Ok(None);
-        }
-        let message_id = format!("pd.notice.{}@{}", random_token()?, self.domain);
-        let note = compose::refusal(
-            &self.identity,
-            &from,
-            &head.subject,
-            reason,
-            &message_id,
-            reply_thread(&head),
-            now,
-        )?;
-        Ok(Some(Box::new(note)))
-    }
-
-    /// Our own addresses and the agents are never Cc participants.
-    fn without_ourselves(&self, participants: Vec<(Mailbox, Role)>) -> Vec<(Mailbox, Role)> {
-        participants
-            .into_iter()
-            .filter(|(m, role)| {
-                *role == Role::Requester
-                    || (!self.own.addresses.contains(&m.address)
-                        && !self.agents.contains(&m.address)
-                        && !is_our_plus_address(&m.address, &self.identity.address))
-            })
-            .collect()
+        respond::customer_mail(self, &mail, &class, threading, lookup, now)
     }
 }
 
 /// In-Reply-To and References for a mail that answers `mail`.
 pub fn reply_thread(mail: &ParsedMail) -> ThreadHeaders {
     let mut references = mail.references.clone();
-    if let Some(id) = &mail.message_id {
-        if !references.contains(id) {
-            references.push(id.clone());
-        }
+    if let Some(id) = &mail.message_id
+        && !references.contains(id)
+    {
+        references.push(id.clone());
     }
     ThreadHeaders {
         in_reply_to: mail.message_id.clone(),
         references,
     }
-}
-
-fn is_our_plus_address(address: &str, support: &str) -> bool {
-    match (address.split_once('@'), support.split_once('@')) {
-        (Some((local, domain)), Some((s_local, s_domain))) => {
-            domain == s_domain && local.starts_with(&format!("{s_local}+"))
-        }
-        _ => false,
-    }
-}
-
-/// The offset just past the blank line that ends the header section.
-fn find_header_end(raw: &[u8]) -> usize {
-    let limit = raw.len().min(256 * 1024);
-    raw[..limit]
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .or_else(|| raw[..limit].windows(4).position(|w| w == b"\r\n\r\n"))
-        .map(|p| p + 2)
-        .unwrap_or(limit)
 }

@@ -94,11 +94,11 @@ pub fn thread(
         return Ok(Threading::Duplicate);
     }
     let references = mail.referenced_ids();
-    if let Some((ticket, found_in)) = signed_token(mail, &references, signer) {
-        if lookup.participants(ticket)?.is_some() {
-            let reason = ThreadReason::SignedToken { found_in };
-            return Ok(Threading::Existing { ticket, reason });
-        }
+    if let Some((ticket, found_in)) = signed_token(mail, &references, signer)
+        && lookup.participants(ticket)?.is_some()
+    {
+        let reason = ThreadReason::SignedToken { found_in };
+        return Ok(Threading::Existing { ticket, reason });
     }
     for id in &references {
         if let Some(ticket) = lookup.ticket_of_message(id)? {

@@ -23,10 +23,20 @@ pub struct Identity {
     pub loop_value: String,
 }
 
+impl Identity {
+    /// `[TAG #N] subject`, the tag exactly once.
+    pub fn tagged(&self, subject: &str, ticket: TicketNumber) -> String {
+        crate::ingest::subject::tagged_subject(subject, &self.tag, ticket.0 as u64)
+    }
+}
+
 /// A finished mail, ready for the outbox.
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
     pub kind: MessageKind,
+    /// An automatic answer to an inbound mail (counts toward the
+    /// per-address rate limit).
+    pub automatic_reply: bool,
     /// Without angle brackets.
     pub message_id: String,
     pub envelope_from: String,
@@ -55,6 +65,8 @@ pub struct Confirmation<'a> {
     pub received_text: &'a str,
     pub status_link: &'a str,
     pub requester_link: &'a str,
+    /// The closed ticket this one continues.
+    pub follows: Option<TicketNumber>,
     pub message_id: &'a str,
     pub thread: ThreadHeaders,
 }
@@ -73,30 +85,35 @@ pub fn confirmation(
     let tag = format!("[{} #{}]", me.tag, c.ticket);
     let text = format!(
         "{greeting}\n\n\
-         we have received your request and opened ticket #{number}.\n\n\
+         we have received your request and opened ticket #{number}.{follows}\n\n\
          Follow its status here:\n{link}\n\n\
          All your requests with us:\n{requester_link}\n\n\
          To add something, just reply to this mail and keep {tag} in the subject.\n\n\
          {name}\n\n\
          --- What we received ---\n{quote}\n",
         number = c.ticket,
+        follows = c
+            .follows
+            .map(|old| format!("\nIt continues your earlier request #{old}, which was closed."))
+            .unwrap_or_default(),
         link = c.status_link,
         requester_link = c.requester_link,
         name = me.name,
         quote = quote(c.received_text, 20),
     );
-    let subject = crate::ingest::subject::tagged_subject(c.subject, &me.tag, c.ticket.0 as u64);
-    build(
-        me,
-        MessageKind::Confirmation,
-        "auto-replied",
-        c.to,
-        &subject,
-        &text,
-        c.message_id,
-        &c.thread,
-        now,
-    )
+    let draft = Draft {
+        kind: MessageKind::Confirmation,
+        auto_submitted: Some("auto-replied"),
+        automatic_reply: true,
+        from_name: me.name.clone(),
+        to: vec![c.to.clone()],
+        reply_to: None,
+        subject: me.tagged(c.subject, c.ticket),
+        text,
+        message_id: c.message_id,
+        thread: c.thread.clone(),
+    };
+    build(me, draft, now)
 }
 
 /// A polite note to the sender of a mail we could not take (too large,
@@ -116,63 +133,84 @@ pub fn refusal(
          in a smaller or simpler form.\n\n{}\n",
         me.name
     );
-    let subject = format!("Re: {original_subject}");
-    build(
-        me,
-        MessageKind::Status,
-        "auto-replied",
-        to,
-        &subject,
-        &text,
+    let draft = Draft {
+        kind: MessageKind::Status,
+        auto_submitted: Some("auto-replied"),
+        automatic_reply: true,
+        from_name: me.name.clone(),
+        to: vec![to.clone()],
+        reply_to: None,
+        subject: format!("Re: {original_subject}"),
+        text,
         message_id,
-        &thread,
-        now,
-    )
+        thread,
+    };
+    build(me, draft, now)
+}
+
+/// Everything that differs between the mails we send.
+#[derive(Debug, Clone)]
+pub struct Draft<'a> {
+    pub kind: MessageKind,
+    /// `Some("auto-replied")`, `Some("auto-generated")`, or `None` for a
+    /// person's relayed reply.
+    pub auto_submitted: Option<&'static str>,
+    /// Counts toward the per-address limit on automatic replies.
+    pub automatic_reply: bool,
+    /// The display name on From (the support name, or "Alice via Support").
+    pub from_name: String,
+    pub to: Vec<Mailbox>,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub text: String,
+    pub message_id: &'a str,
+    pub thread: ThreadHeaders,
 }
 
 /// Builds the bytes with every header our mails carry.
-#[allow(clippy::too_many_arguments)]
-fn build(
-    me: &Identity,
-    kind: MessageKind,
-    auto_submitted: &str,
-    to: &Mailbox,
-    subject: &str,
-    text: &str,
-    message_id: &str,
-    thread: &ThreadHeaders,
-    now: DateTime<Utc>,
-) -> anyhow::Result<OutgoingMail> {
-    let from = LettreMailbox::new(Some(me.name.clone()), me.address.parse()?);
-    let to_box = LettreMailbox::new(to.name.clone(), to.address.parse()?);
+pub fn build(me: &Identity, d: Draft, now: DateTime<Utc>) -> anyhow::Result<OutgoingMail> {
+    let from = LettreMailbox::new(Some(d.from_name.clone()), me.address.parse()?);
     let mut builder = Message::builder()
         .from(from)
-        .to(to_box)
-        .subject(subject)
+        .subject(d.subject.clone())
         .date(now.into())
-        .message_id(Some(format!("<{message_id}>")))
-        .raw_header(raw_header("Auto-Submitted", auto_submitted))
+        .message_id(Some(format!("<{}>", d.message_id)))
         .raw_header(raw_header("X-Auto-Response-Suppress", "All"))
         .raw_header(raw_header(LOOP_HEADER, &me.loop_value));
-    if let Some(parent) = &thread.in_reply_to {
+    for to in &d.to {
+        builder = builder.to(LettreMailbox::new(to.name.clone(), to.address.parse()?));
+    }
+    if let Some(reply_to) = &d.reply_to {
+        builder = builder.reply_to(LettreMailbox::new(Some(me.name.clone()), reply_to.parse()?));
+    }
+    if let Some(value) = d.auto_submitted {
+        builder = builder.raw_header(raw_header("Auto-Submitted", value));
+    }
+    if let Some(parent) = &d.thread.in_reply_to {
         builder = builder.in_reply_to(format!("<{parent}>"));
     }
-    if !thread.references.is_empty() {
-        let refs: Vec<String> = thread.references.iter().map(|r| format!("<{r}>")).collect();
+    if !d.thread.references.is_empty() {
+        let refs: Vec<String> = d
+            .thread
+            .references
+            .iter()
+            .map(|r| format!("<{r}>"))
+            .collect();
         builder = builder.references(refs.join(" "));
     }
     let message = builder.singlepart(
         SinglePart::builder()
             .header(ContentType::TEXT_PLAIN)
-            .body(text.to_string()),
+            .body(d.text.clone()),
     )?;
     Ok(OutgoingMail {
-        kind,
-        message_id: message_id.to_string(),
+        kind: d.kind,
+        automatic_reply: d.automatic_reply,
+        message_id: d.message_id.to_string(),
         envelope_from: me.address.clone(),
-        recipients: vec![to.address.clone()],
-        subject: subject.to_string(),
-        text: text.to_string(),
+        recipients: d.to.iter().map(|m| m.address.clone()).collect(),
+        subject: d.subject,
+        text: d.text,
         raw: message.formatted(),
     })
 }
@@ -219,6 +257,7 @@ mod tests {
             received_text: "It burns.\nPlease help.",
             status_link: "https://support.test/t/abc",
             requester_link: "https://support.test/r/def",
+            follows: None,
             message_id: "pd.42.c.x@support.test",
             thread: ThreadHeaders {
                 in_reply_to: Some("m1@customer.test".into()),
@@ -253,6 +292,7 @@ mod tests {
             received_text: "",
             status_link: "l",
             requester_link: "r",
+            follows: None,
             message_id: "a@b.test",
             thread: ThreadHeaders::default(),
         };

@@ -2,4 +2,5 @@
 //! the outbox worker that delivers them over SMTP ([`sender`]).
 
 pub mod compose;
+pub mod notify;
 pub mod sender;

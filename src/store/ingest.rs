@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use super::Store;
 use crate::domain::{Direction, Status, TicketNumber};
 use crate::imap::FetchedMail;
-use crate::ingest::apply::{AccessLink, IngestLookup, Plan, TicketChange};
+use crate::ingest::apply::{
+    AccessLink, FailedDelivery, IngestLookup, Plan, TicketChange, TicketInfo,
+};
+use crate::ingest::parse::Mailbox;
 use crate::ingest::thread::ThreadLookup;
 use crate::ingest::{Outcome, Pipeline};
 use crate::outbound::compose::OutgoingMail;
@@ -166,7 +169,7 @@ fn write_outcome(
             let raw_id = insert_raw(tx, &dedup_key, raw, source, now)?;
             quarantine(tx, raw_id, &reason, now)?;
             if let Some(notice) = notice {
-                enqueue(tx, None, &notice, true, now)?;
+                enqueue(tx, None, &notice, now)?;
             }
             tracing::warn!("A mail was quarantined: {reason}");
             Ok(IngestReport::Quarantined { reason })
@@ -198,11 +201,16 @@ fn write_plan(
                 ],
             )?;
         }
-        TicketChange::Update { number, status } => {
+        TicketChange::Update {
+            number,
+            status,
+            assignee,
+        } => {
             tx.execute(
-                "UPDATE tickets SET last_activity_at = ?2, status = coalesce(?3, status)
+                "UPDATE tickets SET last_activity_at = ?2, status = coalesce(?3, status),
+                   assignee = coalesce(?4, assignee)
                  WHERE number = ?1",
-                params![number.0, now, status.map(Status::as_str)],
+                params![number.0, now, status.map(Status::as_str), assignee],
             )?;
         }
     }
@@ -258,13 +266,40 @@ fn write_plan(
         insert_link(tx, link, now)?;
     }
     for mail in &plan.outgoing {
-        enqueue(tx, Some(number), mail, true, now)?;
+        enqueue(tx, Some(number), mail, now)?;
+    }
+    if let Some(failed) = &plan.failed_delivery {
+        record_bounce(tx, failed)?;
     }
     let queued = plan.outgoing.len();
     Ok(match plan.ticket {
         TicketChange::Create(_) => IngestReport::NewTicket { number, queued },
         TicketChange::Update { .. } => IngestReport::FollowUp { number, queued },
     })
+}
+
+/// Marks the reported delivery of ours failed, with the bounce's words.
+fn record_bounce(tx: &Connection, failed: &FailedDelivery) -> anyhow::Result<()> {
+    let error = format!(
+        "bounced{}{}",
+        failed
+            .status
+            .as_deref()
+            .map(|s| format!(" with status {s}"))
+            .unwrap_or_default(),
+        if failed.recipients.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", failed.recipients.join(", "))
+        }
+    );
+    for id in &failed.message_ids {
+        tx.execute(
+            "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE message_id = ?1",
+            params![id, error],
+        )?;
+    }
+    Ok(())
 }
 
 fn insert_link(tx: &Connection, link: &AccessLink, now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -327,7 +362,6 @@ pub(super) fn enqueue(
     tx: &Connection,
     ticket: Option<TicketNumber>,
     mail: &OutgoingMail,
-    automatic: bool,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     tx.execute(
@@ -341,7 +375,7 @@ pub(super) fn enqueue(
             mail.envelope_from,
             mail.recipients.join(","),
             mail.raw,
-            automatic,
+            mail.automatic_reply,
             now
         ],
     )?;
@@ -420,16 +454,8 @@ impl IngestLookup for TxLookup<'_> {
         Ok(TicketNumber(max + 1))
     }
 
-    fn ticket_status(&self, ticket: TicketNumber) -> anyhow::Result<Option<Status>> {
-        let status: Option<String> = self
-            .0
-            .query_row(
-                "SELECT status FROM tickets WHERE number = ?1",
-                [ticket.0],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(status.and_then(|s| Status::parse(&s).ok()))
+    fn ticket_info(&self, ticket: TicketNumber) -> anyhow::Result<Option<TicketInfo>> {
+        ticket_info(self.0, ticket)
     }
 
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32> {
@@ -440,4 +466,58 @@ impl IngestLookup for TxLookup<'_> {
             |r| r.get(0),
         )?)
     }
+}
+
+/// A ticket as follow-ups, agents' replies and status mails see it.
+pub(super) fn ticket_info(
+    c: &Connection,
+    ticket: TicketNumber,
+) -> anyhow::Result<Option<TicketInfo>> {
+    let row = c
+        .query_row(
+            "SELECT subject, status, requester, requester_name, last_activity_at
+             FROM tickets WHERE number = ?1",
+            [ticket.0],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, DateTime<Utc>>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((subject, status, requester, requester_name, last_activity_at)) = row else {
+        return Ok(None);
+    };
+    let mut stmt = c.prepare_cached(
+        "SELECT address, name FROM participants WHERE ticket_number = ?1 AND role = 'cc'
+         ORDER BY address",
+    )?;
+    let cc = stmt
+        .query_map([ticket.0], |r| {
+            Ok(Mailbox::new(
+                &r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?.as_deref(),
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = c.prepare_cached(
+        "SELECT message_id FROM messages WHERE ticket_number = ?1 AND kind = 'customer'
+         AND message_id NOT LIKE 'sha256:%' ORDER BY id",
+    )?;
+    let customer_message_ids = stmt
+        .query_map([ticket.0], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(Some(TicketInfo {
+        number: ticket,
+        subject,
+        status: Status::parse(&status).unwrap_or(Status::Open),
+        requester: Mailbox::new(&requester, requester_name.as_deref()),
+        cc,
+        customer_message_ids,
+        last_activity_at,
+    }))
 }

@@ -6,11 +6,18 @@
 //! blocking: async callers use `spawn_blocking`.
 
 mod ingest;
+mod links;
 mod outbox;
+mod pages;
 mod tickets;
 
 pub use ingest::{IngestReport, MailSource};
+pub use links::RotatedLinks;
 pub use outbox::{DeliveryResult, OutboxItem};
+pub use pages::{
+    AgentTicket, AttachmentFile, FilterCounts, PAGE_SIZE, RequesterPage, StoreMetrics,
+    TicketFilter, TicketListPage, TicketRow,
+};
 pub use tickets::{
     AttachmentView, Explanation, MessageView, QuarantineItem, TicketDetail, TicketSummary,
 };

@@ -1,0 +1,271 @@
+//! Respond: the customer side of ingest. After apply has decided where a
+//! customer's (or a machine's) mail goes, this composes what goes out: the
+//! confirmation of a new ticket and the agents' notifications, or the
+//! polite note for a mail too large to take. Pure.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::domain::{Role, TicketNumber};
+use crate::ingest::apply::{
+    self, AccessLink, Decision, IngestLookup, NewTicket, Plan, TicketChange,
+};
+use crate::ingest::classify::{self, Classification};
+use crate::ingest::parse::{self, Mailbox, ParsedMail};
+use crate::ingest::thread::Threading;
+use crate::ingest::{Outcome, Pipeline, reply_thread};
+use crate::outbound::compose::{self, OutgoingMail};
+use crate::outbound::notify;
+use crate::tokens::{Purpose, random_token};
+
+/// A customer's or a machine's mail (anything but an authenticated agent).
+pub fn customer_mail(
+    p: &Pipeline,
+    mail: &ParsedMail,
+    class: &Classification,
+    threading: Threading,
+    lookup: &impl IngestLookup,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Outcome> {
+    let decision = apply::decide(
+        mail,
+        class,
+        threading,
+        lookup,
+        random_token()?,
+        now,
+        p.policy,
+    )?;
+    let (ticket, message, participants, confirm) = match decision {
+        Decision::Duplicate => return Ok(Outcome::Duplicate),
+        Decision::Quarantine { reason } => {
+            return Ok(Outcome::Quarantine {
+                reason,
+                dedup_key: mail.dedup_key(),
+                notice: None,
+            });
+        }
+        Decision::Store {
+            ticket,
+            message,
+            participants,
+            confirm,
+        } => (ticket, message, participants, confirm),
+    };
+    let participants = without_ourselves(p, participants);
+    let mut outgoing = Vec::new();
+    let mut links = Vec::new();
+    if let TicketChange::Create(new) = &ticket {
+        links.push(AccessLink::Ticket {
+            token: new.access_token.clone(),
+            ticket: new.number,
+        });
+        if confirm {
+            outgoing.push(confirmation(p, mail, new, &message.text, &mut links, now)?);
+        }
+    }
+    if message.kind == crate::domain::MessageKind::Customer {
+        let (requester, cc, subject) = match &ticket {
+            TicketChange::Create(new) => (
+                new.requester.clone(),
+                participants
+                    .iter()
+                    .filter(|(_, r)| *r == Role::Cc)
+                    .map(|(m, _)| m.clone())
+                    .collect(),
+                new.subject.clone(),
+            ),
+            TicketChange::Update { number, .. } => match lookup.ticket_info(*number)? {
+                Some(info) => (info.requester, info.cc, info.subject),
+                None => (message.from.clone(), Vec::new(), mail.subject.clone()),
+            },
+        };
+        let about = About {
+            ticket: ticket.number(),
+            subject: &subject,
+            customer: &message.from,
+            requester: &requester,
+            cc: &cc,
+            text: &message.text,
+            is_new: matches!(ticket, TicketChange::Create(_)),
+        };
+        outgoing.extend(notifications(
+            p,
+            &about,
+            reply_thread(mail),
+            &mut links,
+            now,
+        )?);
+    }
+    Ok(Outcome::Stored(Box::new(Plan {
+        dedup_key: mail.dedup_key(),
+        ticket,
+        participants,
+        message: *message,
+        attachments: mail.attachments.clone(),
+        outgoing,
+        links,
+        failed_delivery: failed_delivery(class),
+    })))
+}
+
+/// A bounce marks the delivery it reports on as failed.
+fn failed_delivery(class: &Classification) -> Option<apply::FailedDelivery> {
+    match &class.kind {
+        classify::MailKind::Bounce(info) if !info.original_message_ids.is_empty() => {
+            Some(apply::FailedDelivery {
+                message_ids: info.original_message_ids.clone(),
+                recipients: info.failed_recipients.clone(),
+                status: info.status.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn confirmation(
+    p: &Pipeline,
+    mail: &ParsedMail,
+    ticket: &NewTicket,
+    received_text: &str,
+    links: &mut Vec<AccessLink>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<OutgoingMail> {
+    let message_id = p.message_id(ticket.number, Purpose::Confirmation, None)?;
+    let link = format!("{}/t/{}", p.public_url, ticket.access_token);
+    let requester_link = p.requester_link(&ticket.requester.address, links)?;
+    let c = compose::Confirmation {
+        ticket: ticket.number,
+        subject: &ticket.subject,
+        to: &ticket.requester,
+        received_text,
+        status_link: &link,
+        requester_link: &requester_link,
+        follows: ticket.follows,
+        message_id: &message_id,
+        thread: reply_thread(mail),
+    };
+    compose::confirmation(&p.identity, &c, now)
+}
+
+/// What the agents are told about.
+struct About<'a> {
+    ticket: TicketNumber,
+    subject: &'a str,
+    customer: &'a Mailbox,
+    requester: &'a Mailbox,
+    cc: &'a [Mailbox],
+    text: &'a str,
+    is_new: bool,
+}
+
+/// One notification per agent (each with a token signed for that agent),
+/// or one to the agents' list.
+fn notifications(
+    p: &Pipeline,
+    about: &About,
+    thread: compose::ThreadHeaders,
+    links: &mut Vec<AccessLink>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<OutgoingMail>> {
+    let recipients: Vec<(String, Option<&str>)> = match &p.agent_list {
+        Some(list) => vec![(list.clone(), None)],
+        None => p
+            .agents
+            .iter()
+            .map(|a| (a.clone(), Some(a.as_str())))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for (address, signed_for) in recipients {
+        let message_id = p.message_id(about.ticket, Purpose::Notification, signed_for)?;
+        let link = p.ticket_link(about.ticket, links)?;
+        let n = notify::Notification {
+            ticket: about.ticket,
+            subject: about.subject,
+            agent: Mailbox::new(&address, None),
+            customer: about.customer,
+            requester: about.requester,
+            cc: about.cc,
+            new_text: about.text,
+            status_link: &link,
+            is_new_ticket: about.is_new,
+            message_id: &message_id,
+            reply_to: p.reply_address(about.ticket, signed_for)?,
+            thread: thread.clone(),
+        };
+        out.push(notify::notification(&p.identity, &n, now)?);
+    }
+    Ok(out)
+}
+
+/// A polite note for a mail too large to take, unless its sender is a
+/// machine or has had enough automatic mail.
+pub fn oversize_notice(
+    p: &Pipeline,
+    raw: &[u8],
+    reason: &str,
+    lookup: &impl IngestLookup,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<Box<OutgoingMail>>> {
+    // Only the header section is read, so a huge body costs nothing.
+    let Ok(head) = parse::parse(&raw[..header_end(raw)]) else {
+        return Ok(None);
+    };
+    let class = classify::classify(&head, &p.own);
+    let Some(from) = head.from.clone() else {
+        return Ok(None);
+    };
+    let sent = lookup.automatic_mails_since(&from.address, now - Duration::hours(1))?;
+    if class.suppress_auto_reply || sent >= p.policy.auto_replies_per_hour {
+        return Ok(None);
+    }
+    let message_id = format!("pd.notice.{}@{}", random_token()?, p.domain);
+    let note = compose::refusal(
+        &p.identity,
+        &from,
+        &head.subject,
+        reason,
+        &message_id,
+        reply_thread(&head),
+        now,
+    )?;
+    Ok(Some(Box::new(note)))
+}
+
+/// Our own addresses and the agents are never Cc participants.
+fn without_ourselves(p: &Pipeline, participants: Vec<(Mailbox, Role)>) -> Vec<(Mailbox, Role)> {
+    participants
+        .into_iter()
+        .filter(|(m, role)| {
+            *role != Role::Cc
+                || (!p.own.addresses.contains(&m.address)
+                    && !p.agents.contains(&m.address)
+                    && p.agent_list.as_deref() != Some(m.address.as_str())
+                    && !is_our_plus_address(&m.address, &p.identity.address))
+        })
+        .collect()
+}
+
+fn is_our_plus_address(address: &str, support: &str) -> bool {
+    match (address.split_once('@'), support.split_once('@')) {
+        (Some((local, domain)), Some((s_local, s_domain))) => {
+            domain == s_domain && local.starts_with(&format!("{s_local}+"))
+        }
+        _ => false,
+    }
+}
+
+/// The offset just past the blank line that ends the header section.
+fn header_end(raw: &[u8]) -> usize {
+    let limit = raw.len().min(256 * 1024);
+    let head = &raw[..limit];
+    let lf = head.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(limit),
+    }
+}

@@ -1,0 +1,77 @@
+//! Private links: revoking and re-issuing them (`postdesk tokens rotate N`).
+//! A ticket's confirmation carries both its ticket link and its
+//! requester's list link, so a leaked mail leaks both: rotation kills
+//! every live link of the ticket and of its requester and issues one fresh
+//! link of each, in one transaction. Only the tokens' hashes are stored;
+//! the clear tokens are returned once, to be printed, and never kept.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use super::Store;
+use crate::domain::TicketNumber;
+use crate::tokens::{hash_token, random_token};
+
+/// The fresh links of a rotated ticket, tokens in clear.
+#[derive(Debug, Clone)]
+pub struct RotatedLinks {
+    pub ticket: TicketNumber,
+    pub requester: String,
+    /// For `public_url/t/TOKEN`.
+    pub ticket_token: String,
+    /// For `public_url/r/TOKEN`.
+    pub requester_token: String,
+    /// How many live links stopped working.
+    pub revoked: usize,
+}
+
+impl Store {
+    /// Revokes every live link to ticket `number` and to its requester's
+    /// list, and issues a new one of each. `None` if there is no such
+    /// ticket.
+    pub fn rotate_ticket_links(
+        &self,
+        number: TicketNumber,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<RotatedLinks>> {
+        let ticket_token = random_token()?;
+        let requester_token = random_token()?;
+        let mut conn = self.write();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let requester: Option<String> = tx
+            .query_row(
+                "SELECT requester FROM tickets WHERE number = ?1",
+                [number.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(requester) = requester else {
+            return Ok(None);
+        };
+        let revoked = tx.execute(
+            "UPDATE access_tokens SET revoked_at = ?3
+             WHERE revoked_at IS NULL
+               AND ((scope = 'ticket' AND ticket_number = ?1)
+                 OR (scope = 'requester' AND requester = ?2))",
+            params![number.0, requester, now],
+        )?;
+        tx.execute(
+            "INSERT INTO access_tokens (token_hash, scope, ticket_number, requester, created_at)
+             VALUES (?1, 'ticket', ?2, NULL, ?3)",
+            params![hash_token(&ticket_token), number.0, now],
+        )?;
+        tx.execute(
+            "INSERT INTO access_tokens (token_hash, scope, ticket_number, requester, created_at)
+             VALUES (?1, 'requester', NULL, ?2, ?3)",
+            params![hash_token(&requester_token), requester, now],
+        )?;
+        tx.commit()?;
+        Ok(Some(RotatedLinks {
+            ticket: number,
+            requester,
+            ticket_token,
+            requester_token,
+            revoked,
+        }))
+    }
+}

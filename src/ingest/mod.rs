@@ -153,6 +153,23 @@ impl Pipeline {
         Ok(format!("{local}+{token}@{domain}"))
     }
 
+    /// The status email for `info` moving to `status` (CLI, autoclose),
+    /// with the links it hands out.
+    pub fn status_mail(
+        &self,
+        info: &apply::TicketInfo,
+        status: crate::domain::Status,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(OutgoingMail, Vec<AccessLink>)> {
+        let mut links = Vec::new();
+        let to = std::iter::once(info.requester.clone())
+            .chain(info.cc.iter().cloned())
+            .collect();
+        let thread = relay::customer_thread(info);
+        let mail = relay::status_mail(self, info, status, to, thread, &mut links, now)?;
+        Ok((mail, links))
+    }
+
     /// Runs the pure pipeline over one raw mail.
     #[tracing::instrument(skip_all, fields(bytes = raw.len()))]
     pub fn process(
@@ -198,7 +215,13 @@ impl Pipeline {
             }
         };
         let class = classify::classify(&mail, &self.own);
-        let threading = thread::thread(&mail, &self.signer, &self.identity.tag, lookup)?;
+        let threading = thread::thread(
+            &mail,
+            &self.signer,
+            &self.identity.tag,
+            &self.agents,
+            lookup,
+        )?;
         if threading == thread::Threading::Duplicate {
             return Ok(Outcome::Duplicate);
         }

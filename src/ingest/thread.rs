@@ -83,11 +83,13 @@ pub enum Threading {
     },
 }
 
-/// Decides where `mail` goes. `tag` is the subject tag word (`Ticket`).
+/// Decides where `mail` goes. `tag` is the subject tag word (`Ticket`);
+/// `agents` take part in every ticket.
 pub fn thread(
     mail: &ParsedMail,
     signer: &Signer,
     tag: &str,
+    agents: &[String],
     lookup: &impl ThreadLookup,
 ) -> anyhow::Result<Threading> {
     if lookup.is_seen(&mail.dedup_key())? {
@@ -110,8 +112,13 @@ pub fn thread(
     }
     if let Some(number) = subject::find_tag(&mail.subject, tag).map(|n| TicketNumber(n as i64)) {
         let sender = mail.from.as_ref().map(|m| m.address.as_str()).unwrap_or("");
-        let participants = lookup.participants(number)?.unwrap_or_default();
-        if participants.iter().any(|p| p.eq_ignore_ascii_case(sender)) {
+        let takes_part = lookup.participants(number)?.is_some_and(|people| {
+            people
+                .iter()
+                .chain(agents)
+                .any(|p| p.eq_ignore_ascii_case(sender))
+        });
+        if takes_part {
             let reason = ThreadReason::SubjectTag { number };
             return Ok(Threading::Existing {
                 ticket: number,
@@ -198,7 +205,7 @@ mod tests {
         l.seen.push("x@customer.test".into());
         let m = mail("From: ann@customer.test\r\nMessage-ID: <x@customer.test>\r\nSubject: hi");
         assert_eq!(
-            thread(&m, &Signer::new("k"), "Ticket", &l).unwrap(),
+            thread(&m, &Signer::new("k"), "Ticket", &[], &l).unwrap(),
             Threading::Duplicate
         );
     }
@@ -212,7 +219,7 @@ mod tests {
         let m = mail(&format!(
             "From: zed@other.test\r\nMessage-ID: <y@other.test>\r\nIn-Reply-To: <{ours}>\r\nSubject: Re: [Ticket #5] hi"
         ));
-        let t = thread(&m, &signer, "Ticket", &lookup()).unwrap();
+        let t = thread(&m, &signer, "Ticket", &[], &lookup()).unwrap();
         assert!(
             matches!(
                 t,
@@ -230,7 +237,7 @@ mod tests {
         let m = mail(
             "From: ann@customer.test\r\nMessage-ID: <y@customer.test>\r\nReferences: <orig@customer.test>\r\nSubject: something else",
         );
-        let t = thread(&m, &Signer::new("k"), "Ticket", &lookup()).unwrap();
+        let t = thread(&m, &Signer::new("k"), "Ticket", &[], &lookup()).unwrap();
         assert_eq!(
             t,
             Threading::Existing {
@@ -247,7 +254,7 @@ mod tests {
         let m = mail(
             "From: Ann@customer.test\r\nMessage-ID: <z@customer.test>\r\nSubject: AW: [Ticket #5] hi",
         );
-        let t = thread(&m, &Signer::new("k"), "Ticket", &lookup()).unwrap();
+        let t = thread(&m, &Signer::new("k"), "Ticket", &[], &lookup()).unwrap();
         assert!(matches!(
             t,
             Threading::Existing {
@@ -257,7 +264,7 @@ mod tests {
         ));
         let m =
             mail("From: mallory@evil.test\r\nMessage-ID: <w@evil.test>\r\nSubject: [Ticket #5] hi");
-        let t = thread(&m, &Signer::new("k"), "Ticket", &lookup()).unwrap();
+        let t = thread(&m, &Signer::new("k"), "Ticket", &[], &lookup()).unwrap();
         assert_eq!(
             t,
             Threading::New {
@@ -271,7 +278,7 @@ mod tests {
     #[test]
     fn a_plain_mail_opens_a_new_ticket() {
         let m = mail("From: new@customer.test\r\nMessage-ID: <n@customer.test>\r\nSubject: help");
-        let t = thread(&m, &Signer::new("k"), "Ticket", &lookup()).unwrap();
+        let t = thread(&m, &Signer::new("k"), "Ticket", &[], &lookup()).unwrap();
         assert_eq!(
             t,
             Threading::New {

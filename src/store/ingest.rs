@@ -302,7 +302,11 @@ fn record_bounce(tx: &Connection, failed: &FailedDelivery) -> anyhow::Result<()>
     Ok(())
 }
 
-fn insert_link(tx: &Connection, link: &AccessLink, now: DateTime<Utc>) -> anyhow::Result<()> {
+pub(super) fn insert_link(
+    tx: &Connection,
+    link: &AccessLink,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let (token, scope, ticket, requester) = match link {
         AccessLink::Ticket { token, ticket } => (token, "ticket", Some(ticket.0), None),
         AccessLink::Requester { token, address } => (token, "requester", None, Some(address)),

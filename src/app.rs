@@ -104,13 +104,27 @@ impl App {
                 sender_shutdown.cancel();
             }
         });
-        let web = axum::serve(self.listener, crate::web::router(Arc::clone(&self.store)))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let web = axum::serve(
+            self.listener,
+            crate::web::router(
+                Arc::clone(&self.store),
+                &self.settings,
+                Arc::clone(&self.imap_status),
+            ),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tracker.spawn(async move {
             if let Err(err) = web.await {
                 tracing::error!("The status page stopped: {err}");
             }
         });
+        tracker.spawn(autoclose(
+            Arc::clone(&self.store),
+            Arc::clone(&self.pipeline),
+            self.settings.support.autoclose_days,
+            Arc::clone(&self.outbox_wake),
+            shutdown.clone(),
+        ));
         tracker.close();
         shutdown.cancelled().await;
         tracing::info!("Shutting down: finishing the work in hand.");
@@ -122,6 +136,41 @@ impl App {
         }
         tracing::info!("postdesk stopped.");
         Ok(())
+    }
+}
+
+/// How often resolved tickets are checked for closing by themselves.
+const AUTOCLOSE_EVERY: Duration = Duration::from_secs(5);
+
+/// Closes resolved tickets after `autoclose_days` without a customer reply.
+async fn autoclose(
+    store: Arc<Store>,
+    pipeline: Arc<Pipeline>,
+    days: f64,
+    outbox_wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(AUTOCLOSE_EVERY) => {}
+        }
+        let (store, pipeline) = (Arc::clone(&store), Arc::clone(&pipeline));
+        let closed =
+            tokio::task::spawn_blocking(move || store.autoclose(&pipeline, days, Utc::now())).await;
+        match closed {
+            Ok(Ok(closed)) if !closed.is_empty() => {
+                for number in &closed {
+                    tracing::info!(
+                        "Ticket #{number} was resolved for {days} days and is now closed."
+                    );
+                }
+                outbox_wake.notify_one();
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::error!("Closing resolved tickets failed: {err:#}"),
+            Err(err) => tracing::error!("The autoclose task panicked: {err}"),
+        }
     }
 }
 

@@ -66,6 +66,17 @@ enum Command {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
+    /// Private status links.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Revoke every link to ticket N and to its requester's list; print the new ones.
+    Rotate { number: String },
 }
 
 #[derive(Subcommand)]
@@ -80,6 +91,14 @@ enum TicketsCommand {
         number: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Set a ticket's status; the customer gets the status email.
+    SetStatus {
+        number: String,
+        status: String,
+        /// An internal note stored with the change.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -142,6 +161,9 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Ingest { file } => ingest(&settings, &file),
         Command::Tickets { command } => tickets(&settings, command),
         Command::Explain { message_id } => explain(&settings, &message_id),
+        Command::Tokens {
+            command: TokensCommand::Rotate { number },
+        } => rotate_links(&settings, &number),
         Command::Quarantine {
             command: QuarantineCommand::List { json },
         } => {
@@ -237,7 +259,7 @@ fn describe(report: &IngestReport) -> String {
 }
 
 fn tickets(settings: &Settings, command: TicketsCommand) -> anyhow::Result<ExitCode> {
-    let (store, _) = app::open_store(settings)?;
+    let (store, pipeline) = app::open_store(settings)?;
     match command {
         TicketsCommand::List { status, json } => {
             let status = match status.map(|s| Status::parse(&s)).transpose() {
@@ -260,6 +282,31 @@ fn tickets(settings: &Settings, command: TicketsCommand) -> anyhow::Result<ExitC
                         t.requester,
                         t.subject
                     );
+                }
+            }
+        }
+        TicketsCommand::SetStatus {
+            number,
+            status,
+            note,
+        } => {
+            let parsed =
+                TicketNumber::parse(&number).and_then(|n| Ok((n, Status::parse(&status)?)));
+            let (number, status) = match parsed {
+                Ok(pair) => pair,
+                Err(err) => {
+                    eprintln!("postdesk: {err}");
+                    return Ok(ExitCode::from(EX_USAGE_CONFIG));
+                }
+            };
+            match store.set_status(&pipeline, number, status, note.as_deref(), Utc::now())? {
+                Some(old) if old == status => println!("ticket #{number} is already {status}"),
+                Some(old) => {
+                    println!("ticket #{number}: {old} → {status}; the customer will be told")
+                }
+                None => {
+                    eprintln!("postdesk: there is no ticket #{number}");
+                    return Ok(ExitCode::FAILURE);
                 }
             }
         }
@@ -296,6 +343,34 @@ fn tickets(settings: &Settings, command: TicketsCommand) -> anyhow::Result<ExitC
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tokens rotate N`: the old links of ticket N (and of its requester's
+/// list) stop working; the new ones are printed once, never stored in clear.
+fn rotate_links(settings: &Settings, number: &str) -> anyhow::Result<ExitCode> {
+    let number = match TicketNumber::parse(number) {
+        Ok(n) => n,
+        Err(err) => {
+            eprintln!("postdesk: {err}");
+            return Ok(ExitCode::from(EX_USAGE_CONFIG));
+        }
+    };
+    let (store, _) = app::open_store(settings)?;
+    let Some(links) = store.rotate_ticket_links(number, Utc::now())? else {
+        eprintln!("postdesk: there is no ticket #{number}");
+        return Ok(ExitCode::FAILURE);
+    };
+    let base = settings.support.public_url.trim_end_matches('/');
+    println!(
+        "{} old links of ticket #{number} and of {} no longer work. The new ones:",
+        links.revoked, links.requester
+    );
+    println!("ticket #{number}: {base}/t/{}", links.ticket_token);
+    println!(
+        "all tickets of {}: {base}/r/{}",
+        links.requester, links.requester_token
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@
 //! blocking: async callers use `spawn_blocking`.
 
 mod ingest;
+mod lifecycle;
 mod links;
 mod outbox;
 mod pages;

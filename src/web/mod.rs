@@ -1,144 +1,223 @@
-//! Web: the read-only status page (axum + askama). `/t/TOKEN` shows one
-//! ticket to whoever holds its link; `/healthz` says whether the store
-//! answers. Everything is escaped by askama; every response carries a
-//! strict Content-Security-Policy. It must not write to the store, and an
-//! unknown token is a plain 404 that reveals nothing.
+//! Web: the read-only status page (axum + askama). This module owns the
+//! router, the shared state and what every response carries (a strict
+//! Content-Security-Policy, nosniff, no referrer, no framing, no caching of
+//! private pages); the routes live in `customer` (`/t/TOKEN`, `/r/TOKEN`),
+//! `agent` (`/agent`) and `metrics` (`/healthz`, `/metrics`). Everything
+//! is escaped by askama and no template marks user data safe. It must not
+//! write to the store, and an unknown or revoked token, a ticket outside a
+//! token's scope or a missing agent credential is a plain 404 that reveals
+//! nothing.
+
+mod agent;
+mod customer;
+mod metrics;
+mod view;
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::store::{Store, TicketDetail};
+use crate::imap::ImapStatus;
+use crate::settings::Settings;
+use crate::store::Store;
 
 const STYLE: &str = include_str!("style.css");
 
+/// What every handler can reach.
 #[derive(Clone)]
 pub struct WebState {
-    pub store: Arc<Store>,
+    store: Arc<Store>,
+    /// Shown for our own messages on a customer's page.
+    support_name: String,
+    /// `None` when `[web] agent_token` is empty: `/agent` is a 404.
+    agent: Option<Arc<agent::AgentKey>>,
+    /// Whether cookies get `Secure` (the public URL is https).
+    secure_cookies: bool,
+    imap: Arc<ImapStatus>,
 }
 
 /// The routes, ready to serve.
-pub fn router(store: Arc<Store>) -> Router {
+pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> Router {
+    let state = WebState {
+        store,
+        support_name: settings.support.name.clone(),
+        agent: agent::AgentKey::new(settings.web.agent_token.expose()).map(Arc::new),
+        secure_cookies: settings.support.public_url.starts_with("https://"),
+        imap,
+    };
     Router::new()
-        .route("/t/{token}", get(ticket_page))
-        .route("/healthz", get(healthz))
+        .route("/t/{token}", get(customer::ticket))
+        .route(
+            "/t/{token}/a/{attachment}",
+            get(customer::ticket_attachment),
+        )
+        .route("/r/{token}", get(customer::requester_list))
+        .route("/r/{token}/t/{number}", get(customer::requester_ticket))
+        .route(
+            "/r/{token}/t/{number}/a/{attachment}",
+            get(customer::requester_attachment),
+        )
+        .route("/agent", get(agent::queue))
+        .route("/agent/t/{number}", get(agent::ticket))
+        .route("/agent/t/{number}/a/{attachment}", get(agent::attachment))
+        .route("/healthz", get(metrics::healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/static/style.css", get(stylesheet))
-        .fallback(not_found)
-        .with_state(WebState { store })
+        .fallback(fallback)
+        .layer(axum::middleware::map_response(protect))
+        .with_state(state)
 }
 
-#[derive(Template)]
-#[template(path = "ticket.html")]
-struct TicketTemplate {
-    ticket: TicketDetail,
+/// Runs a blocking store read off the async threads. An error is logged
+/// and becomes a 500 that says nothing about the cause.
+async fn read_store<T, F>(state: &WebState, what: &'static str, read: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
+{
+    let store = Arc::clone(&state.store);
+    match tokio::task::spawn_blocking(move || read(&store)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => {
+            tracing::error!("Reading {what} failed: {err:#}");
+            Err(server_error())
+        }
+        Err(err) => {
+            tracing::error!("Reading {what} stopped: {err}");
+            Err(server_error())
+        }
+    }
+}
+
+/// A link token is 32 lower-case hex characters (128 bits); anything else
+/// cannot match and is not looked up.
+fn is_link_token(token: &str) -> bool {
+    token.len() == 32
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A positive number from a path segment (ticket or attachment).
+fn path_number(segment: &str) -> Option<i64> {
+    segment.parse::<i64>().ok().filter(|n| *n > 0)
+}
+
+async fn stylesheet() -> Response {
+    let mut response = STYLE.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
 }
 
 #[derive(Template)]
 #[template(path = "not_found.html")]
 struct NotFoundTemplate;
 
-async fn ticket_page(State(state): State<WebState>, Path(token): Path<String>) -> Response {
-    // A token is 32 hex characters; anything else cannot match.
-    if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return not_found().await;
-    }
-    let store = Arc::clone(&state.store);
-    let found = tokio::task::spawn_blocking(move || store.ticket_page(&token)).await;
-    match found {
-        Ok(Ok(Some(ticket))) => render(StatusCode::OK, &TicketTemplate { ticket }),
-        Ok(Ok(None)) => not_found().await,
-        Ok(Err(err)) => {
-            tracing::error!("The ticket page failed: {err:#}");
-            plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong. Please try again later.",
-            )
-        }
-        Err(err) => {
-            tracing::error!("The ticket page task failed: {err}");
-            plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong. Please try again later.",
-            )
-        }
-    }
-}
-
-async fn healthz(State(state): State<WebState>) -> Response {
-    let store = Arc::clone(&state.store);
-    match tokio::task::spawn_blocking(move || store.ping()).await {
-        Ok(Ok(())) => plain(StatusCode::OK, "ok"),
-        _ => plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database does not answer",
-        ),
-    }
-}
-
-async fn stylesheet() -> Response {
-    let mut response = STYLE.into_response();
-    set(
-        &mut response,
-        header::CONTENT_TYPE,
-        "text/css; charset=utf-8",
-    );
-    set(&mut response, header::CACHE_CONTROL, "public, max-age=3600");
-    secure(response)
-}
-
-async fn not_found() -> Response {
+/// The one "not found" page: for unknown paths, tokens, tickets and
+/// attachments alike.
+fn not_found() -> Response {
     render(StatusCode::NOT_FOUND, &NotFoundTemplate)
+}
+
+async fn fallback() -> Response {
+    not_found()
+}
+
+fn server_error() -> Response {
+    plain(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong. Please try again later.",
+    )
 }
 
 fn render(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => {
             let mut response = (status, html).into_response();
-            set(
-                &mut response,
+            response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                "text/html; charset=utf-8",
+                HeaderValue::from_static("text/html; charset=utf-8"),
             );
-            secure(response)
+            response
         }
         Err(err) => {
             tracing::error!("A page template failed: {err}");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.")
+            server_error()
         }
     }
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
     let mut response = (status, text).into_response();
-    set(
-        &mut response,
+    response.headers_mut().insert(
         header::CONTENT_TYPE,
-        "text/plain; charset=utf-8",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    secure(response)
-}
-
-/// Headers every response carries: no script, no framing, no sniffing, no
-/// referrer (the token is in the URL).
-fn secure(mut response: Response) -> Response {
-    set(
-        &mut response,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    );
-    set(&mut response, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(&mut response, header::REFERRER_POLICY, "no-referrer");
-    set(&mut response, header::X_FRAME_OPTIONS, "DENY");
     response
 }
 
-fn set(response: &mut Response, name: header::HeaderName, value: &'static str) {
+/// The policy of every HTML page: no script at all, the one stylesheet
+/// from our own origin, no forms, no framing, no plugins.
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; base-uri 'none'; \
+                           form-action 'none'; frame-ancestors 'none'";
+
+/// Headers every response carries (a handler may set a stricter policy or
+/// its own caching first; those are kept).
+async fn protect(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    keep_or_set(headers, header::CONTENT_SECURITY_POLICY, PAGE_POLICY);
+    keep_or_set(headers, header::CACHE_CONTROL, "no-store");
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
     response
-        .headers_mut()
-        .insert(name, HeaderValue::from_static(value));
+}
+
+fn keep_or_set(headers: &mut HeaderMap, name: HeaderName, value: &'static str) {
+    headers
+        .entry(name)
+        .or_insert_with(|| HeaderValue::from_static(value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_link_tokens_are_looked_up() {
+        assert!(is_link_token("0123456789abcdef0123456789abcdef"));
+        assert!(!is_link_token("0123456789ABCDEF0123456789ABCDEF"));
+        assert!(!is_link_token("0123456789abcdef"));
+        assert!(!is_link_token("../../../../etc/passwd/0123456789"));
+        assert_eq!(path_number("42"), Some(42));
+        assert_eq!(path_number("0"), None);
+        assert_eq!(path_number("-3"), None);
+        assert_eq!(path_number("1; DROP"), None);
+    }
 }

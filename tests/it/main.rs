@@ -1,6 +1,9 @@
 //! The integration test binary: the real daemon against a real Dovecot and
 //! Postfix started by `scripts/mailstack` (see `scripts/test`).
 
+mod agents;
+mod browser;
 mod cli;
 mod mailflow;
+mod page;
 mod support;

@@ -267,3 +267,69 @@ fn status_link(text: &str) -> String {
         .trim()
         .to_string()
 }
+
+#[test]
+fn the_daemon_exits_0_within_5_s_of_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let stack = Stack::from_env();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let support = runtime.block_on(fresh_support_box(&stack));
+    let dir = temp_dir();
+    let config = dir.path().join("postdesk.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[support]\naddress = \"{support}\"\n\
+             [imap]\nhost = \"{host}\"\nport = {imap}\ntls = \"none\"\nusername = \"{support}\"\npassword = \"{pw}\"\n\
+             [smtp]\nhost = \"{host}\"\nport = {smtp}\ntls = \"none\"\n\
+             [database]\npath = \"{db}\"\n[web]\nlisten = \"127.0.0.1:0\"\n",
+            host = stack.host,
+            imap = stack.imap_port,
+            smtp = stack.smtp_port,
+            pw = stack.password,
+            db = dir.path().join("p.db").display(),
+        ),
+    )
+    .expect("a config file");
+    let mut child = Command::new(binary())
+        .args(["run", "--config", config.to_str().expect("utf-8")])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("postdesk starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let started = Instant::now();
+    // Running once the IMAP session is up (or at least the page listens).
+    for line in lines.by_ref() {
+        let line = line.expect("a log line");
+        if line.contains("postdesk is running") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the daemon did not start"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let stop = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("the daemon exits");
+    assert!(
+        stop.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        stop.elapsed()
+    );
+    assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM");
+    assert!(
+        rest.iter().any(|l| l.contains("SIGTERM received")),
+        "{rest:?}"
+    );
+}

@@ -8,8 +8,10 @@
 mod ingest;
 mod lifecycle;
 mod links;
+mod lookup;
 mod outbox;
 mod pages;
+mod quarantine;
 mod tickets;
 
 pub use ingest::{IngestReport, MailSource};
@@ -19,6 +21,7 @@ pub use pages::{
     AgentTicket, AttachmentFile, FilterCounts, PAGE_SIZE, RequesterPage, StoreMetrics,
     TicketFilter, TicketListPage, TicketRow,
 };
+pub use quarantine::RetryOutcome;
 pub use tickets::{
     AttachmentView, Explanation, MessageView, QuarantineItem, TicketDetail, TicketSummary,
 };

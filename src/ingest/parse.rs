@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 
+use super::strip;
+
 /// One mailbox: a lower-cased address and an optional display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
@@ -17,13 +19,20 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
+    /// Line breaks, tabs and other control characters in a display name
+    /// (a broken header can fold them in) become single spaces: a name
+    /// goes into the headers of our replies.
     pub fn new(address: &str, name: Option<&str>) -> Self {
         Mailbox {
             address: address.trim().to_ascii_lowercase(),
             name: name
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(str::to_string),
+                .map(|n| {
+                    n.split(|c: char| c.is_whitespace() || c.is_control())
+                        .filter(|w| !w.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .filter(|n| !n.is_empty()),
         }
     }
 
@@ -61,9 +70,10 @@ pub struct ParsedMail {
     pub date: Option<DateTime<Utc>>,
     /// Top-level headers in order: lower-cased name, unfolded raw value.
     pub headers: Vec<(String, String)>,
-    /// The body as text: text/plain, or the HTML body through html2text.
+    /// The body as text: text/plain, or the HTML body through html2text
+    /// (its quote containers as `> ` lines after the new text).
     pub text: String,
-    /// The HTML body where the mail has one (kept for quote detection).
+    /// The HTML body where the mail has one (never a converted text part).
     pub html: Option<String>,
     /// The top-level Content-Type, lower-cased `type/subtype`.
     pub content_type: String,
@@ -146,7 +156,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .headers_raw()
         .map(|(name, value)| (name.to_ascii_lowercase(), unfold(value)))
         .collect();
-    let html = message.body_html(0).map(|h| h.into_owned());
+    let html = html_body(&message);
     let text = body_text(&message, html.as_deref());
 
     Ok(ParsedMail {
@@ -249,27 +259,93 @@ fn content_type_of(part: &mail_parser::MessagePart) -> String {
     }
 }
 
+/// The HTML body: the text/html parts among the bodies (mail-parser lists
+/// a text/plain part there too when it comes first, and a converted text
+/// is no HTML). Where there is none, the first inline text/html part: the
+/// root of a `multipart/related` that does not come first (MHTML).
+fn html_body(message: &mail_parser::Message) -> Option<String> {
+    let as_html = |p: &mail_parser::MessagePart| match &p.body {
+        PartType::Html(h) => Some(h.to_string()),
+        _ => None,
+    };
+    let bodies: Vec<String> = message.html_bodies().filter_map(as_html).collect();
+    if !bodies.is_empty() {
+        return Some(bodies.join("\n"));
+    }
+    message
+        .parts
+        .iter()
+        .filter(|p| !p.content_disposition().is_some_and(|d| d.is_attachment()))
+        .find_map(as_html)
+}
+
 /// Plain text wins; HTML goes through html2text only when there is no
-/// plain part (mail-parser synthesises one from HTML, which we redo with
-/// html2text for better structure).
+/// plain part with text in it (mail-parser synthesises one from HTML,
+/// which we redo with html2text for better structure; an empty text/plain
+/// alternative next to the HTML, as Apple Mail sends, does not count).
 fn body_text(message: &mail_parser::Message, html: Option<&str>) -> String {
-    let has_plain = message
+    let plain: Vec<String> = message
         .text_bodies()
-        .any(|p| matches!(p.body, PartType::Text(_)));
-    if has_plain {
-        let parts: Vec<String> = message
-            .text_bodies()
-            .filter_map(|p| match &p.body {
-                PartType::Text(t) => Some(t.to_string()),
-                _ => None,
-            })
-            .collect();
-        return normalise_newlines(&parts.join("\n"));
-    }
+        .filter_map(|p| match &p.body {
+            PartType::Text(t) => Some(t.to_string()),
+            _ => None,
+        })
+        .collect();
+    let has_text = plain.iter().any(|t| !t.trim().is_empty());
     match html {
-        Some(html) => html_to_text(html),
-        None => String::new(),
+        Some(html) if !has_text => html_body_text(html),
+        _ => normalise_newlines(&plain.join("\n")),
     }
+}
+
+/// An HTML body as text. The quote containers of Gmail, Apple Mail,
+/// Thunderbird and Outlook are cut out before html2text and follow the new
+/// text as `> ` lines, so that quote stripping keeps them with the quoted
+/// history (html2text's plain output would not mark them). A mail that is
+/// nothing but a quote (a bare forward) keeps it all.
+fn html_body_text(html: &str) -> String {
+    let Some(cleaned) = strip::remove_html_quotes(html) else {
+        return html_to_text(html);
+    };
+    let new_text = html_to_text(&cleaned);
+    if new_text.trim().is_empty() {
+        return html_to_text(html);
+    }
+    let quoted: Vec<String> = html_to_text(removed_html(html, &cleaned))
+        .lines()
+        .map(|l| format!("> {l}").trim_end().to_string())
+        .collect();
+    format!("{}\n\n{}\n", new_text.trim_end(), quoted.join("\n"))
+}
+
+/// What `remove_html_quotes` cut from `html` to make `cleaned`: exact for
+/// one cut (the usual case: one Gmail quote, one Outlook history), the
+/// span from the first cut to the last otherwise.
+fn removed_html<'a>(html: &'a str, cleaned: &str) -> &'a str {
+    let (h, c) = (html.as_bytes(), cleaned.as_bytes());
+    let cut = h.len().saturating_sub(c.len());
+    let prefix = h.iter().zip(c).take_while(|(a, b)| a == b).count();
+    // The common prefix may run into the cut where the cut and what follows
+    // it start alike; a cut starts at a tag, so `<` positions go first.
+    let fits = |r: usize| h.get(r + cut..) == c.get(r..);
+    let back = prefix.saturating_sub(64);
+    let start = (back..=prefix)
+        .rev()
+        .find(|&r| h.get(r) == Some(&b'<') && fits(r))
+        .or_else(|| (back..=prefix).rev().find(|&r| fits(r)));
+    if let Some(r) = start
+        && let Some(removed) = html.get(r..r + cut)
+    {
+        return removed;
+    }
+    let suffix = h
+        .iter()
+        .rev()
+        .zip(c.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let end = h.len().saturating_sub(suffix).max(prefix);
+    html.get(prefix..end).unwrap_or_default()
 }
 
 /// HTML → readable plain text, never failing (a broken document yields
@@ -346,77 +422,5 @@ fn default_filename(media_type: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SIMPLE: &[u8] = b"From: Ann Example <Ann@Example.test>\r\n\
-To: tickets@example.test\r\n\
-Cc: Bob <bob@example.test>, carol@example.test\r\n\
-Subject: =?UTF-8?Q?Printer_on_fire_=F0=9F=94=A5?=\r\n\
-Message-ID: <abc@example.test>\r\n\
-In-Reply-To: <x1@example.test>\r\n\
-References: <x0@example.test>\r\n <x1@example.test>\r\n\
-Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n\
-\r\n\
-Hello there.\r\n";
-
-    #[test]
-    fn parses_the_fields_ingest_reads() {
-        let mail = parse(SIMPLE).unwrap();
-        assert_eq!(mail.message_id.as_deref(), Some("abc@example.test"));
-        assert_eq!(mail.subject, "Printer on fire 🔥");
-        let from = mail.from.clone().unwrap();
-        assert_eq!(from.address, "ann@example.test");
-        assert_eq!(from.name.as_deref(), Some("Ann Example"));
-        assert_eq!(mail.cc.len(), 2);
-        assert_eq!(mail.in_reply_to, vec!["x1@example.test"]);
-        assert_eq!(mail.references, vec!["x0@example.test", "x1@example.test"]);
-        assert_eq!(
-            mail.referenced_ids(),
-            vec!["x1@example.test", "x0@example.test"]
-        );
-        assert_eq!(mail.text.trim(), "Hello there.");
-        assert_eq!(
-            mail.header("SUBJECT").map(|s| s.contains("UTF-8")),
-            Some(true)
-        );
-        assert!(mail.date.is_some());
-    }
-
-    #[test]
-    fn a_mail_without_message_id_is_keyed_by_its_hash() {
-        let raw = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n";
-        let mail = parse(raw).unwrap();
-        assert!(mail.message_id.is_none());
-        assert!(mail.dedup_key().starts_with("sha256:"));
-    }
-
-    #[test]
-    fn html_only_mail_becomes_text() {
-        let raw = b"From: a@example.test\r\nSubject: hi\r\nContent-Type: text/html\r\n\r\n<p>Hello <b>world</b></p>\r\n";
-        let mail = parse(raw).unwrap();
-        assert!(mail.text.contains("Hello world"), "{:?}", mail.text);
-        assert!(mail.html.is_some());
-    }
-
-    #[test]
-    fn empty_input_is_an_error_not_a_panic() {
-        assert!(parse(b"").is_err());
-        assert!(parse(b"\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn leading_blank_lines_are_skipped() {
-        let raw = b"   \r\n\nFrom: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n";
-        let mail = parse(raw).unwrap();
-        assert_eq!(mail.subject, "hi");
-        assert_eq!(mail.from.unwrap().address, "a@example.test");
-    }
-
-    #[test]
-    fn mbox_from_line_is_skipped() {
-        let raw = b"From someone@example.test Mon Jan  1 00:00:00 2024\nFrom: a@example.test\nSubject: hi\n\nbody\n";
-        let mail = parse(raw).unwrap();
-        assert_eq!(mail.subject, "hi");
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;

@@ -23,7 +23,8 @@ pub use pages::{
 };
 pub use quarantine::RetryOutcome;
 pub use tickets::{
-    AttachmentView, Explanation, MessageView, QuarantineItem, TicketDetail, TicketSummary,
+    AttachmentView, DeliveryView, Explanation, MessageView, QuarantineItem, TicketDetail,
+    TicketSummary,
 };
 
 use std::path::{Path, PathBuf};

@@ -274,3 +274,48 @@ fn attachments(c: &Connection, message_row: i64) -> anyhow::Result<Vec<Attachmen
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
+
+/// One outgoing mail as the outbox keeps it: where it went and how its
+/// delivery went (a bounce tied back to it marks it failed, with why).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    pub message_id: String,
+    pub ticket: Option<TicketNumber>,
+    pub kind: String,
+    pub recipients: Vec<String>,
+    /// Counts toward the per-address limit on automatic mail.
+    pub automatic: bool,
+    /// pending, sending, sent or failed.
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Every outgoing mail, oldest first.
+    pub fn deliveries(&self) -> anyhow::Result<Vec<DeliveryView>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT message_id, ticket_number, kind, recipients, automatic, status, attempts,
+                        last_error, created_at
+                 FROM outbox ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let recipients: String = r.get(3)?;
+                Ok(DeliveryView {
+                    message_id: r.get(0)?,
+                    ticket: r.get::<_, Option<i64>>(1)?.map(TicketNumber),
+                    kind: r.get(2)?,
+                    recipients: recipients.split(',').map(str::to_string).collect(),
+                    automatic: r.get(4)?,
+                    status: r.get(5)?,
+                    attempts: r.get(6)?,
+                    last_error: r.get(7)?,
+                    created_at: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+}

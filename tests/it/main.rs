@@ -4,6 +4,9 @@
 mod agents;
 mod browser;
 mod cli;
+mod corpus;
+mod fuzz;
+mod loops;
 mod mailflow;
 mod page;
 mod support;

@@ -17,11 +17,13 @@ fn build(pattern: &str) -> Regex {
 static TAG: LazyLock<Regex> = LazyLock::new(|| build(r"<(/?)(div|blockquote)\b[^>]*>"));
 
 /// Containers removed as a whole element: Gmail, Apple Mail / Thunderbird
-/// citations, Thunderbird's citation prefix, Yahoo.
+/// citations, Thunderbird's citation prefix, Yahoo, Lotus Notes' history
+/// section, GMX / web.de's `name="quote"`.
 static ELEMENT_QUOTE: LazyLock<Regex> = LazyLock::new(|| {
     build(concat!(
-        r#"\bclass\s*=\s*["']?[^"'>]*\b(?:gmail_quote|moz-cite-prefix|yahoo_quoted)\b"#,
+        r#"\bclass\s*=\s*["']?[^"'>]*\b(?:gmail_quote|moz-cite-prefix|yahoo_quoted|domino-section)\b"#,
         r#"|\btype\s*=\s*["']?cite\b"#,
+        r#"|\bname\s*=\s*["']?quote\b"#,
         r#"|\bid\s*=\s*["']?yahoo_quoted"#,
     ))
 });

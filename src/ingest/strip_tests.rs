@@ -426,6 +426,15 @@ fn never_panics_on_tricky_input() {
 }
 
 #[test]
+fn lotus_notes_and_gmx_quote_containers() {
+    let notes = r#"<p>Done.</p><div class="domino-section"><div class="domino-section-head">History</div><div class="domino-section-body">old</div></div>"#;
+    assert_eq!(remove_html_quotes(notes).as_deref(), Some("<p>Done.</p>"));
+    let gmx = r#"<div>Danke</div><div name="quote" style="margin:10px"><div>alt</div></div>"#;
+    assert_eq!(remove_html_quotes(gmx).as_deref(), Some("<div>Danke</div>"));
+    assert_eq!(remove_html_quotes(r#"<div name="quotes">x</div>"#), None);
+}
+
+#[test]
 fn html_quote_containers() {
     let gmail = r#"<div dir="ltr">Thanks!</div><br><div class="gmail_quote"><div class="gmail_attr">On Tue, Ana wrote:<br></div><blockquote class="gmail_quote"><div>old</div></blockquote></div>"#;
     assert_eq!(

@@ -12,16 +12,17 @@ mod lookup;
 mod outbox;
 mod pages;
 mod quarantine;
+mod ticket_lists;
 mod tickets;
 
 pub use ingest::{IngestReport, MailSource};
 pub use links::RotatedLinks;
 pub use outbox::{DeliveryResult, OutboxItem};
-pub use pages::{
-    AgentTicket, AttachmentFile, FilterCounts, PAGE_SIZE, RequesterPage, StoreMetrics,
-    TicketFilter, TicketListPage, TicketRow,
-};
+pub use pages::{AgentTicket, AttachmentFile, StoreMetrics};
 pub use quarantine::RetryOutcome;
+pub use ticket_lists::{
+    FilterCounts, PAGE_SIZE, RequesterPage, TicketFilter, TicketListPage, TicketRow,
+};
 pub use tickets::{
     AttachmentView, DeliveryView, Explanation, MessageView, QuarantineItem, TicketDetail,
     TicketSummary,

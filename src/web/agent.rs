@@ -15,7 +15,9 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::view::{self, Entry, ListQuery, ListView, TicketHeading};
+use super::download::download;
+use super::list::{ListQuery, ListView, list_view};
+use super::view::{self, Entry, TicketHeading};
 use super::{WebState, not_found, path_number, read_store, render};
 use crate::domain::TicketNumber;
 
@@ -132,7 +134,7 @@ pub async fn queue(
     .await
     {
         Ok(list) => {
-            let list = view::list_view(&list, |number| format!("/agent/t/{number}"), true);
+            let list = list_view(&list, |number| format!("/agent/t/{number}"), true);
             render(StatusCode::OK, &QueuePage { list })
         }
         Err(response) => response,
@@ -190,7 +192,7 @@ pub async fn attachment(
     })
     .await;
     match found {
-        Ok(Some(file)) => view::download(file),
+        Ok(Some(file)) => download(file),
         Ok(None) => not_found(),
         Err(response) => response,
     }

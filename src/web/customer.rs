@@ -10,7 +10,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::view::{self, Entry, ListQuery, ListView, TicketHeading};
+use super::download::download;
+use super::list::{ListQuery, ListView, list_view};
+use super::view::{self, Entry, TicketHeading};
 use super::{WebState, is_link_token, not_found, path_number, read_store, render};
 use crate::domain::TicketNumber;
 use crate::store::TicketDetail;
@@ -58,7 +60,7 @@ pub async fn ticket_attachment(
     })
     .await;
     match found {
-        Ok(Some(file)) => view::download(file),
+        Ok(Some(file)) => download(file),
         Ok(None) => not_found(),
         Err(response) => response,
     }
@@ -82,8 +84,7 @@ pub async fn requester_list(
     .await;
     match found {
         Ok(Some(page)) => {
-            let list =
-                view::list_view(&page.list, |number| format!("/r/{token}/t/{number}"), false);
+            let list = list_view(&page.list, |number| format!("/r/{token}/t/{number}"), false);
             render(
                 StatusCode::OK,
                 &RequesterPage {
@@ -134,7 +135,7 @@ pub async fn requester_attachment(
     })
     .await;
     match found {
-        Ok(Some(file)) => view::download(file),
+        Ok(Some(file)) => download(file),
         Ok(None) => not_found(),
         Err(response) => response,
     }

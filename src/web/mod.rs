@@ -2,14 +2,18 @@
 //! router, the shared state and what every response carries (a strict
 //! Content-Security-Policy, nosniff, no referrer, no framing, no caching of
 //! private pages); the routes live in `customer` (`/t/TOKEN`, `/r/TOKEN`),
-//! `agent` (`/agent`) and `metrics` (`/healthz`, `/metrics`). Everything
-//! is escaped by askama and no template marks user data safe. It must not
+//! `agent` (`/agent`) and `metrics` (`/healthz`, `/metrics`), what pages
+//! show in `view` and `list`, attachment responses in `download`.
+//! Everything is escaped by askama and no template marks user data safe.
+//! Store reads run off the async threads, at most 8 at a time. It must not
 //! write to the store, and an unknown or revoked token, a ticket outside a
 //! token's scope or a missing agent credential is a plain 404 that reveals
 //! nothing.
 
 mod agent;
 mod customer;
+mod download;
+mod list;
 mod metrics;
 mod view;
 
@@ -20,6 +24,7 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tokio::sync::Semaphore;
 
 use crate::imap::ImapStatus;
 use crate::settings::Settings;
@@ -38,7 +43,14 @@ pub struct WebState {
     /// Whether cookies get `Secure` (the public URL is https).
     secure_cookies: bool,
     imap: Arc<ImapStatus>,
+    /// Bounds the store reads in flight (see [`STORE_READS`]).
+    reads: Arc<Semaphore>,
 }
+
+/// Store reads in flight at once. The store keeps up to 8 reader
+/// connections; more reads at a time would open (and close) a connection
+/// per request, which under load costs more than the reads themselves.
+const STORE_READS: usize = 8;
 
 /// The routes, ready to serve.
 pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> Router {
@@ -48,6 +60,7 @@ pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> 
         agent: agent::AgentKey::new(settings.web.agent_token.expose()).map(Arc::new),
         secure_cookies: settings.support.public_url.starts_with("https://"),
         imap,
+        reads: Arc::new(Semaphore::new(STORE_READS)),
     };
     Router::new()
         .route("/t/{token}", get(customer::ticket))
@@ -79,8 +92,17 @@ where
     T: Send + 'static,
     F: FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
 {
+    let Ok(permit) = Arc::clone(&state.reads).acquire_owned().await else {
+        tracing::error!("Reading {what} failed: the read limiter is closed");
+        return Err(server_error());
+    };
     let store = Arc::clone(&state.store);
-    match tokio::task::spawn_blocking(move || read(&store)).await {
+    let reading = tokio::task::spawn_blocking(move || {
+        let value = read(&store);
+        drop(permit);
+        value
+    });
+    match reading.await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => {
             tracing::error!("Reading {what} failed: {err:#}");

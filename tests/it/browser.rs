@@ -3,8 +3,9 @@
 //! and names in `CHROMEDRIVER_URL`). A customer opens their requester link,
 //! reads the rows and the filter counts, clicks a filter, opens a ticket
 //! and unfolds a quote; HTML and script in a subject, a display name, a
-//! body and a file name show as text and never run. Screenshots (desktop
-//! and phone width) go to `target/screenshots/`.
+//! body and a file name show as text and never run. An agent signs in
+//! with `?key=` once and reads the queue and a ticket in full.
+//! Screenshots (desktop and phone width) go to `target/screenshots/`.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -16,8 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
 use crate::page::{
-    BODY_PAYLOAD, Conversation, FILE_PAYLOAD, NAME_PAYLOAD, PageFixture, SUBJECT_PAYLOAD,
-    conversation,
+    AGENT_KEY, BODY_PAYLOAD, Conversation, FILE_PAYLOAD, NAME_PAYLOAD, PageFixture,
+    SUBJECT_PAYLOAD, conversation,
 };
 
 const DESKTOP: (u32, u32) = (1280, 900);
@@ -32,7 +33,7 @@ async fn a_customer_reads_their_tickets_in_a_real_browser_and_no_payload_runs() 
              `chromedriver --port=9515` and set CHROMEDRIVER_URL=http://127.0.0.1:9515"
         )
     });
-    let mut fx = PageFixture::new(None);
+    let mut fx = PageFixture::new(Some(AGENT_KEY));
     let c = conversation(&mut fx);
     let ann_from = format!("\"{NAME_PAYLOAD}\" <ann@customer.test>");
     let invoice = fx.open_ticket(&ann_from, "Invoice copy", "Please send it again.", &[]);
@@ -214,6 +215,37 @@ impl Walk<'_> {
         let other = format!("{list_url}/t/{}", self.password_number);
         self.client.goto(&other).await.expect("a ticket opens");
         assert_eq!(self.text("h1").await, "Password reset");
+
+        // Agents: ?key= once, then the HttpOnly cookie carries on.
+        self.size(DESKTOP).await;
+        let queue = format!("{}/agent", self.base);
+        self.client
+            .goto(&format!("{queue}?key={AGENT_KEY}"))
+            .await
+            .expect("sign in");
+        for _ in 0..50 {
+            if self.url().await == queue {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(self.url().await, queue, "the key leaves the address bar");
+        assert_eq!(self.row_subjects().await.len(), 4, "every ticket");
+        let cookies = self
+            .client
+            .execute("return document.cookie;", vec![])
+            .await
+            .expect("a script from WebDriver runs");
+        assert_eq!(cookies, "", "the agent cookie is HttpOnly");
+        self.assert_styled_and_clean("Queue").await;
+        shots.push(self.shot("agent-queue").await);
+        self.click(&format!("tbody a[href='/agent/t/{}']", ann.number))
+            .await;
+        let main = self.text("main").await;
+        for shown in ["Internal note", "customer sounds upset", "Auto-reply"] {
+            assert!(main.contains(shown), "agents see {shown:?}");
+        }
+        shots.push(self.shot("agent-ticket").await);
         shots
     }
 

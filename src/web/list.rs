@@ -1,0 +1,147 @@
+//! Ticket lists: the `?filter=…&page=…` query, the filter tabs with their
+//! counts, the rows and the pager of `/r/TOKEN` and `/agent`. Pure. Links
+//! are relative (`?filter=…`), so no ticket data but the link's own path
+//! ever appears in a URL; it must not widen what the store returned.
+
+use serde::Deserialize;
+
+use super::view::{When, display_subject, status_label};
+use crate::domain::TicketNumber;
+use crate::store::{TicketFilter, TicketListPage};
+
+fn filter_label(filter: TicketFilter) -> &'static str {
+    match filter {
+        TicketFilter::All => "All",
+        TicketFilter::OpenOrPending => "Open or pending",
+        TicketFilter::ResolvedOrClosed => "Resolved or closed",
+    }
+}
+
+/// `?filter=…&page=…` (and `?key=…` on `/agent`). Anything unknown or
+/// malformed means the default.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub filter: Option<String>,
+    pub page: Option<String>,
+    pub key: Option<String>,
+}
+
+impl ListQuery {
+    pub fn filter(&self) -> TicketFilter {
+        self.filter
+            .as_deref()
+            .and_then(TicketFilter::parse)
+            .unwrap_or_default()
+    }
+
+    pub fn page(&self) -> u32 {
+        self.page
+            .as_deref()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(1)
+    }
+}
+
+/// A filter tab.
+#[derive(Debug, Clone)]
+pub struct Tab {
+    pub label: &'static str,
+    pub count: i64,
+    pub href: String,
+    pub current: bool,
+}
+
+/// One row of a list.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub number: i64,
+    pub subject: String,
+    pub href: String,
+    pub status_label: &'static str,
+    pub status_class: &'static str,
+    pub created: When,
+    pub last_activity: When,
+    pub requester: String,
+    pub assignee: String,
+}
+
+/// A list page: tabs, rows, pager.
+#[derive(Debug, Clone)]
+pub struct ListView {
+    pub tabs: Vec<Tab>,
+    pub rows: Vec<Row>,
+    pub current_label: &'static str,
+    pub page: u32,
+    pub page_count: u32,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+    /// Agents see requester and assignee columns.
+    pub show_people: bool,
+}
+
+/// Builds a list view; links are relative (`?filter=…`) so that no
+/// ticket data but the link's own path ever appears in a URL.
+pub fn list_view(
+    list: &TicketListPage,
+    row_href: impl Fn(TicketNumber) -> String,
+    show_people: bool,
+) -> ListView {
+    let tabs = TicketFilter::ALL
+        .into_iter()
+        .map(|f| Tab {
+            label: filter_label(f),
+            count: list.counts.of(f),
+            href: format!("?filter={}", f.as_str()),
+            current: f == list.filter,
+        })
+        .collect();
+    let page_href = |page: u32| format!("?filter={}&page={page}", list.filter.as_str());
+    let rows = list
+        .rows
+        .iter()
+        .map(|r| Row {
+            number: r.number.0,
+            subject: display_subject(&r.subject),
+            href: row_href(r.number),
+            status_label: status_label(r.status),
+            status_class: r.status.as_str(),
+            created: When::of(r.created_at),
+            last_activity: When::of(r.last_activity_at),
+            requester: r.requester.clone(),
+            assignee: r.assignee.clone().unwrap_or_else(|| "nobody".to_string()),
+        })
+        .collect();
+    ListView {
+        tabs,
+        rows,
+        current_label: filter_label(list.filter),
+        page: list.page,
+        page_count: list.page_count,
+        previous: (list.page > 1).then(|| page_href(list.page - 1)),
+        next: (list.page < list.page_count).then(|| page_href(list.page + 1)),
+        show_people,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_fall_back_to_defaults() {
+        let q = ListQuery {
+            filter: Some("closed".into()),
+            page: Some("3".into()),
+            key: None,
+        };
+        assert_eq!(q.filter(), TicketFilter::ResolvedOrClosed);
+        assert_eq!(q.page(), 3);
+        let q = ListQuery {
+            filter: Some("<x>".into()),
+            page: Some("-1".into()),
+            key: None,
+        };
+        assert_eq!(q.filter(), TicketFilter::All);
+        assert_eq!(q.page(), 1);
+    }
+}

@@ -1,0 +1,205 @@
+//! What agents and operators get: the queue behind its key (Bearer or a
+//! cookie from `?key=` once), `/healthz`, `/metrics`, the stylesheet, and
+//! `postdesk tokens rotate N`.
+
+use axum::http::{StatusCode, header};
+
+use super::fixture::*;
+use postdesk::store::Store;
+
+#[tokio::test]
+async fn the_agent_queue_is_a_404_without_its_key() {
+    let mut closed = PageFixture::new(None);
+    closed.open_ticket("ann@customer.test", "Hello", "Hi.", &[]);
+    let router = closed.router();
+    let bearer = format!("Bearer {AGENT_KEY}");
+    for uri in ["/agent", "/agent/t/1", &format!("/agent?key={AGENT_KEY}")] {
+        let page = get(&router, uri, &[(header::AUTHORIZATION, &bearer)]).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{uri} with no key set");
+    }
+
+    let mut fx = PageFixture::new(Some(AGENT_KEY));
+    let c = conversation(&mut fx);
+    fx.agent_mail(c.bob.number, &format!("#assign {AGENT}"), &[]);
+    let router = fx.router();
+    let ticket_uri = format!("/agent/t/{}", c.ann.number);
+    for (uri, auth) in [
+        ("/agent", None),
+        ("/agent", Some("Bearer wrong")),
+        ("/agent?key=wrong", None),
+        (ticket_uri.as_str(), None),
+        (ticket_uri.as_str(), Some("Bearer wrong")),
+    ] {
+        let headers: Vec<(header::HeaderName, &str)> = auth
+            .map(|a| (header::AUTHORIZATION, a))
+            .into_iter()
+            .collect();
+        let page = get(&router, uri, &headers).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{uri} {auth:?}");
+    }
+
+    let queue = get(&router, "/agent", &[(header::AUTHORIZATION, &bearer)]).await;
+    assert_eq!(queue.status, StatusCode::OK);
+    assert_secure(&queue);
+    assert_no_live_markup(&queue.body);
+    assert!(
+        queue.body.contains("Bob&#39;s private matter")
+            || queue.body.contains("Bob's private matter")
+    );
+    assert!(queue.body.contains("ann@customer.test") && queue.body.contains("bob@customer.test"));
+    assert!(queue.body.contains(AGENT), "the assignee");
+    assert!(queue.body.contains("<span class=\"count\">(2)</span>"));
+
+    // ?key= once: a cookie that is not the key, HttpOnly, SameSite=Strict.
+    let signed = get(&router, &format!("/agent?key={AGENT_KEY}"), &[]).await;
+    assert_eq!(signed.status, StatusCode::OK);
+    let cookie = signed.header(header::SET_COOKIE).to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/agent"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(!cookie.contains(AGENT_KEY));
+    assert!(signed.body.contains("url=/agent"));
+    let pair = cookie.split(';').next().expect("name=value").to_string();
+
+    let full = get(&router, &ticket_uri, &[(header::COOKIE, &pair)]).await;
+    assert_eq!(full.status, StatusCode::OK);
+    assert_no_live_markup(&full.body);
+    for shown in [
+        "customer sounds upset",
+        "Internal note",
+        "out of the office",
+        "Auto-reply",
+        "we have received your request",
+        AGENT,
+    ] {
+        assert!(full.body.contains(shown), "agents see {shown:?}");
+    }
+    let note_file = fx.attachment_id(c.ann.number, "internal.txt");
+    let file = get(
+        &router,
+        &format!("{ticket_uri}/a/{note_file}"),
+        &[(header::COOKIE, &pair)],
+    )
+    .await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(file.body, "internal only");
+    let bad_cookie = get(
+        &router,
+        &ticket_uri,
+        &[(header::COOKIE, "postdesk_agent=00")],
+    )
+    .await;
+    assert_eq!(bad_cookie.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn health_metrics_and_the_stylesheet() {
+    let mut fx = PageFixture::new(None);
+    conversation(&mut fx);
+    let router = fx.router();
+    let health = get(&router, "/healthz", &[]).await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (StatusCode::OK, "ok")
+    );
+
+    let metrics = get(&router, "/metrics", &[]).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics
+            .header(header::CONTENT_TYPE)
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = &metrics.body;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .parse()
+            .expect("a number")
+    };
+    assert_eq!(value("postdesk_mails_ingested_total"), 6.0);
+    assert_eq!(value("postdesk_tickets{status=\"open\"}"), 1.0);
+    assert_eq!(value("postdesk_tickets{status=\"new\"}"), 1.0);
+    assert_eq!(value("postdesk_tickets{status=\"closed\"}"), 0.0);
+    assert!(
+        value("postdesk_outbox_pending") >= 3.0,
+        "nothing sends in this test"
+    );
+    assert_eq!(value("postdesk_outbox_failed"), 0.0);
+    assert_eq!(value("postdesk_imap_connected"), 0.0);
+    assert!(value("postdesk_imap_seconds_since_last_fetch").is_nan());
+    assert!(!text.contains("customer.test"), "counts only");
+
+    let css = get(&router, "/static/style.css", &[]).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.header(header::CONTENT_TYPE), "text/css; charset=utf-8");
+    assert!(css.body.contains("prefers-color-scheme"));
+}
+
+#[test]
+fn tokens_rotate_prints_new_links_and_kills_the_old_ones() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = crate::support::temp_dir();
+    let db = dir.path().join("rotate.db");
+    let postdesk = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut child = Command::new(crate::support::binary())
+            .args(args)
+            .env("POSTDESK__DATABASE__PATH", &db)
+            .env(
+                "POSTDESK__SUPPORT__PUBLIC_URL",
+                "https://support.example.test/",
+            )
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("postdesk starts");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin");
+            pipe.write_all(input).expect("the mail is written");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("postdesk finishes")
+    };
+    let mail = b"From: Ann <ann@customer.test>\r\nTo: tickets@example.com\r\nSubject: Leaked link\r\nMessage-ID: <rotate-1@customer.test>\r\n\r\nHello.\r\n";
+    assert_eq!(
+        postdesk(&["ingest", "-"], Some(mail)).status.code(),
+        Some(0)
+    );
+
+    let out = postdesk(&["tokens", "rotate", "1"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("2 old links"), "{printed}");
+    let ticket = token_after(&printed, "https://support.example.test/t/");
+    let requester = token_after(&printed, "https://support.example.test/r/");
+    let store = Store::open(&db).expect("the store opens");
+    let page = store
+        .ticket_page(&ticket)
+        .expect("a read")
+        .expect("the new link works");
+    assert_eq!(page.summary.subject, "Leaked link");
+    assert!(
+        store
+            .requester_page(&requester, postdesk::store::TicketFilter::All, 1)
+            .expect("a read")
+            .is_some()
+    );
+
+    assert_eq!(
+        postdesk(&["tokens", "rotate", "99"], None).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        postdesk(&["tokens", "rotate", "x"], None).status.code(),
+        Some(2)
+    );
+}

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use postdesk::app::{self, App};
 use postdesk::domain::{Status, TicketNumber};
 use postdesk::settings::Settings;
-use postdesk::store::{IngestReport, MailSource, Store};
+use postdesk::store::{IngestReport, MailSource, RetryOutcome, Store};
 
 const EX_USAGE_CONFIG: u8 = 2;
 const EX_DATAERR: u8 = 65;
@@ -108,6 +108,11 @@ enum QuarantineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Process quarantined mail ID again (after an upgrade or a raised
+    /// limit); on success it leaves the quarantine. Exit 1 if it still fails.
+    Retry { id: i64 },
+    /// Delete quarantined mail ID and its stored bytes.
+    Drop { id: i64 },
 }
 
 fn main() -> ExitCode {
@@ -164,10 +169,15 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Tokens {
             command: TokensCommand::Rotate { number },
         } => rotate_links(&settings, &number),
-        Command::Quarantine {
-            command: QuarantineCommand::List { json },
-        } => {
-            let (store, _) = app::open_store(&settings)?;
+        Command::Quarantine { command } => quarantine(&settings, command),
+    }
+}
+
+/// `quarantine list|retry|drop`.
+fn quarantine(settings: &Settings, command: QuarantineCommand) -> anyhow::Result<ExitCode> {
+    let (store, pipeline) = app::open_store(settings)?;
+    match command {
+        QuarantineCommand::List { json } => {
             let items = store.quarantine_list()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
@@ -176,9 +186,34 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                     println!("{}\t{}\t{} bytes\t{}", q.id, q.dedup_key, q.size, q.reason);
                 }
             }
-            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Retry { id } => {
+            match store.quarantine_retry(&pipeline, id, Utc::now())? {
+                Some(RetryOutcome::Ingested(report)) => {
+                    app::log_report(&report);
+                    println!("quarantined mail {id}: {}", describe(&report));
+                }
+                Some(RetryOutcome::StillQuarantined { reason }) => {
+                    eprintln!(
+                        "postdesk: quarantined mail {id} still cannot be processed: {reason}"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                None => {
+                    eprintln!("postdesk: there is no quarantined mail {id}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        QuarantineCommand::Drop { id } => {
+            if !store.quarantine_drop(id)? {
+                eprintln!("postdesk: there is no quarantined mail {id}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("quarantined mail {id} deleted");
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_daemon(settings: Settings) -> anyhow::Result<ExitCode> {

@@ -351,10 +351,86 @@ fn removed_html<'a>(html: &'a str, cleaned: &str) -> &'a str {
 /// HTML → readable plain text, never failing (a broken document yields
 /// what could be read of it).
 pub fn html_to_text(html: &str) -> String {
+    // html5ever scans its stack of open elements on every start tag, so a
+    // hostile mail with tens of thousands of nested elements takes minutes.
+    // Such a document gets plain tag stripping instead.
+    if nesting_depth(html) > MAX_HTML_DEPTH {
+        return normalise_newlines(&strip_tags(html));
+    }
     let text = html2text::config::plain_no_decorate()
         .string_from_read(html.as_bytes(), 100)
         .unwrap_or_default();
     normalise_newlines(&text)
+}
+
+/// Deeper than any real mail (Outlook's deepest run to a few hundred).
+const MAX_HTML_DEPTH: usize = 1_000;
+
+/// The deepest element nesting, roughly: start tags minus end tags, void
+/// and self-closed elements not counted. Linear in the input.
+fn nesting_depth(html: &str) -> usize {
+    const VOID: [&str; 14] = [
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+        "source", "track", "wbr",
+    ];
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        rest = &rest[open + 1..];
+        let end = rest.find('>').unwrap_or(rest.len());
+        let tag = &rest[..end];
+        if let Some(_closing) = tag.strip_prefix('/') {
+            depth = depth.saturating_sub(1);
+        } else if tag.starts_with(|c: char| c.is_ascii_alphabetic()) && !tag.ends_with('/') {
+            let name: String = tag
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if !VOID.contains(&name.as_str()) {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+        }
+        rest = &rest[end..];
+    }
+    deepest
+}
+
+/// Text without tags, for documents too deep for html2text: tags become
+/// line breaks where they are block-like, entities of the common kind are
+/// decoded, blank runs collapsed.
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let end = rest[open..].find('>').map_or(rest.len(), |e| open + e + 1);
+        let tag = rest[open..end].to_ascii_lowercase();
+        if ["<br", "<p", "</p", "<div", "</div", "<tr", "<li"]
+            .iter()
+            .any(|t| tag.starts_with(t))
+        {
+            out.push('\n');
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    let decoded = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    let mut lines: Vec<&str> = Vec::new();
+    for line in decoded.lines().map(str::trim) {
+        // At most one blank line in a row.
+        if !(line.is_empty() && lines.last().is_some_and(|l| l.is_empty())) {
+            lines.push(line);
+        }
+    }
+    lines.join("\n").trim().to_string()
 }
 
 fn normalise_newlines(text: &str) -> String {

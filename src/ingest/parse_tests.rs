@@ -277,3 +277,26 @@ fn control_characters_in_a_display_name_become_spaces() {
     assert_eq!(mailbox.name.as_deref(), Some("Ann of the Shop"));
     assert_eq!(Mailbox::new("a@example.test", Some("\r\n\t")).name, None);
 }
+
+#[test]
+fn hostile_nesting_is_read_without_html2text_and_fast() {
+    let depth = 30_000;
+    let html = format!(
+        "{}<p>Deep &amp; dark</p>{}",
+        "<div>".repeat(depth),
+        "</div>".repeat(depth)
+    );
+    let started = std::time::Instant::now();
+    let text = html_to_text(&html);
+    assert_eq!(text, "Deep & dark");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // Ordinary documents still go through html2text.
+    assert_eq!(
+        html_to_text("<p>Hello <b>world</b></p>").trim(),
+        "Hello world"
+    );
+}

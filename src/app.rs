@@ -94,6 +94,7 @@ impl App {
         let sender = crate::outbound::sender::run(
             Arc::clone(&self.store),
             self.settings.smtp.clone(),
+            crate::outbound::journal::SentJournal::beside(&self.settings.database.path),
             Arc::clone(&self.outbox_wake),
             shutdown.clone(),
         );

@@ -2,5 +2,6 @@
 //! the outbox worker that delivers them over SMTP ([`sender`]).
 
 pub mod compose;
+pub mod journal;
 pub mod notify;
 pub mod sender;

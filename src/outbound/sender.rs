@@ -16,6 +16,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::outbound::journal::SentJournal;
 use crate::settings::{SmtpSettings, TlsMode};
 use crate::store::{DeliveryResult, OutboxItem, Store};
 
@@ -54,10 +55,17 @@ pub fn mailer(settings: &SmtpSettings) -> anyhow::Result<Mailer> {
 pub async fn run(
     store: Arc<Store>,
     settings: SmtpSettings,
+    journal: SentJournal,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mailer = mailer(&settings)?;
+    let delivered = journal.read().context("cannot read the sent journal")?;
+    let recovered = blocking(&store, move |s| s.recover_sent(&delivered, Utc::now())).await?;
+    if recovered > 0 {
+        tracing::info!("{recovered} mails sent just before the last stop are recorded as sent.");
+    }
+    journal.clear().context("cannot clear the sent journal")?;
     let requeued = blocking(&store, |s| s.requeue_interrupted()).await?;
     if requeued > 0 {
         tracing::info!("{requeued} mails interrupted by the last shutdown are queued again.");
@@ -72,6 +80,10 @@ pub async fn run(
             }
         };
         if due.is_empty() {
+            // Everything accepted so far is recorded in the database.
+            if let Err(err) = journal.clear() {
+                tracing::warn!("Cannot clear the sent journal: {err}");
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = wake.notified() => {}
@@ -87,6 +99,13 @@ pub async fn run(
                 break;
             }
             let result = deliver(&mailer, item, settings.timeout_seconds).await;
+            if matches!(result, DeliveryResult::Sent) {
+                let (journal, id) = (journal.clone(), item.message_id.clone());
+                tokio::task::spawn_blocking(move || journal.record(&id))
+                    .await
+                    .context("the journal task panicked")?
+                    .context("cannot write the sent journal")?;
+            }
             log_result(item, &result);
             let (id, max) = (item.id, settings.max_attempts);
             blocking(&store, move |s| {

@@ -1,8 +1,9 @@
 //! Outbox rows: claiming what is due and recording how a delivery went.
-//! A claimed row is `sending`; a daemon that dies mid-send leaves it so,
-//! and the next start puts it back to `pending` (at-least-once: a mail
-//! whose SMTP transaction completed just before a crash may go twice,
-//! which is the only safe side to err on).
+//! A claimed row is `sending`; a daemon that dies mid-send leaves it so.
+//! At the next start, rows the sent journal (`outbound::journal`) names
+//! are recorded as sent and the rest go back to `pending`. Delivery is at
+//! least once: only a crash between the server's 250 and the journal's
+//! fdatasync can send a mail twice, which is the only safe side to err on.
 
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::params;
@@ -31,6 +32,27 @@ pub enum DeliveryResult {
 }
 
 impl Store {
+    /// Marks rows left `sending` whose Message-ID the sent journal holds as
+    /// sent; returns how many.
+    pub fn recover_sent(
+        &self,
+        message_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<usize> {
+        let mut conn = self.write();
+        let tx = conn.transaction()?;
+        let mut recovered = 0;
+        for id in message_ids {
+            recovered += tx.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1
+                 WHERE message_id = ?1 AND status = 'sending'",
+                params![id, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(recovered)
+    }
+
     /// Puts rows left `sending` by a previous run back in the queue.
     pub fn requeue_interrupted(&self) -> anyhow::Result<usize> {
         let conn = self.write();

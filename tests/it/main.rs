@@ -5,6 +5,7 @@ mod agents;
 mod browser;
 mod cli;
 mod corpus;
+mod faults;
 mod fuzz;
 mod loops;
 mod mailflow;

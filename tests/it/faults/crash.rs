@@ -1,0 +1,273 @@
+//! SIGKILL (rules 1 and 7). A 1,000-mail backlog in the support INBOX, the
+//! real binary killed at random moments ten times while it ingests and
+//! sends, restarted each time; after every kill the database (as the next
+//! start finds it) passes `PRAGMA integrity_check`, and in the end every
+//! mail made exactly what it should and each confirmation arrived once. It
+//! runs on a private stack: 900 confirmations in the shared customers'
+//! INBOXes would slow down every other test that reads them. And a kill
+//! in the middle of one large write transaction, on the shared stack.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::backlog::{self, Backlog};
+use super::rig::{Config, DaemonProcess, Log, append_all, db_count_or_zero, within};
+use super::stack::PrivateStack;
+use crate::support::temp_dir;
+
+const BACKLOG: usize = 1000;
+const KILLS: usize = 10;
+const SUPPORT: &str = "tickets@example.test";
+
+/// xorshift64*: random kill moments, reproducible from the printed seed
+/// (set POSTDESK_FAULT_SEED to replay a run).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> Rng {
+        let seed = std::env::var("POSTDESK_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            })
+            | 1;
+        eprintln!("kill moments from seed POSTDESK_FAULT_SEED={seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
+    }
+}
+
+/// What the next start will find: a copy of the database files taken
+/// right after the kill, opened (which recovers the WAL) and checked.
+struct AfterKill {
+    integrity: String,
+    journal_mode: String,
+    stored: i64,
+    sent: i64,
+}
+
+fn check_copy(db: &Path, scratch: &Path) -> AfterKill {
+    let copy = scratch.join("after-kill.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = format!("{}{suffix}", db.display());
+        let to = format!("{}{suffix}", copy.display());
+        let _ = std::fs::remove_file(&to);
+        if Path::new(&from).exists() {
+            std::fs::copy(&from, &to).expect("copy the database files");
+        }
+    }
+    let conn = Connection::open(&copy).expect("the copy opens");
+    let one = |sql: &str| -> String {
+        conn.query_row(sql, [], |r| r.get::<_, String>(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0) };
+    AfterKill {
+        integrity: one("PRAGMA integrity_check"),
+        journal_mode: one("PRAGMA journal_mode"),
+        stored: count("SELECT count(*) FROM raw_mails"),
+        sent: count("SELECT count(*) FROM outbox WHERE status = 'sent'"),
+    }
+}
+
+fn progress(db: &Path) -> i64 {
+    db_count_or_zero(db, "SELECT count(*) FROM raw_mails")
+        + db_count_or_zero(db, "SELECT count(*) FROM outbox WHERE status = 'sent'")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_ten_times_in_a_1000_mail_backlog_loses_and_doubles_nothing() {
+    let t0 = Instant::now();
+    let private = PrivateStack::start().await;
+    let stack = &private.stack;
+    let dir = temp_dir();
+    let backlog = Backlog::new(SUPPORT, BACKLOG, 10);
+    append_all(stack, SUPPORT, "INBOX", &backlog.mails).await;
+    eprintln!(
+        "{} mails ({} new, {} follow-ups) appended after {:?}",
+        backlog.mails.len(),
+        backlog.originals.len(),
+        backlog.follow_ups.len(),
+        t0.elapsed()
+    );
+    let config = Config::new(stack, SUPPORT, dir.path());
+    let config_path = config.write();
+    let db = config.db.clone();
+    let log = Log::default();
+    let mut rng = Rng::seeded();
+
+    let expected = backlog.originals.len() as i64;
+    // Each mail stored, each confirmation sent.
+    let all_work = BACKLOG as i64 + expected;
+    let mut done_before = 0;
+    for round in 1..=KILLS {
+        let mut daemon = DaemonProcess::spawn(&config_path, &log);
+        // The restarted daemon makes progress: it started, and the kill
+        // below lands while it works (ingest first, sending later). Should
+        // a fast machine finish early, later kills land on an idle daemon.
+        within("the daemon makes progress", 60, || async {
+            let idle = done_before >= all_work && !log.matching("Connected to IMAP").is_empty();
+            (progress(&db) > done_before || idle).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.below(1200))).await;
+        let uptime = daemon.uptime();
+        daemon.kill9();
+        let after = check_copy(&db, dir.path());
+        eprintln!(
+            "kill {round} after {uptime:?} of uptime: {} mails stored, {} mails sent",
+            after.stored, after.sent
+        );
+        assert_eq!(after.integrity, "ok", "integrity_check after kill {round}");
+        assert_eq!(after.journal_mode, "wal");
+        done_before = after.stored + after.sent;
+    }
+
+    let mut daemon = DaemonProcess::spawn(&config_path, &log);
+    within(
+        "every mail is stored and every confirmation sent",
+        300,
+        || async {
+            let stored = db_count_or_zero(&db, "SELECT count(*) FROM raw_mails");
+            let sent = db_count_or_zero(&db, "SELECT count(*) FROM outbox WHERE status = 'sent'");
+            (stored == BACKLOG as i64 && sent >= expected).then_some(())
+        },
+    )
+    .await;
+    eprintln!("all stored and sent after {:?}", t0.elapsed());
+    // Postfix hands the last confirmations to Dovecot within moments.
+    within("the confirmations reach the INBOXes", 120, || async {
+        let found = backlog.confirmations(stack).await;
+        (found.len() >= expected as usize).then_some(())
+    })
+    .await;
+    // Room for a second copy of any of them to arrive too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = daemon.terminate().await;
+    assert!(status.success(), "the daemon stops cleanly: {status}");
+    let starts = log.matching("postdesk is running").len();
+    assert_eq!(starts, KILLS + 1, "every restart started the daemon");
+    backlog::verify(&backlog, stack, &db, KILLS).await;
+    eprintln!("verified after {:?}", t0.elapsed());
+}
+
+/// A customer mail carrying `size` bytes of attachment that is unlike any
+/// other (so the blobs do not dedupe), base64 as a client would send it.
+fn mail_with_attachment(from: &str, to: &str, subject: &str, seed: u64, size: usize) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let bytes: Vec<u8> = (0..size).map(|_| rng.below(256) as u8).collect();
+    let encoded = base64_lines(&bytes);
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}@customer.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nThe log is attached.\r\n\
+         --b\r\nContent-Type: application/octet-stream; name=\"log.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"log.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n--b--\r\n",
+        crate::support::unique("att")
+    )
+    .into_bytes()
+}
+
+fn base64_lines(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 38);
+    for (i, chunk) in bytes.chunks(3).enumerate() {
+        if i > 0 && i % 19 == 0 {
+            out.push_str("\r\n");
+        }
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if k <= chunk.len() {
+                out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn wal_size(db: &Path) -> u64 {
+    std::fs::metadata(format!("{}-wal", db.display()))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_the_middle_of_a_write_leaves_a_sound_database() {
+    let stack = crate::support::Stack::from_env();
+    let support = crate::support::fresh_support_box(&stack).await;
+    let customers = backlog::own_customers(&stack, 2).await;
+    // One IMAP batch (50 mails) of 400 KB each: a ~20 MB transaction, too
+    // big for SQLite's page cache, so it spills into the WAL before commit.
+    let mails: Vec<Vec<u8>> = (0..50)
+        .map(|i| {
+            let from = &customers[i % customers.len()];
+            let subject = format!("Crash log {i} {}", crate::support::unique("w"));
+            mail_with_attachment(from, &support, &subject, i as u64 + 7, 400_000)
+        })
+        .collect();
+    append_all(&stack, &support, "INBOX", &mails).await;
+    let dir = temp_dir();
+    let config = Config::new(&stack, &support, dir.path());
+    let config_path = config.write();
+    let db = config.db.clone();
+    let log = Log::default();
+
+    let mut daemon = DaemonProcess::spawn(&config_path, &log);
+    // Mid-write: the WAL grows while no mail is committed yet.
+    within("the batch's transaction is being written", 120, || async {
+        let stored = db_count_or_zero(&db, "SELECT count(*) FROM raw_mails");
+        (wal_size(&db) > 4_000_000 && stored == 0).then_some(())
+    })
+    .await;
+    daemon.kill9();
+    let after = check_copy(&db, dir.path());
+    assert_eq!(after.integrity, "ok");
+    assert_eq!(after.journal_mode, "wal");
+    assert_eq!(
+        after.stored, 0,
+        "the half-written batch is not there at all"
+    );
+    let (_, support_box) = super::rig::read_box(&stack, &support, "INBOX").await;
+    assert!(
+        support_box.iter().all(|m| !m.has_flag("Seen")),
+        "nothing was marked before its commit"
+    );
+
+    let mut daemon = DaemonProcess::spawn(&config_path, &log);
+    within("the batch is stored after the restart", 180, || async {
+        let stored = db_count_or_zero(&db, "SELECT count(*) FROM raw_mails");
+        let (_, support_box) = super::rig::read_box(&stack, &support, "INBOX").await;
+        (stored == 50 && support_box.iter().all(|m| m.has_flag("Seen"))).then_some(())
+    })
+    .await;
+    assert!(daemon.terminate().await.success());
+    let conn = Connection::open(&db).expect("the database");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(count("SELECT count(*) FROM tickets"), 50);
+    assert_eq!(count("SELECT count(*) FROM attachments"), 50);
+    assert_eq!(count("SELECT count(DISTINCT dedup_key) FROM raw_mails"), 50);
+}

@@ -180,6 +180,43 @@ async fn fetches_above_the_checkpoint_and_marks_seen_only_after_commit() {
 }
 
 #[tokio::test]
+async fn batches_are_pipelined_and_each_is_marked_only_after_its_commit() {
+    bounded(async {
+        let uids: Vec<u32> = (1..=120).collect();
+        let server = FakeServer::start(7, &uids, &[]).await;
+        let sink = FakeSink::new(&server, None);
+        let running = start(settings(&server), &sink);
+        eventually("every mail is marked", || {
+            uids.iter().all(|&u| server.has_flag(u, "\\Seen"))
+        })
+        .await;
+        let batches: Vec<Vec<u32>> = vec![
+            (1..=50).collect(),
+            (51..=100).collect(),
+            (101..=120).collect(),
+        ];
+        assert_eq!(sink.batches(), batches);
+        let events = server.events();
+        for (first, last) in [(1, 50), (51, 100), (101, 120)] {
+            let ingest = position(&events, &format!("INGEST {first},")).expect("ingest");
+            let store =
+                position(&events, &format!("UID STORE {first}:{last} +FLAGS")).expect("store");
+            assert!(
+                ingest < store,
+                "{first}:{last} marked before its commit: {events:?}"
+            );
+        }
+        // The next batch is fetched while the sink stores the one before.
+        let second = position(&events, "UID FETCH 51:100").expect("second fetch");
+        let first_marked = position(&events, "UID STORE 1:50").expect("first store");
+        assert!(second < first_marked, "not pipelined: {events:?}");
+        assert_eq!(running.status.fetched_total(), 120);
+        running.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_failing_sink_gets_no_marks_and_the_batch_again_later() {
     bounded(async {
         let server = FakeServer::start(7, &[1, 2], &[]).await;

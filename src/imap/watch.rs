@@ -96,6 +96,16 @@ enum Synced {
     Stopping,
 }
 
+/// How handing over one search's mails ended.
+enum Piped {
+    /// Every batch stored and marked (or left for the catch-up).
+    Done,
+    /// The sink failed: nothing of that batch was marked.
+    SinkFailed,
+    /// Shutdown was requested between batches.
+    Stopping,
+}
+
 enum Woke {
     Server(async_imap::error::Result<IdleResponse>),
     Refresh,
@@ -181,7 +191,7 @@ impl<S: MailSink> Watcher<'_, S> {
         sink_backoff: &mut Backoff,
     ) -> anyhow::Result<Synced> {
         let mut rechecked = false;
-        'search: loop {
+        loop {
             if self.shutdown.is_cancelled() {
                 return Ok(Synced::Stopping);
             }
@@ -202,66 +212,123 @@ impl<S: MailSink> Watcher<'_, S> {
                 return Ok(Synced::Quiet);
             }
             rechecked = false;
-            for chunk in uids.chunks(FETCH_BATCH) {
-                let mails = self.cancellable(fetch(session, chunk, self.limit)).await?;
-                if !self.hand_over(session, selected, mails).await? {
+            match self.pipeline(session, selected, cursor, &uids).await? {
+                Piped::Done => sink_backoff.reset(),
+                Piped::Stopping => return Ok(Synced::Stopping),
+                Piped::SinkFailed => {
                     let delay = sink_backoff.next_delay();
                     tracing::warn!("Retrying the same mails in {} s.", delay.as_secs());
                     tokio::select! {
-                        _ = sleep(delay) => continue 'search,
+                        _ = sleep(delay) => {}
                         _ = self.shutdown.cancelled() => return Ok(Synced::Stopping),
                     }
-                }
-                sink_backoff.reset();
-                *cursor = chunk.iter().copied().max().unwrap_or(*cursor);
-                if self.shutdown.is_cancelled() {
-                    return Ok(Synced::Stopping);
                 }
             }
         }
     }
 
-    /// Gives `mails` to the sink and, once committed, marks them. `false`
-    /// when the sink failed (nothing was marked).
-    async fn hand_over(
+    /// Hands `uids` to the sink in batches, pipelined on the one session:
+    /// while the sink stores batch k, the session marks batch k-1 (already
+    /// committed) and fetches batch k+1. A batch is marked only after the
+    /// sink said it is committed; `cursor` follows the committed batches.
+    async fn pipeline(
         &self,
         session: &mut ImapSession,
         selected: &mut Selected,
-        mails: Vec<FetchedMail>,
-    ) -> anyhow::Result<bool> {
-        if mails.is_empty() {
-            return Ok(true);
+        cursor: &mut u32,
+        uids: &[u32],
+    ) -> anyhow::Result<Piped> {
+        let mut chunks = uids.chunks(FETCH_BATCH);
+        let mut next = match chunks.next() {
+            Some(chunk) => Some((
+                chunk,
+                self.cancellable(fetch(session, chunk, self.limit)).await?,
+            )),
+            None => None,
+        };
+        // Committed, not yet marked on the server.
+        let mut committed: Vec<u32> = Vec::new();
+        while let Some((chunk, mails)) = next.take() {
+            let following = chunks.next();
+            let batch: Vec<u32> = mails.iter().map(|m| m.uid).collect();
+            let (name, uidvalidity) = (selected.name.clone(), selected.uidvalidity);
+            let previous = std::mem::take(&mut committed);
+            let imap = async {
+                self.mark_stored(session, selected, &previous).await?;
+                let Some(chunk) = following.filter(|_| !self.shutdown.is_cancelled()) else {
+                    return Ok(None);
+                };
+                match self.cancellable(fetch(session, chunk, self.limit)).await {
+                    Ok(mails) => Ok(Some((chunk, mails))),
+                    Err(_) if self.shutdown.is_cancelled() => Ok(None),
+                    Err(err) => Err(err),
+                }
+            };
+            // Not cancellable: a batch in the sink's hands is finished.
+            let (stored, fetched) = tokio::join!(self.store(&name, uidvalidity, mails), imap);
+            if !stored {
+                fetched?;
+                return Ok(Piped::SinkFailed);
+            }
+            *cursor = chunk.iter().copied().max().unwrap_or(*cursor);
+            committed = batch;
+            // On a connection error the committed batch stays unmarked:
+            // the next session's catch-up marks it.
+            next = fetched?;
+            if self.shutdown.is_cancelled() {
+                self.mark_stored(session, selected, &committed).await?;
+                return Ok(Piped::Stopping);
+            }
         }
-        let uids: Vec<u32> = mails.iter().map(|m| m.uid).collect();
-        let count = uids.len();
-        let mailbox = selected.name.clone();
-        // Not cancellable: a batch in the sink's hands is finished.
-        if let Err(err) = self
-            .sink
-            .ingest_batch(&mailbox, selected.uidvalidity, mails)
-            .await
-        {
+        self.mark_stored(session, selected, &committed).await?;
+        Ok(Piped::Done)
+    }
+
+    /// Gives `mails` to the sink; `false` when it failed (they stay
+    /// unmarked on the server and are fetched again).
+    async fn store(&self, mailbox: &str, uidvalidity: u32, mails: Vec<FetchedMail>) -> bool {
+        let count = mails.len();
+        if count == 0 {
+            return true;
+        }
+        if let Err(err) = self.sink.ingest_batch(mailbox, uidvalidity, mails).await {
             tracing::warn!(
                 "Storing {count} mails fetched from {mailbox} failed: {err:#}; \
                  they stay unmarked on the server."
             );
-            return Ok(false);
+            return false;
         }
         self.status
             .fetched_total
             .fetch_add(count as u64, Ordering::Relaxed);
         tracing::debug!("Stored {count} mails from {mailbox}.");
+        true
+    }
+
+    /// Marks committed mails as `after_ingest` says; a refusal is logged
+    /// and passed over, a connection error returned.
+    async fn mark_stored(
+        &self,
+        session: &mut ImapSession,
+        selected: &mut Selected,
+        uids: &[u32],
+    ) -> anyhow::Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
         let after = &self.settings.after_ingest;
         let marked = self
-            .finishing(mark(session, selected, after, &uids, self.limit))
+            .finishing(mark(session, selected, after, uids, self.limit))
             .await;
         match marked {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(()),
             Err(err) if is_refusal(&err) => {
                 tracing::warn!(
-                    "Stored {count} mails from {mailbox} but could not mark them ({after:?}): {err}"
+                    "Stored {} mails from {} but could not mark them ({after:?}): {err}",
+                    uids.len(),
+                    selected.name
                 );
-                Ok(true)
+                Ok(())
             }
             Err(err) => Err(err.context("while marking stored mails")),
         }

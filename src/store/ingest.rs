@@ -92,14 +92,14 @@ impl Store {
             reports.push(ingest_one(&tx, pipeline, &mail.raw, &source, now)?);
         }
         if let Some(last) = mails.iter().map(|m| m.uid).max() {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO imap_checkpoints (mailbox, uidvalidity, last_uid, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = ?2,
                    last_uid = max(CASE WHEN uidvalidity = ?2 THEN last_uid ELSE 0 END, ?3),
                    updated_at = ?4",
-                params![mailbox, uidvalidity, last, now],
-            )?;
+            )?
+            .execute(params![mailbox, uidvalidity, last, now])?;
         }
         tx.commit()?;
         Ok(reports)
@@ -187,78 +187,83 @@ fn write_plan(
     let number = plan.ticket.number();
     match &plan.ticket {
         TicketChange::Create(t) => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO tickets (number, subject, status, requester, requester_name,
                    created_at, last_activity_at) VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?5)",
-                params![
-                    t.number.0,
-                    t.subject,
-                    t.requester.address,
-                    t.requester.name,
-                    now
-                ],
-            )?;
+            )?
+            .execute(params![
+                t.number.0,
+                t.subject,
+                t.requester.address,
+                t.requester.name,
+                now
+            ])?;
         }
         TicketChange::Update {
             number,
             status,
             assignee,
         } => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE tickets SET last_activity_at = ?2, status = coalesce(?3, status),
                    assignee = coalesce(?4, assignee)
                  WHERE number = ?1",
-                params![number.0, now, status.map(Status::as_str), assignee],
-            )?;
+            )?
+            .execute(params![number.0, now, status.map(Status::as_str), assignee])?;
         }
     }
     for (person, role) in &plan.participants {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO participants (ticket_number, address, name, role)
              VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-            params![number.0, person.address, person.name, role.as_str()],
-        )?;
+        )?
+        .execute(params![
+            number.0,
+            person.address,
+            person.name,
+            role.as_str()
+        ])?;
     }
     let m = &plan.message;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO messages (ticket_number, raw_mail_id, message_id, direction, kind,
            from_address, from_name, subject, date, text, quoted, thread_reason,
            classification, created_at)
          VALUES (?1, ?2, ?3, 'in', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
-            number.0,
-            raw_id,
-            m.message_id,
-            m.kind.as_str(),
-            m.from.address,
-            m.from.name,
-            m.subject,
-            m.date,
-            m.text,
-            m.quoted,
-            m.thread_reason,
-            m.classification,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        number.0,
+        raw_id,
+        m.message_id,
+        m.kind.as_str(),
+        m.from.address,
+        m.from.name,
+        m.subject,
+        m.date,
+        m.text,
+        m.quoted,
+        m.thread_reason,
+        m.classification,
+        now
+    ])?;
     let message_row = tx.last_insert_rowid();
     for a in &plan.attachments {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO blobs (sha256, size, bytes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            params![a.sha256, a.bytes.len() as i64, a.bytes],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![a.sha256, a.bytes.len() as i64, a.bytes])?;
+        tx.prepare_cached(
             "INSERT INTO attachments (message_id, filename, media_type, content_id, sha256, size)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                message_row,
-                a.filename,
-                a.media_type,
-                a.content_id,
-                a.sha256,
-                a.bytes.len() as i64
-            ],
-        )?;
+        )?
+        .execute(params![
+            message_row,
+            a.filename,
+            a.media_type,
+            a.content_id,
+            a.sha256,
+            a.bytes.len() as i64
+        ])?;
     }
     for link in &plan.links {
         insert_link(tx, link, now)?;
@@ -292,10 +297,10 @@ fn record_bounce(tx: &Connection, failed: &FailedDelivery) -> anyhow::Result<()>
         }
     );
     for id in &failed.message_ids {
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE message_id = ?1",
-            params![id, error],
-        )?;
+        )?
+        .execute(params![id, error])?;
     }
     Ok(())
 }
@@ -309,17 +314,17 @@ pub(super) fn insert_link(
         AccessLink::Ticket { token, ticket } => (token, "ticket", Some(ticket.0), None),
         AccessLink::Requester { token, address } => (token, "requester", None, Some(address)),
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO access_tokens (token_hash, scope, ticket_number, requester, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            crate::tokens::hash_token(token),
-            scope,
-            ticket,
-            requester,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        crate::tokens::hash_token(token),
+        scope,
+        ticket,
+        requester,
+        now
+    ])?;
     Ok(())
 }
 
@@ -330,18 +335,18 @@ fn insert_raw(
     source: &MailSource,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO raw_mails (dedup_key, sha256, size, bytes, source, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            dedup_key,
-            hex::encode(Sha256::digest(raw)),
-            raw.len() as i64,
-            raw,
-            source.describe(),
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        dedup_key,
+        hex::encode(Sha256::digest(raw)),
+        raw.len() as i64,
+        raw,
+        source.describe(),
+        now
+    ])?;
     Ok(tx.last_insert_rowid())
 }
 
@@ -351,10 +356,10 @@ fn quarantine(
     reason: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO quarantine (raw_mail_id, reason, created_at) VALUES (?1, ?2, ?3)",
-        params![raw_id, reason, now],
-    )?;
+    )?
+    .execute(params![raw_id, reason, now])?;
     Ok(())
 }
 
@@ -366,37 +371,37 @@ pub(super) fn enqueue(
     mail: &OutgoingMail,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO outbox (message_id, ticket_number, kind, envelope_from, recipients, raw,
            automatic, status, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
-        params![
-            mail.message_id,
-            ticket.map(|t| t.0),
-            mail.kind.as_str(),
-            mail.envelope_from,
-            mail.recipients.join(","),
-            mail.raw,
-            mail.automatic_reply,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        mail.message_id,
+        ticket.map(|t| t.0),
+        mail.kind.as_str(),
+        mail.envelope_from,
+        mail.recipients.join(","),
+        mail.raw,
+        mail.automatic_reply,
+        now
+    ])?;
     if let Some(ticket) = ticket {
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO messages (ticket_number, message_id, direction, kind, from_address,
                subject, date, text, thread_reason, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sent by postdesk', ?7)",
-            params![
-                ticket.0,
-                mail.message_id,
-                Direction::Out.as_str(),
-                mail.kind.as_str(),
-                mail.envelope_from,
-                mail.subject,
-                now,
-                mail.text
-            ],
-        )?;
+        )?
+        .execute(params![
+            ticket.0,
+            mail.message_id,
+            Direction::Out.as_str(),
+            mail.kind.as_str(),
+            mail.envelope_from,
+            mail.subject,
+            now,
+            mail.text
+        ])?;
     }
     Ok(())
 }

@@ -17,11 +17,8 @@ impl ThreadLookup for TxLookup<'_> {
     fn is_seen(&self, dedup_key: &str) -> anyhow::Result<bool> {
         let found: Option<i64> = self
             .0
-            .query_row(
-                "SELECT 1 FROM raw_mails WHERE dedup_key = ?1",
-                [dedup_key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT 1 FROM raw_mails WHERE dedup_key = ?1")?
+            .query_row([dedup_key], |r| r.get(0))
             .optional()?;
         Ok(found.is_some())
     }
@@ -29,20 +26,16 @@ impl ThreadLookup for TxLookup<'_> {
     fn ticket_of_message(&self, message_id: &str) -> anyhow::Result<Option<TicketNumber>> {
         Ok(self
             .0
-            .query_row(
-                "SELECT ticket_number FROM messages WHERE message_id = ?1",
-                [message_id],
-                |r| r.get(0).map(TicketNumber),
-            )
+            .prepare_cached("SELECT ticket_number FROM messages WHERE message_id = ?1")?
+            .query_row([message_id], |r| r.get(0).map(TicketNumber))
             .optional()?)
     }
 
     fn participants(&self, ticket: TicketNumber) -> anyhow::Result<Option<Vec<String>>> {
         let exists: Option<i64> = self
             .0
-            .query_row("SELECT 1 FROM tickets WHERE number = ?1", [ticket.0], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT 1 FROM tickets WHERE number = ?1")?
+            .query_row([ticket.0], |r| r.get(0))
             .optional()?;
         if exists.is_none() {
             return Ok(None);
@@ -57,11 +50,10 @@ impl ThreadLookup for TxLookup<'_> {
 
 impl IngestLookup for TxLookup<'_> {
     fn next_ticket_number(&self) -> anyhow::Result<TicketNumber> {
-        let max: i64 =
-            self.0
-                .query_row("SELECT coalesce(max(number), 0) FROM tickets", [], |r| {
-                    r.get(0)
-                })?;
+        let max: i64 = self
+            .0
+            .prepare_cached("SELECT coalesce(max(number), 0) FROM tickets")?
+            .query_row([], |r| r.get(0))?;
         Ok(TicketNumber(max + 1))
     }
 
@@ -70,12 +62,13 @@ impl IngestLookup for TxLookup<'_> {
     }
 
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32> {
-        Ok(self.0.query_row(
-            "SELECT count(*) FROM outbox WHERE recipients = ?1 AND automatic = 1
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT count(*) FROM outbox WHERE recipients = ?1 AND automatic = 1
              AND created_at >= ?2",
-            params![address, since],
-            |r| r.get(0),
-        )?)
+            )?
+            .query_row(params![address, since], |r| r.get(0))?)
     }
 }
 
@@ -85,20 +78,19 @@ pub(super) fn ticket_info(
     ticket: TicketNumber,
 ) -> anyhow::Result<Option<TicketInfo>> {
     let row = c
-        .query_row(
+        .prepare_cached(
             "SELECT subject, status, requester, requester_name, last_activity_at
              FROM tickets WHERE number = ?1",
-            [ticket.0],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, DateTime<Utc>>(4)?,
-                ))
-            },
-        )
+        )?
+        .query_row([ticket.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, DateTime<Utc>>(4)?,
+            ))
+        })
         .optional()?;
     let Some((subject, status, requester, requester_name, last_activity_at)) = row else {
         return Ok(None);

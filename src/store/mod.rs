@@ -52,6 +52,12 @@ impl Store {
         let mut writer = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&writer)?;
+        // Ingest runs about 20 statements per mail; keep them all prepared.
+        writer.set_prepared_statement_cache_capacity(64);
+        // A batch of mail (raw bytes, attachments, outbox rows) is a few MB:
+        // with the default 2 MB cache SQLite spills pages to the WAL in
+        // mid-transaction and rewrites them at commit.
+        writer.pragma_update(None, "cache_size", -8192)?;
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .context("cannot switch the database to WAL mode")?;

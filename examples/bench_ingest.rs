@@ -1,0 +1,330 @@
+//! Ingest benchmark (issue #6): APPENDs realistic mails to the support
+//! mailbox, measures the raw rate of a minimal async-imap client doing
+//! `UID FETCH 1:* BODY.PEEK[]` on that mailbox, then starts the release
+//! daemon (`postdesk run`, a child process) on a fresh database and times
+//! it until every mail is a ticket or a follow-up with its confirmation
+//! queued (the UID checkpoint, written in the same transaction, has reached
+//! the last UID). Prints both rates, their ratio and the daemon's peak RSS.
+//!
+//! Run it through `scripts/bench ingest` (which starts the mail stack and
+//! builds), or by hand with the stack's environment:
+//! `target/release/examples/bench_ingest --postdesk target/release/postdesk --work DIR`
+
+#[path = "bench_support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures_util::TryStreamExt;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use support::mails::{Generator, Mix};
+use support::sink::Sink;
+use support::{Appender, Daemon, DaemonConfig, Stack, figure, imap_login};
+
+#[derive(Parser)]
+struct Args {
+    /// The release `postdesk` binary.
+    #[arg(long)]
+    postdesk: PathBuf,
+    /// A scratch directory (emptied) for the database, config and log.
+    #[arg(long)]
+    work: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    mails: usize,
+    /// The support mailbox (emptied first).
+    #[arg(long, default_value = "tickets@example.test")]
+    support: String,
+    /// Raw fetch runs after one warm-up; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    raw_runs: usize,
+    #[arg(long, default_value_t = 6)]
+    seed: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let stack = Stack::from_env()?;
+    let work = support::work_dir(&args.work)?;
+
+    let expected = fill_mailbox(&stack, &args).await?;
+    let raw = raw_fetch_rate(&stack, &args).await?;
+
+    let sink = Sink::start().await?;
+    let db = work.join("postdesk.db");
+    let config = work.join("postdesk.toml");
+    support::write_config(
+        &stack,
+        &DaemonConfig {
+            support: &args.support,
+            agents: &["agent@example.test"],
+            smtp_port: sink.port,
+            db: &db,
+            auto_replies_per_hour: 10,
+        },
+        &config,
+    )?;
+    let mut daemon = Daemon::spawn(&args.postdesk, &config, &work.join("daemon.log"))?;
+    println!("daemon started (pid {})", daemon.pid());
+    let run = wait_for_checkpoint(&mut daemon, &db, expected.last_uid).await?;
+    let peak = daemon.rss()?;
+    let cpu = daemon.cpu();
+    let secs = run.done.as_secs_f64();
+    let rate = args.mails as f64 / secs;
+
+    let counts = Counts::read(&db)?;
+    let sent = sink.accepted();
+    let (unseen, exists) = support::unseen(&stack, &args.support).await?;
+    daemon.stop()?;
+
+    println!(
+        "mails: {} ({:.1} MB, {} replies, {} with a 200 KB attachment), appended in {:.1} s",
+        args.mails,
+        expected.bytes as f64 / 1e6,
+        expected.replies,
+        expected.attachments,
+        expected.append.as_secs_f64()
+    );
+    println!(
+        "daemon: first batch committed {:.2} s after start, all committed at {:.2} s; \
+         by then {sent} of {} outgoing mails were sent; on the server {unseen} of {exists} \
+         mails were still unseen a moment later",
+        run.first.as_secs_f64(),
+        secs,
+        counts.outbox,
+    );
+    println!(
+        "daemon CPU time until all committed: {cpu:.2} s ({:.2} ms per mail)",
+        cpu * 1000.0 / args.mails as f64
+    );
+    counts.check(args.mails, expected.replies)?;
+    figure(
+        "ingest: raw IMAP fetch (async-imap UID FETCH 1:* BODY.PEEK[])",
+        &format!(
+            "{:.0} mails/s ({:.0} MB/s, {:.2} s)",
+            raw.rate,
+            raw.mb_per_s,
+            raw.best.as_secs_f64()
+        ),
+        "reference",
+    );
+    figure(
+        &format!(
+            "ingest: daemon, {} mails to tickets/follow-ups with confirmations queued",
+            args.mails
+        ),
+        &format!("{rate:.0} mails/s ({secs:.2} s from start)"),
+        "reference",
+    );
+    figure(
+        "ingest: daemon rate / raw fetch rate",
+        &format!("{:.3}", rate / raw.rate),
+        ">= 0.5",
+    );
+    figure(
+        "memory: daemon peak RSS (VmHWM) during the ingest",
+        &format!("{:.1} MB", peak.hwm_mib()),
+        "< 50 MB",
+    );
+    Ok(())
+}
+
+struct Appended {
+    last_uid: u32,
+    bytes: usize,
+    replies: usize,
+    attachments: usize,
+    append: Duration,
+}
+
+/// Empties the support mailbox and APPENDs the generated mails in order
+/// (replies after what they answer).
+async fn fill_mailbox(stack: &Stack, args: &Args) -> anyhow::Result<Appended> {
+    support::clear_inbox(stack, &args.support).await?;
+    let customers = (args.mails / 4).max(1) as u32;
+    let mut generator = Generator::new(
+        args.seed,
+        Mix::realistic(customers),
+        &args.support,
+        "customers.test",
+        &format!("ingest{}", std::process::id()),
+    );
+    let mut appender = Appender::new(stack, &args.support).await?;
+    let started = Instant::now();
+    let (mut bytes, mut replies, mut attachments) = (0, 0, 0);
+    let now = chrono::Utc::now();
+    for _ in 0..args.mails {
+        let mail = generator.next(now);
+        bytes += mail.raw.len();
+        replies += usize::from(mail.is_reply);
+        attachments += usize::from(mail.has_attachment);
+        appender.push(mail.raw).await?;
+    }
+    appender.finish().await?;
+    let append = started.elapsed();
+    let mut session = imap_login(stack, &args.support).await?;
+    let mailbox = session.select("INBOX").await?;
+    session.logout().await?;
+    if mailbox.exists as usize != args.mails {
+        bail!(
+            "the support mailbox holds {} mails, not {}",
+            mailbox.exists,
+            args.mails
+        );
+    }
+    let last_uid = mailbox.uid_next.context("no UIDNEXT")? - 1;
+    Ok(Appended {
+        last_uid,
+        bytes,
+        replies,
+        attachments,
+        append,
+    })
+}
+
+struct Raw {
+    best: Duration,
+    rate: f64,
+    mb_per_s: f64,
+}
+
+/// The best of `raw_runs` timed `UID FETCH 1:* BODY.PEEK[]` (after one
+/// untimed warm-up), from sending the command to the last byte.
+async fn raw_fetch_rate(stack: &Stack, args: &Args) -> anyhow::Result<Raw> {
+    let mut best: Option<(Duration, usize, usize)> = None;
+    for run in 0..=args.raw_runs {
+        let mut session = imap_login(stack, &args.support).await?;
+        session.select("INBOX").await?;
+        let started = Instant::now();
+        let (mut count, mut bytes) = (0usize, 0usize);
+        {
+            let mut fetches = session.uid_fetch("1:*", "BODY.PEEK[]").await?;
+            while let Some(fetch) = fetches.try_next().await? {
+                if let Some(body) = fetch.body() {
+                    count += 1;
+                    bytes += body.len();
+                }
+            }
+        }
+        let took = started.elapsed();
+        session.logout().await?;
+        if count != args.mails {
+            bail!("the raw fetch got {count} mails, not {}", args.mails);
+        }
+        println!(
+            "raw fetch {}: {count} mails in {:.2} s",
+            if run == 0 {
+                "warm-up".to_string()
+            } else {
+                format!("run {run}")
+            },
+            took.as_secs_f64()
+        );
+        if run > 0 && best.is_none_or(|(b, _, _)| took < b) {
+            best = Some((took, count, bytes));
+        }
+    }
+    let (best, count, bytes) = best.context("no raw fetch run")?;
+    Ok(Raw {
+        best,
+        rate: count as f64 / best.as_secs_f64(),
+        mb_per_s: bytes as f64 / 1e6 / best.as_secs_f64(),
+    })
+}
+
+struct Run {
+    first: Duration,
+    done: Duration,
+}
+
+/// Polls the checkpoint (one row, read-only) every 10 ms until it reaches
+/// `last_uid`: the batch that holds the last mail has committed, and with
+/// it every ticket, follow-up and outbox row.
+async fn wait_for_checkpoint(
+    daemon: &mut Daemon,
+    db: &std::path::Path,
+    last_uid: u32,
+) -> anyhow::Result<Run> {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let mut conn: Option<Connection> = None;
+    let mut first = None;
+    loop {
+        daemon.check_alive()?;
+        if Instant::now() > deadline {
+            bail!("the daemon did not ingest everything within an hour");
+        }
+        if conn.is_none() && db.exists() {
+            conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).ok();
+        }
+        if let Some(c) = &conn {
+            let uid: Option<u32> = c
+                .query_row(
+                    "SELECT last_uid FROM imap_checkpoints WHERE mailbox = 'INBOX'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .unwrap_or(None);
+            if uid.is_some() && first.is_none() {
+                first = Some(daemon.started.elapsed());
+            }
+            if uid.is_some_and(|u| u >= last_uid) {
+                return Ok(Run {
+                    first: first.unwrap_or_default(),
+                    done: daemon.started.elapsed(),
+                });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What the database holds after the run (read-only).
+struct Counts {
+    raw: i64,
+    tickets: i64,
+    inbound: i64,
+    confirmations: i64,
+    outbox: i64,
+    quarantined: i64,
+}
+
+impl Counts {
+    fn read(db: &std::path::Path) -> anyhow::Result<Counts> {
+        let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let one = |sql: &str| -> anyhow::Result<i64> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
+        Ok(Counts {
+            raw: one("SELECT count(*) FROM raw_mails")?,
+            tickets: one("SELECT count(*) FROM tickets")?,
+            inbound: one("SELECT count(*) FROM messages WHERE direction = 'in'")?,
+            confirmations: one("SELECT count(*) FROM outbox WHERE kind = 'confirmation'")?,
+            outbox: one("SELECT count(*) FROM outbox")?,
+            quarantined: one("SELECT count(*) FROM quarantine")?,
+        })
+    }
+
+    /// Every mail a ticket or a follow-up, every new ticket confirmed.
+    fn check(&self, mails: usize, replies: usize) -> anyhow::Result<()> {
+        println!(
+            "database: {} raw mails, {} tickets, {} inbound messages, {} confirmations, \
+             {} outbox rows, {} quarantined",
+            self.raw, self.tickets, self.inbound, self.confirmations, self.outbox, self.quarantined
+        );
+        let new = (mails - replies) as i64;
+        if self.raw != mails as i64
+            || self.inbound != mails as i64
+            || self.tickets != new
+            || self.confirmations != new
+            || self.quarantined != 0
+        {
+            bail!(
+                "expected {mails} inbound messages on {new} tickets, each confirmed, none quarantined"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! Scale and idle-memory benchmark (issue #6). Fills a database through the
+//! library's real pipeline (`Store::ingest_batch` with `FetchedMail`, the
+//! daemon's own call) with realistic mail dated over the past year, and at
+//! 1,000, 10,000 and 100,000 tickets times the ingest of a probe of fresh
+//! mails (same mix; replies answer mails anywhere in the database) in
+//! batches of 50, as the daemon commits them. Then starts the release
+//! daemon on the full database (its mail long sent) with an empty support
+//! mailbox and reads its resident memory once idle.
+//!
+//! `target/release/examples/bench_scale --postdesk target/release/postdesk --work DIR`
+//! with the stack's environment (`scripts/bench scale`).
+
+#[path = "bench_support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::Parser;
+
+use postdesk::imap::FetchedMail;
+use postdesk::ingest::Pipeline;
+use postdesk::settings::Settings;
+use postdesk::store::{IngestReport, Store};
+use support::mails::{Generator, Mix};
+use support::sink::Sink;
+use support::{Daemon, DaemonConfig, Stack, figure};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    postdesk: PathBuf,
+    #[arg(long)]
+    work: PathBuf,
+    /// Ticket counts at which the probe is timed.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    levels: Vec<usize>,
+    /// Mails in each timed probe.
+    #[arg(long, default_value_t = 1000)]
+    probe: usize,
+    /// The (empty) support mailbox of the idle daemon.
+    #[arg(long, default_value = "t02@example.test")]
+    support: String,
+    /// How long the daemon idles before its memory is read.
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
+    #[arg(long, default_value_t = 100)]
+    seed: u64,
+    /// Keep the database of an earlier run with the same --levels and
+    /// --seed and go on from there (the generator replays what it holds).
+    #[arg(long)]
+    reuse: bool,
+    /// Skip the idle-memory part.
+    #[arg(long)]
+    no_idle: bool,
+}
+
+/// Commits per probe batch, as the daemon's FETCH batch.
+const PROBE_BATCH: usize = 50;
+/// Commits per fill batch (the fill is set-up, not measured).
+const FILL_BATCH: usize = 500;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let stack = Stack::from_env()?;
+    let work = if args.reuse {
+        std::fs::create_dir_all(&args.work)?;
+        args.work.clone()
+    } else {
+        support::work_dir(&args.work)?
+    };
+    let db = work.join("postdesk.db");
+    let config = work.join("postdesk.toml");
+    let sink = Sink::start().await?;
+    support::write_config(
+        &stack,
+        &DaemonConfig {
+            support: &args.support,
+            agents: &["agent@example.test"],
+            smtp_port: sink.port,
+            db: &db,
+            auto_replies_per_hour: 10,
+        },
+        &config,
+    )?;
+    let top = args.levels.iter().copied().max().unwrap_or(0);
+    let mut filler = Filler::new(&config, &db, &args, top)?;
+    let mut per_mail = Vec::new();
+    for &level in &args.levels {
+        let started = Instant::now();
+        filler.fill_to(level)?;
+        println!(
+            "filled to {} tickets ({} mails) in {:.0} s",
+            filler.tickets,
+            filler.uid,
+            started.elapsed().as_secs_f64()
+        );
+        let (wall, cpu) = filler.probe(args.probe)?;
+        println!(
+            "probe of {} mails at {level} tickets: {:.0} µs per mail (CPU {:.0} µs per mail)",
+            args.probe, wall, cpu
+        );
+        figure(
+            &format!("scale: ingest time per mail with {level} tickets in the database"),
+            &format!("{wall:.0} µs wall, {cpu:.0} µs CPU"),
+            "flat",
+        );
+        per_mail.push((level, wall, cpu));
+    }
+    if let (Some(first), Some(last)) = (per_mail.first(), per_mail.last()) {
+        figure(
+            &format!(
+                "scale: per-mail time at {} / at {} tickets",
+                last.0, first.0
+            ),
+            &format!("{:.2} wall, {:.2} CPU", last.1 / first.1, last.2 / first.2),
+            "about 1",
+        );
+    }
+    drop(filler);
+    if args.no_idle {
+        return Ok(());
+    }
+    idle_memory(&stack, &args, &config, &db).await
+}
+
+/// Marks every queued mail sent (the filled year's mail went out long
+/// ago), starts the daemon on the database and reads its memory.
+async fn idle_memory(stack: &Stack, args: &Args, config: &Path, db: &Path) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(db)?;
+    conn.execute(
+        "UPDATE outbox SET status = 'sent', attempts = 1, sent_at = created_at
+         WHERE status IN ('pending', 'sending')",
+        [],
+    )?;
+    let tickets: i64 = conn.query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    drop(conn);
+    let size = std::fs::metadata(db)?.len();
+    support::clear_inbox(stack, &args.support).await?;
+    let work = config.parent().context("config has a parent")?;
+    let mut daemon = Daemon::spawn(&args.postdesk, config, &work.join("daemon.log"))?;
+    tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+    daemon.check_alive()?;
+    let rss = daemon.rss()?;
+    let cpu = daemon.cpu();
+    daemon.stop()?;
+    println!(
+        "idle daemon on {tickets} tickets ({:.0} MB database) after {} s: RSS {:.1} MB, \
+         peak {:.1} MB, CPU {cpu:.2} s",
+        size as f64 / 1e6,
+        args.idle_secs,
+        rss.rss_mib(),
+        rss.hwm_mib()
+    );
+    figure(
+        &format!("memory: daemon RSS idle with {tickets} tickets in the database"),
+        &format!("{:.1} MB (peak {:.1} MB)", rss.rss_mib(), rss.hwm_mib()),
+        "< 50 MB",
+    );
+    Ok(())
+}
+
+/// Feeds generated mail through the real pipeline on a simulated clock.
+struct Filler {
+    store: Store,
+    pipeline: Pipeline,
+    generator: Generator,
+    clock: DateTime<Utc>,
+    step: chrono::Duration,
+    uid: u32,
+    tickets: usize,
+}
+
+impl Filler {
+    fn new(config: &Path, db: &Path, args: &Args, top: usize) -> anyhow::Result<Filler> {
+        let settings = Settings::load(Some(config))?;
+        let store = Store::open(db)?;
+        let secret = store.installation_secret()?;
+        let pipeline = Pipeline::new(&settings, &secret);
+        // About 1.4 mails per ticket (30% replies) over the past year.
+        let mails = (top as f64 * 1.5) as i64 + (args.probe * args.levels.len()) as i64;
+        let year = chrono::Duration::days(365);
+        let mut filler = Filler {
+            store,
+            pipeline,
+            generator: Generator::new(
+                args.seed,
+                Mix::realistic((top / 4).max(1) as u32),
+                &args.support,
+                "customers.test",
+                &format!("scale{}", args.seed),
+            ),
+            clock: Utc::now() - year,
+            step: year / mails.max(1) as i32,
+            uid: 0,
+            tickets: 0,
+        };
+        if args.reuse {
+            filler.replay(db)?;
+        }
+        Ok(filler)
+    }
+
+    /// Brings the generator and the clock to where an earlier run left the
+    /// database (the same seed makes the same mails).
+    fn replay(&mut self, db: &Path) -> anyhow::Result<()> {
+        let conn = rusqlite::Connection::open(db)?;
+        let last: Option<u32> = conn
+            .query_row(
+                "SELECT last_uid FROM imap_checkpoints WHERE mailbox = 'bench'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        let tickets: i64 = conn.query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))?;
+        for _ in 0..last.unwrap_or(0) {
+            self.clock += self.step;
+            self.uid += 1;
+            self.generator.next(self.clock);
+        }
+        self.tickets = tickets as usize;
+        println!("reusing {} mails, {} tickets", self.uid, self.tickets);
+        Ok(())
+    }
+
+    fn batch(&mut self, size: usize) -> Vec<FetchedMail> {
+        (0..size)
+            .map(|_| {
+                self.clock += self.step;
+                self.uid += 1;
+                FetchedMail {
+                    uid: self.uid,
+                    raw: self.generator.next(self.clock).raw,
+                }
+            })
+            .collect()
+    }
+
+    fn ingest(&mut self, mails: &[FetchedMail]) -> anyhow::Result<()> {
+        let reports = self
+            .store
+            .ingest_batch(&self.pipeline, "bench", 1, mails, self.clock)?;
+        for report in reports {
+            match report {
+                IngestReport::NewTicket { .. } => self.tickets += 1,
+                IngestReport::FollowUp { .. } => {}
+                other => anyhow::bail!("a generated mail was not stored: {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn fill_to(&mut self, tickets: usize) -> anyhow::Result<()> {
+        while self.tickets < tickets {
+            // Enough new mail to reach the level, without overshooting much.
+            let size = FILL_BATCH.min(((tickets - self.tickets) as f64 / 0.7).ceil() as usize);
+            let batch = self.batch(size.max(1));
+            self.ingest(&batch)?;
+        }
+        Ok(())
+    }
+
+    /// Wall and CPU microseconds per mail for `count` mails in batches of
+    /// 50; the mails are generated before the clock starts.
+    fn probe(&mut self, count: usize) -> anyhow::Result<(f64, f64)> {
+        let batches: Vec<Vec<FetchedMail>> = (0..count.div_ceil(PROBE_BATCH))
+            .map(|_| self.batch(PROBE_BATCH))
+            .collect();
+        let mails: usize = batches.iter().map(Vec::len).sum();
+        let cpu0 = support::cpu_seconds(std::process::id())?;
+        let started = Instant::now();
+        for batch in &batches {
+            self.ingest(batch)?;
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = support::cpu_seconds(std::process::id())? - cpu0;
+        Ok((wall * 1e6 / mails as f64, cpu * 1e6 / mails as f64))
+    }
+}

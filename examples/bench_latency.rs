@@ -1,10 +1,13 @@
 //! Latency benchmark (issues #2 and #6): customers submit new mails over
-//! SMTP to the stack's Postfix at a steady rate; the release daemon (a
+//! SMTP to the stack's Postfix at a steady mean rate (Poisson arrivals, as
+//! independent customers write; `--even` spaces them exactly, which can
+//! phase-lock with Dovecot's fixed 0.5 s IDLE delay); the release daemon (a
 //! child process, IMAP IDLE on the support mailbox, SMTP through the same
 //! Postfix) answers each with a confirmation; each customer's INBOX is read
 //! with a tight poll (`UID FETCH next:*` every 10 ms, not IDLE, whose
 //! Dovecot notify delay of 0.5 s would be measured too). Prints p50, p90,
-//! p99 and max of submit → confirmation in the customer's INBOX.
+//! p99 and max of submit (the server's 250 after DATA) → confirmation in
+//! the customer's INBOX.
 //!
 //! `target/release/examples/bench_latency --postdesk target/release/postdesk --work DIR
 //!  [--mails 200 --rate 2]` with the stack's environment (`scripts/bench latency`).
@@ -34,9 +37,12 @@ struct Args {
     work: PathBuf,
     #[arg(long, default_value_t = 200)]
     mails: usize,
-    /// Mails submitted per second, evenly spaced.
+    /// Mails submitted per second, on average.
     #[arg(long, default_value_t = 2.0)]
     rate: f64,
+    /// Space the mails exactly 1/rate apart instead of at random.
+    #[arg(long)]
+    even: bool,
     /// The support mailbox (emptied first).
     #[arg(long, default_value = "t01@example.test")]
     support: String,
@@ -146,10 +152,10 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let started = Instant::now();
-    let gap = Duration::from_secs_f64(1.0 / args.rate);
+    let offsets = arrivals(&args);
     let mut sends = Vec::new();
-    for i in 0..args.mails {
-        tokio::time::sleep_until((started + gap * i as u32).into()).await;
+    for (i, offset) in offsets.iter().enumerate() {
+        tokio::time::sleep_until((started + *offset).into()).await;
         let mail = generator.next_tagged(chrono::Utc::now(), &format!(" lat-{i}{suffix}"));
         let (mailer, times, support) = (mailer.clone(), Arc::clone(&times), args.support.clone());
         sends.push(tokio::spawn(async move {
@@ -169,6 +175,25 @@ async fn main() -> anyhow::Result<()> {
     daemon.stop()?;
     outcome?;
     report(&args, &times, rss)
+}
+
+/// When each mail is submitted, from the start: evenly spaced, or a
+/// Poisson process (exponential gaps, seeded) of the same mean rate.
+fn arrivals(args: &Args) -> Vec<Duration> {
+    let mut rng = support::mails::Rng::new(args.seed ^ 0xA5A5);
+    let mut at = 0.0f64;
+    (0..args.mails)
+        .map(|_| {
+            let offset = Duration::from_secs_f64(at);
+            let uniform = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            at += if args.even {
+                1.0 / args.rate
+            } else {
+                -(1.0 - uniform).ln() / args.rate
+            };
+            offset
+        })
+        .collect()
 }
 
 fn report(args: &Args, times: &Mutex<Times>, rss: support::Rss) -> anyhow::Result<()> {
@@ -220,8 +245,11 @@ fn report(args: &Args, times: &Mutex<Times>, rss: support::Rss) -> anyhow::Resul
         rss.hwm_mib()
     );
     let what = format!(
-        "{}: SMTP submit (accepted) -> confirmation in the customer's INBOX, {} mails at {}/s",
-        args.label, args.mails, args.rate
+        "{}: SMTP submit (accepted) -> confirmation in the customer's INBOX, {} mails at {}/s{}",
+        args.label,
+        args.mails,
+        args.rate,
+        if args.even { " (even)" } else { " (Poisson)" }
     );
     figure(
         &format!("{what}, p50"),

@@ -6,9 +6,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{MessageKind, Role, Status, TicketNumber};
-use crate::ingest::classify::{BounceInfo, Classification, MailKind};
+use crate::ingest::PreparedMail;
+use crate::ingest::classify::{BounceInfo, MailKind};
 use crate::ingest::parse::{Attachment, Mailbox, ParsedMail};
-use crate::ingest::strip::strip_reply;
 use crate::ingest::thread::{ThreadLookup, ThreadReason, Threading};
 use crate::outbound::compose::OutgoingMail;
 
@@ -137,14 +137,14 @@ pub enum Decision {
 
 /// Decides what a mail does. `access_token` is used only for a new ticket.
 pub fn decide(
-    mail: &ParsedMail,
-    class: &Classification,
+    prepared: &PreparedMail,
     threading: Threading,
     lookup: &impl IngestLookup,
     access_token: String,
     now: DateTime<Utc>,
     policy: Policy,
 ) -> anyhow::Result<Decision> {
+    let (mail, class, stripped) = (&prepared.mail, &prepared.class, &prepared.stripped);
     let Some(from) = mail.from.clone() else {
         return Ok(Decision::Quarantine {
             reason: "the mail has no From address".to_string(),
@@ -213,15 +213,14 @@ pub fn decide(
     let confirm = is_new
         && !class.suppress_auto_reply
         && within_rate_limit(lookup, &from.address, now, policy.auto_replies_per_hour)?;
-    let stripped = strip_reply(&mail.text);
     let message = InboundMessage {
         message_id: mail.dedup_key(),
         kind,
         from: from.clone(),
         subject: mail.subject.clone(),
         date: mail.date.unwrap_or(now),
-        text: stripped.new_text,
-        quoted: stripped.quoted,
+        text: stripped.new_text.clone(),
+        quoted: stripped.quoted.clone(),
         thread_reason: reason,
         classification: class.reason.clone(),
     };

@@ -178,35 +178,79 @@ impl Pipeline {
         lookup: &impl IngestLookup,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Outcome> {
+        self.decide(raw, self.prepare(raw), lookup, now)
+    }
+
+    /// The part of [`Pipeline::process`] that needs only the bytes (parse,
+    /// classify, authenticate an agent, split the reply from its quotes):
+    /// the store runs it for the next mails of a batch on another thread
+    /// while the writer applies the current one.
+    pub fn prepare(&self, raw: &[u8]) -> Prepared {
+        if raw.len() as u64 > self.max_message_bytes {
+            return Prepared::Oversize;
+        }
+        let mail = match parse::parse(raw) {
+            Ok(mail) => mail,
+            Err(err) => return Prepared::Unreadable(format!("the mail cannot be read: {err}")),
+        };
+        let class = classify::classify(&mail, &self.own);
+        let agent = (class.kind == MailKind::Human)
+            .then(|| {
+                agent::authenticate(
+                    &mail,
+                    &self.signer,
+                    &self.agents,
+                    self.agent_list.as_deref(),
+                    &self.trusted_authserv_id,
+                )
+            })
+            .flatten();
+        let stripped = strip::strip_reply(&mail.text);
+        Prepared::Mail(Box::new(PreparedMail {
+            mail,
+            class,
+            agent,
+            stripped,
+        }))
+    }
+
+    /// The rest of [`Pipeline::process`]: threading and deciding against
+    /// the store's facts, and composing what goes out.
+    pub fn decide(
+        &self,
+        raw: &[u8],
+        prepared: Prepared,
+        lookup: &impl IngestLookup,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outcome> {
         let hash_key = || {
             use sha2::Digest;
             format!("sha256:{}", hex::encode(sha2::Sha256::digest(raw)))
         };
-        if raw.len() as u64 > self.max_message_bytes {
-            let key = hash_key();
-            if lookup.is_seen(&key)? {
-                return Ok(Outcome::Duplicate);
-            }
-            let reason = format!(
-                "the mail is {} bytes, more than the limit of {} bytes",
-                raw.len(),
-                self.max_message_bytes
-            );
-            let notice = respond::oversize_notice(self, raw, &reason, lookup, now)?;
-            return Ok(Outcome::Quarantine {
-                reason,
-                dedup_key: key,
-                notice,
-            });
-        }
-        let mail = match parse::parse(raw) {
-            Ok(mail) => mail,
-            Err(err) => {
+        let prepared = match prepared {
+            Prepared::Mail(prepared) => prepared,
+            Prepared::Oversize => {
                 let key = hash_key();
                 if lookup.is_seen(&key)? {
                     return Ok(Outcome::Duplicate);
                 }
-                let reason = format!("the mail cannot be read: {err}");
+                let reason = format!(
+                    "the mail is {} bytes, more than the limit of {} bytes",
+                    raw.len(),
+                    self.max_message_bytes
+                );
+                let notice = respond::oversize_notice(self, raw, &reason, lookup, now)?;
+                return Ok(Outcome::Quarantine {
+                    reason,
+                    dedup_key: key,
+                    notice,
+                });
+            }
+            Prepared::Unreadable(reason) => {
+                let key = hash_key();
+                if lookup.is_seen(&key)? {
+                    return Ok(Outcome::Duplicate);
+                }
                 return Ok(Outcome::Quarantine {
                     reason,
                     dedup_key: key,
@@ -214,9 +258,8 @@ impl Pipeline {
                 });
             }
         };
-        let class = classify::classify(&mail, &self.own);
         let threading = thread::thread(
-            &mail,
+            &prepared.mail,
             &self.signer,
             &self.identity.tag,
             &self.agents,
@@ -225,20 +268,31 @@ impl Pipeline {
         if threading == thread::Threading::Duplicate {
             return Ok(Outcome::Duplicate);
         }
-        if class.kind == MailKind::Human {
-            let auth = agent::authenticate(
-                &mail,
-                &self.signer,
-                &self.agents,
-                self.agent_list.as_deref(),
-                &self.trusted_authserv_id,
-            );
-            if let Some(auth) = auth {
-                return relay::agent_mail(self, &mail, auth, lookup, now);
-            }
+        if let Some(auth) = prepared.agent.clone() {
+            let PreparedMail { mail, stripped, .. } = *prepared;
+            return relay::agent_mail(self, &mail, stripped, auth, lookup, now);
         }
-        respond::customer_mail(self, &mail, &class, threading, lookup, now)
+        respond::customer_mail(self, &prepared, threading, lookup, now)
     }
+}
+
+/// What a mail's bytes alone tell (see [`Pipeline::prepare`]).
+#[derive(Debug)]
+pub enum Prepared {
+    /// Larger than `limits.max_message_bytes`: not parsed.
+    Oversize,
+    /// Not a mail that can be read; the reason.
+    Unreadable(String),
+    Mail(Box<PreparedMail>),
+}
+
+#[derive(Debug)]
+pub struct PreparedMail {
+    pub mail: ParsedMail,
+    pub class: classify::Classification,
+    /// Set when the sender is an agent, authenticated.
+    pub agent: Option<agent::AgentAuth>,
+    pub stripped: strip::Stripped,
 }
 
 /// In-Reply-To and References for a mail that answers `mail`.

@@ -12,7 +12,7 @@ use crate::ingest::apply::{
     AccessLink, InboundMessage, IngestLookup, Plan, TicketChange, TicketInfo,
 };
 use crate::ingest::parse::{Mailbox, ParsedMail};
-use crate::ingest::strip::strip_reply;
+use crate::ingest::strip::Stripped;
 use crate::ingest::{Outcome, Pipeline, reply_thread, subject};
 use crate::outbound::compose::{OutgoingMail, ThreadHeaders};
 use crate::outbound::notify;
@@ -22,6 +22,7 @@ use crate::tokens::Purpose;
 pub fn agent_mail(
     p: &Pipeline,
     mail: &ParsedMail,
+    stripped: Stripped,
     auth: AgentAuth,
     lookup: &impl IngestLookup,
     now: DateTime<Utc>,
@@ -49,7 +50,6 @@ pub fn agent_mail(
             notice: Some(Box::new(notice)),
         });
     };
-    let stripped = strip_reply(&mail.text);
     let read = read_commands(&stripped.new_text, &p.agents);
     let mut plan = Plan {
         dedup_key: mail.dedup_key(),

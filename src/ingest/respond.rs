@@ -12,7 +12,7 @@ use crate::ingest::apply::{
 use crate::ingest::classify::{self, Classification};
 use crate::ingest::parse::{self, Mailbox, ParsedMail};
 use crate::ingest::thread::Threading;
-use crate::ingest::{Outcome, Pipeline, reply_thread};
+use crate::ingest::{Outcome, Pipeline, PreparedMail, reply_thread};
 use crate::outbound::compose::{self, OutgoingMail};
 use crate::outbound::notify;
 use crate::tokens::{Purpose, random_token};
@@ -20,21 +20,13 @@ use crate::tokens::{Purpose, random_token};
 /// A customer's or a machine's mail (anything but an authenticated agent).
 pub fn customer_mail(
     p: &Pipeline,
-    mail: &ParsedMail,
-    class: &Classification,
+    prepared: &PreparedMail,
     threading: Threading,
     lookup: &impl IngestLookup,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
-    let decision = apply::decide(
-        mail,
-        class,
-        threading,
-        lookup,
-        random_token()?,
-        now,
-        p.policy,
-    )?;
+    let (mail, class) = (&prepared.mail, &prepared.class);
+    let decision = apply::decide(prepared, threading, lookup, random_token()?, now, p.policy)?;
     let (ticket, message, participants, confirm) = match decision {
         Decision::Duplicate => return Ok(Outcome::Duplicate),
         Decision::Quarantine { reason } => {

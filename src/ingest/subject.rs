@@ -8,7 +8,8 @@
 //! also checks the sender is a participant), must not touch the store, and
 //! must never panic on any UTF-8 input.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 use regex::Regex;
 
@@ -49,13 +50,26 @@ static WHITESPACE: LazyLock<Regex> =
 /// after the number. Group 1 is the number. `None` when the tag makes no
 /// valid regex (it always does; this only keeps the function total).
 fn tag_regex(tag: &str) -> Option<Regex> {
-    let words: Vec<String> = tag.split_whitespace().map(regex::escape).collect();
-    let link = r"(?:\s*<[^<>\[\]]*>)*";
-    let pattern = format!(
-        r"(?i)\[+\s*{words}{link}\s*#\s*(\d{{1,20}}){link}\s*\]+",
-        words = words.join(r"\s+"),
-    );
-    Regex::new(&pattern).ok()
+    // Compiling costs far more than matching (it was a third of the ingest
+    // CPU time), and a daemon has one tag: keep each compiled once.
+    static COMPILED: LazyLock<Mutex<HashMap<String, Option<Regex>>>> =
+        LazyLock::new(Default::default);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    if compiled.len() > 64 {
+        compiled.clear(); // only tests use many tags; stay bounded anyway
+    }
+    compiled
+        .entry(tag.to_string())
+        .or_insert_with(|| {
+            let words: Vec<String> = tag.split_whitespace().map(regex::escape).collect();
+            let link = r"(?:\s*<[^<>\[\]]*>)*";
+            let pattern = format!(
+                r"(?i)\[+\s*{words}{link}\s*#\s*(\d{{1,20}}){link}\s*\]+",
+                words = words.join(r"\s+"),
+            );
+            Regex::new(&pattern).ok()
+        })
+        .clone()
 }
 
 /// The ticket number in a subject tag `[TAG #N]`, found anywhere,

@@ -16,7 +16,7 @@ use crate::domain::{Direction, Status, TicketNumber};
 use crate::imap::FetchedMail;
 use crate::ingest::apply::{AccessLink, FailedDelivery, Plan, TicketChange};
 use crate::ingest::thread::ThreadLookup;
-use crate::ingest::{Outcome, Pipeline};
+use crate::ingest::{Outcome, Pipeline, Prepared};
 use crate::outbound::compose::OutgoingMail;
 
 /// Where a mail came from (kept with the raw bytes).
@@ -71,7 +71,9 @@ impl Store {
     }
 
     /// Ingests a batch fetched from IMAP and moves the checkpoint past it,
-    /// all in one transaction.
+    /// all in one transaction. While the writer applies one mail, a second
+    /// thread prepares the next ones (parse, classify, strip: the part that
+    /// needs no store), so the two cores share the work.
     pub fn ingest_batch(
         &self,
         pipeline: &Pipeline,
@@ -83,14 +85,31 @@ impl Store {
         let mut conn = self.write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut reports = Vec::with_capacity(mails.len());
-        for mail in mails {
-            let source = MailSource::Imap {
-                mailbox: mailbox.to_string(),
-                uidvalidity,
-                uid: mail.uid,
-            };
-            reports.push(ingest_one(&tx, pipeline, &mail.raw, &source, now)?);
-        }
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            // Bounded: at most a few parsed mails wait in memory.
+            let (ready, prepared) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
+            scope.spawn(move || {
+                for mail in mails {
+                    if ready.send(prepare_contained(pipeline, &mail.raw)).is_err() {
+                        break; // the writer gave up on this batch
+                    }
+                }
+            });
+            for mail in mails {
+                let source = MailSource::Imap {
+                    mailbox: mailbox.to_string(),
+                    uidvalidity,
+                    uid: mail.uid,
+                };
+                let prepared = prepared
+                    .recv()
+                    .map_err(|_| anyhow::anyhow!("the preparing thread ended early"))?;
+                reports.push(ingest_prepared(
+                    &tx, pipeline, &mail.raw, prepared, &source, now,
+                )?);
+            }
+            Ok(())
+        })?;
         if let Some(last) = mails.iter().map(|m| m.uid).max() {
             tx.prepare_cached(
                 "INSERT INTO imap_checkpoints (mailbox, uidvalidity, last_uid, updated_at)
@@ -106,6 +125,14 @@ impl Store {
     }
 }
 
+/// How many prepared mails may wait for the writer.
+const PREPARED_AHEAD: usize = 4;
+
+/// [`Pipeline::prepare`], with a panic kept as the mail's failure.
+fn prepare_contained(pipeline: &Pipeline, raw: &[u8]) -> std::thread::Result<Prepared> {
+    catch_unwind(AssertUnwindSafe(|| pipeline.prepare(raw)))
+}
+
 /// One mail inside the caller's transaction, under a savepoint: whatever
 /// goes wrong in processing or writing it ends in the quarantine.
 pub(super) fn ingest_one(
@@ -115,11 +142,26 @@ pub(super) fn ingest_one(
     source: &MailSource,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
+    let prepared = prepare_contained(pipeline, raw);
+    ingest_prepared(tx, pipeline, raw, prepared, source, now)
+}
+
+/// [`ingest_one`] for a mail already prepared (or whose preparing panicked).
+fn ingest_prepared(
+    tx: &Connection,
+    pipeline: &Pipeline,
+    raw: &[u8],
+    prepared: std::thread::Result<Prepared>,
+    source: &MailSource,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
     tx.execute_batch("SAVEPOINT one_mail")?;
-    let attempt = catch_unwind(AssertUnwindSafe(|| {
-        let outcome = pipeline.process(raw, &TxLookup(tx), now)?;
-        write_outcome(tx, raw, source, outcome, now)
-    }));
+    let attempt = prepared.and_then(|prepared| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let outcome = pipeline.decide(raw, prepared, &TxLookup(tx), now)?;
+            write_outcome(tx, raw, source, outcome, now)
+        }))
+    });
     let failure = match attempt {
         Ok(Ok(report)) => {
             tx.execute_batch("RELEASE one_mail")?;

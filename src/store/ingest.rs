@@ -155,11 +155,21 @@ fn ingest_prepared(
     source: &MailSource,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
+    // Parsing hashed the bytes already; a 200 KB mail costs ~0.1 ms a hash.
+    let sha256 = match &prepared {
+        Ok(Prepared::Mail(p)) => p.mail.raw_sha256.clone(),
+        _ => hex::encode(Sha256::digest(raw)),
+    };
+    let raw = RawMail {
+        bytes: raw,
+        sha256: &sha256,
+        source,
+    };
     tx.execute_batch("SAVEPOINT one_mail")?;
     let attempt = prepared.and_then(|prepared| {
         catch_unwind(AssertUnwindSafe(|| {
-            let outcome = pipeline.decide(raw, prepared, &TxLookup(tx), now)?;
-            write_outcome(tx, raw, source, outcome, now)
+            let outcome = pipeline.decide(raw.bytes, prepared, &TxLookup(tx), now)?;
+            write_outcome(tx, &raw, outcome, now)
         }))
     });
     let failure = match attempt {
@@ -175,11 +185,11 @@ fn ingest_prepared(
         "A mail from {} was quarantined: {failure}",
         source.describe()
     );
-    let key = format!("sha256:{}", hex::encode(Sha256::digest(raw)));
+    let key = format!("sha256:{sha256}");
     if TxLookup(tx).is_seen(&key)? {
         return Ok(IngestReport::Duplicate);
     }
-    let raw_id = insert_raw(tx, &key, raw, source, now)?;
+    let raw_id = insert_raw(tx, &key, &raw, now)?;
     quarantine(tx, raw_id, &failure, now)?;
     Ok(IngestReport::Quarantined { reason: failure })
 }
@@ -192,10 +202,16 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
+/// A mail's bytes as they are kept in `raw_mails`.
+struct RawMail<'a> {
+    bytes: &'a [u8],
+    sha256: &'a str,
+    source: &'a MailSource,
+}
+
 fn write_outcome(
     tx: &Connection,
-    raw: &[u8],
-    source: &MailSource,
+    raw: &RawMail,
     outcome: Outcome,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
@@ -206,7 +222,7 @@ fn write_outcome(
             dedup_key,
             notice,
         } => {
-            let raw_id = insert_raw(tx, &dedup_key, raw, source, now)?;
+            let raw_id = insert_raw(tx, &dedup_key, raw, now)?;
             quarantine(tx, raw_id, &reason, now)?;
             if let Some(notice) = notice {
                 enqueue(tx, None, &notice, now)?;
@@ -214,18 +230,17 @@ fn write_outcome(
             tracing::warn!("A mail was quarantined: {reason}");
             Ok(IngestReport::Quarantined { reason })
         }
-        Outcome::Stored(plan) => write_plan(tx, raw, source, &plan, now),
+        Outcome::Stored(plan) => write_plan(tx, raw, &plan, now),
     }
 }
 
 fn write_plan(
     tx: &Connection,
-    raw: &[u8],
-    source: &MailSource,
+    raw: &RawMail,
     plan: &Plan,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
-    let raw_id = insert_raw(tx, &plan.dedup_key, raw, source, now)?;
+    let raw_id = insert_raw(tx, &plan.dedup_key, raw, now)?;
     let number = plan.ticket.number();
     match &plan.ticket {
         TicketChange::Create(t) => {
@@ -373,8 +388,7 @@ pub(super) fn insert_link(
 fn insert_raw(
     tx: &Connection,
     dedup_key: &str,
-    raw: &[u8],
-    source: &MailSource,
+    raw: &RawMail,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
     tx.prepare_cached(
@@ -383,10 +397,10 @@ fn insert_raw(
     )?
     .execute(params![
         dedup_key,
-        hex::encode(Sha256::digest(raw)),
-        raw.len() as i64,
-        raw,
-        source.describe(),
+        raw.sha256,
+        raw.bytes.len() as i64,
+        raw.bytes,
+        raw.source.describe(),
         now
     ])?;
     Ok(tx.last_insert_rowid())

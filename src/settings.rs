@@ -61,6 +61,9 @@ pub struct Settings {
     pub limits: LimitSettings,
 }
 
+/// The shortest `web.agent_token` or `support.secret` accepted.
+const MIN_SECRET_CHARS: usize = 16;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupportSettings {
@@ -305,6 +308,23 @@ impl Settings {
         if self.limits.max_message_bytes < 1024 {
             return invalid("limits.max_message_bytes", "must be at least 1024");
         }
+        // Both guard something over the network: the agents' view and every
+        // signed link and Message-ID. Short ones could be guessed.
+        for (key, secret) in [
+            ("web.agent_token", &self.web.agent_token),
+            ("support.secret", &self.support.secret),
+        ] {
+            let length = secret.expose().chars().count();
+            if length > 0 && length < MIN_SECRET_CHARS {
+                return invalid(
+                    key,
+                    &format!(
+                        "must be empty or at least {MIN_SECRET_CHARS} characters \
+                         (for example the output of `openssl rand -hex 16`)"
+                    ),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -435,6 +455,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("support.address"), "{err}");
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_and_named() {
+        for (var, key) in [
+            ("POSTDESK__WEB__AGENT_TOKEN", "web.agent_token"),
+            ("POSTDESK__SUPPORT__SECRET", "support.secret"),
+        ] {
+            let err = Settings::load_with_env(None, env(&[(var, "letmein")]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+            let long = "0123456789abcdef";
+            let s = Settings::load_with_env(None, env(&[(var, long)])).unwrap();
+            assert!(s.redacted_toml().contains("***"));
+        }
     }
 
     #[test]

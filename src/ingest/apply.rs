@@ -144,7 +144,7 @@ pub fn decide(
     now: DateTime<Utc>,
     policy: Policy,
 ) -> anyhow::Result<Decision> {
-    let (mail, class, stripped) = (&prepared.mail, &prepared.class, &prepared.stripped);
+    let (mail, class) = (&prepared.mail, &prepared.class);
     let Some(from) = mail.from.clone() else {
         return Ok(Decision::Quarantine {
             reason: "the mail has no From address".to_string(),
@@ -213,6 +213,7 @@ pub fn decide(
     let confirm = is_new
         && !class.suppress_auto_reply
         && within_rate_limit(lookup, &from.address, now, policy.auto_replies_per_hour)?;
+    let stripped = prepared.stripped();
     let message = InboundMessage {
         message_id: mail.dedup_key(),
         kind,

@@ -1,9 +1,11 @@
 //! Ingest: raw bytes → an [`Outcome`]: what a mail is, which ticket it
-//! belongs to and why, what the store writes and what goes out. parse →
-//! classify → thread → strip → apply → compose. Every step is a pure
-//! function of its input, the store's facts (read through
-//! [`apply::IngestLookup`]) and `now`; the write itself happens at the edge
-//! (`store::Store::ingest_mail`), in one transaction.
+//! belongs to and why, what the store writes and what goes out. First
+//! [`Pipeline::prepare`] (parse, classify, authenticate an agent, strip:
+//! the bytes alone), then [`Pipeline::decide`] (thread → apply → compose,
+//! against the store's facts read through [`apply::IngestLookup`]). Every
+//! step is a pure function of its input, those facts and `now`; the write
+//! itself happens at the edge (`store::Store::ingest_batch`), in one
+//! transaction.
 
 pub mod agent;
 pub mod apply;
@@ -186,26 +188,40 @@ impl Pipeline {
     /// the store runs it for the next mails of a batch on another thread
     /// while the writer applies the current one.
     pub fn prepare(&self, raw: &[u8]) -> Prepared {
+        let sha256 = || {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(raw))
+        };
         if raw.len() as u64 > self.max_message_bytes {
-            return Prepared::Oversize;
+            return Prepared::Oversize { sha256: sha256() };
         }
         let mail = match parse::parse(raw) {
             Ok(mail) => mail,
-            Err(err) => return Prepared::Unreadable(format!("the mail cannot be read: {err}")),
+            Err(err) => {
+                return Prepared::Unreadable {
+                    reason: format!("the mail cannot be read: {err}"),
+                    sha256: sha256(),
+                };
+            }
         };
         let class = classify::classify(&mail, &self.own);
-        let agent = (class.kind == MailKind::Human)
-            .then(|| {
-                agent::authenticate(
-                    &mail,
-                    &self.signer,
-                    &self.agents,
-                    self.agent_list.as_deref(),
-                    &self.trusted_authserv_id,
-                )
-            })
-            .flatten();
-        let stripped = strip::strip_reply(&mail.text);
+        // Run ahead of the checks that come first in `decide`: a panic here
+        // is kept and raised again where the step used to run, so that a
+        // duplicate stays a duplicate whatever its body does.
+        let agent = contained(|| {
+            (class.kind == MailKind::Human)
+                .then(|| {
+                    agent::authenticate(
+                        &mail,
+                        &self.signer,
+                        &self.agents,
+                        self.agent_list.as_deref(),
+                        &self.trusted_authserv_id,
+                    )
+                })
+                .flatten()
+        });
+        let stripped = contained(|| strip::strip_reply(&mail.text));
         Prepared::Mail(Box::new(PreparedMail {
             mail,
             class,
@@ -223,14 +239,10 @@ impl Pipeline {
         lookup: &impl IngestLookup,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Outcome> {
-        let hash_key = || {
-            use sha2::Digest;
-            format!("sha256:{}", hex::encode(sha2::Sha256::digest(raw)))
-        };
         let prepared = match prepared {
             Prepared::Mail(prepared) => prepared,
-            Prepared::Oversize => {
-                let key = hash_key();
+            Prepared::Oversize { sha256 } => {
+                let key = format!("sha256:{sha256}");
                 if lookup.is_seen(&key)? {
                     return Ok(Outcome::Duplicate);
                 }
@@ -246,8 +258,8 @@ impl Pipeline {
                     notice,
                 });
             }
-            Prepared::Unreadable(reason) => {
-                let key = hash_key();
+            Prepared::Unreadable { reason, sha256 } => {
+                let key = format!("sha256:{sha256}");
                 if lookup.is_seen(&key)? {
                     return Ok(Outcome::Duplicate);
                 }
@@ -268,31 +280,87 @@ impl Pipeline {
         if threading == thread::Threading::Duplicate {
             return Ok(Outcome::Duplicate);
         }
-        if let Some(auth) = prepared.agent.clone() {
-            let PreparedMail { mail, stripped, .. } = *prepared;
-            return relay::agent_mail(self, &mail, stripped, auth, lookup, now);
+        if let Some(auth) = prepared.agent().cloned() {
+            return relay::agent_mail(self, &prepared, auth, lookup, now);
         }
         respond::customer_mail(self, &prepared, threading, lookup, now)
     }
+}
+
+/// A panic of a step that ran ahead (in [`Pipeline::prepare`]), kept as its
+/// message to be raised again where the step used to run.
+#[derive(Debug, Clone)]
+pub struct EarlyPanic(String);
+
+impl EarlyPanic {
+    pub fn raise(&self) -> ! {
+        std::panic::resume_unwind(Box::new(self.0.clone()))
+    }
+}
+
+/// Runs a step of [`Pipeline::prepare`], keeping a panic for later.
+fn contained<T>(step: impl FnOnce() -> T) -> Result<T, EarlyPanic> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step))
+        .map_err(|panic| EarlyPanic(panic_message(panic.as_ref())))
+}
+
+/// The message a panic carried.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 /// What a mail's bytes alone tell (see [`Pipeline::prepare`]).
 #[derive(Debug)]
 pub enum Prepared {
     /// Larger than `limits.max_message_bytes`: not parsed.
-    Oversize,
-    /// Not a mail that can be read; the reason.
-    Unreadable(String),
+    Oversize {
+        sha256: String,
+    },
+    /// Not a mail that can be read.
+    Unreadable {
+        reason: String,
+        sha256: String,
+    },
     Mail(Box<PreparedMail>),
 }
 
+impl Prepared {
+    /// The hex sha256 of the raw bytes.
+    pub fn raw_sha256(&self) -> &str {
+        match self {
+            Prepared::Oversize { sha256 } | Prepared::Unreadable { sha256, .. } => sha256,
+            Prepared::Mail(prepared) => &prepared.mail.raw_sha256,
+        }
+    }
+}
+
+/// A parsed mail and what can be known of it without the store. The two
+/// steps that run ahead of `decide`'s checks hold their panic, if any.
 #[derive(Debug)]
 pub struct PreparedMail {
     pub mail: ParsedMail,
     pub class: classify::Classification,
-    /// Set when the sender is an agent, authenticated.
-    pub agent: Option<agent::AgentAuth>,
-    pub stripped: strip::Stripped,
+    agent: Result<Option<agent::AgentAuth>, EarlyPanic>,
+    stripped: Result<strip::Stripped, EarlyPanic>,
+}
+
+impl PreparedMail {
+    /// The authenticated agent who sent the mail, if one did.
+    pub fn agent(&self) -> Option<&agent::AgentAuth> {
+        self.agent
+            .as_ref()
+            .unwrap_or_else(|panic| panic.raise())
+            .as_ref()
+    }
+
+    /// The reply split from its quotes.
+    pub fn stripped(&self) -> &strip::Stripped {
+        self.stripped.as_ref().unwrap_or_else(|panic| panic.raise())
+    }
 }
 
 /// In-Reply-To and References for a mail that answers `mail`.
@@ -306,5 +374,19 @@ pub fn reply_thread(mail: &ParsedMail) -> ThreadHeaders {
     ThreadHeaders {
         in_reply_to: mail.message_id.clone(),
         references,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_early_panic_is_raised_again_with_its_message() {
+        let early = contained(|| -> u32 { panic!("strip went wrong on line {}", 7) });
+        let early = early.expect_err("the step panicked");
+        let raised = std::panic::catch_unwind(|| early.raise()).expect_err("raise panics");
+        assert_eq!(panic_message(raised.as_ref()), "strip went wrong on line 7");
+        assert_eq!(contained(|| 5).ok(), Some(5));
     }
 }

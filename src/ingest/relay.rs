@@ -12,8 +12,7 @@ use crate::ingest::apply::{
     AccessLink, InboundMessage, IngestLookup, Plan, TicketChange, TicketInfo,
 };
 use crate::ingest::parse::{Mailbox, ParsedMail};
-use crate::ingest::strip::Stripped;
-use crate::ingest::{Outcome, Pipeline, reply_thread, subject};
+use crate::ingest::{Outcome, Pipeline, PreparedMail, reply_thread, subject};
 use crate::outbound::compose::{OutgoingMail, ThreadHeaders};
 use crate::outbound::notify;
 use crate::tokens::Purpose;
@@ -21,12 +20,12 @@ use crate::tokens::Purpose;
 /// An authenticated agent's mail.
 pub fn agent_mail(
     p: &Pipeline,
-    mail: &ParsedMail,
-    stripped: Stripped,
+    prepared: &PreparedMail,
     auth: AgentAuth,
     lookup: &impl IngestLookup,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
+    let mail = &prepared.mail;
     let agent = Mailbox::new(
         &auth.agent,
         mail.from.as_ref().and_then(|m| m.name.as_deref()),
@@ -50,6 +49,7 @@ pub fn agent_mail(
             notice: Some(Box::new(notice)),
         });
     };
+    let stripped = prepared.stripped().clone();
     let read = read_commands(&stripped.new_text, &p.agents);
     let mut plan = Plan {
         dedup_key: mail.dedup_key(),

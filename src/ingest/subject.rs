@@ -9,7 +9,7 @@
 //! must never panic on any UTF-8 input.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use regex::Regex;
 
@@ -49,10 +49,11 @@ static WHITESPACE: LazyLock<Regex> =
 /// brackets, missing or extra spaces, a link pasted after the tag word or
 /// after the number. Group 1 is the number. `None` when the tag makes no
 /// valid regex (it always does; this only keeps the function total).
-fn tag_regex(tag: &str) -> Option<Regex> {
+fn tag_regex(tag: &str) -> Option<Arc<Regex>> {
     // Compiling costs far more than matching (it was a third of the ingest
-    // CPU time), and a daemon has one tag: keep each compiled once.
-    static COMPILED: LazyLock<Mutex<HashMap<String, Option<Regex>>>> =
+    // CPU time), and a daemon has one tag: keep each compiled once. Shared
+    // behind an Arc, not cloned: a cloned Regex starts with a cold cache.
+    static COMPILED: LazyLock<Mutex<HashMap<String, Option<Arc<Regex>>>>> =
         LazyLock::new(Default::default);
     let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
     if compiled.len() > 64 {
@@ -67,7 +68,7 @@ fn tag_regex(tag: &str) -> Option<Regex> {
                 r"(?i)\[+\s*{words}{link}\s*#\s*(\d{{1,20}}){link}\s*\]+",
                 words = words.join(r"\s+"),
             );
-            Regex::new(&pattern).ok()
+            Regex::new(&pattern).ok().map(Arc::new)
         })
         .clone()
 }

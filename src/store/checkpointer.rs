@@ -17,10 +17,17 @@ use rusqlite::Connection;
 
 /// How long after a commit the checkpoint runs: commits in a burst share one.
 const COALESCE: Duration = Duration::from_millis(20);
-/// A WAL longer than this (in 4 KB pages, 64 MB) is restarted from its
-/// start, briefly holding new writes back; PASSIVE checkpoints alone never
-/// reset a WAL the writer keeps appending to.
+/// The writer starts the WAL over from its beginning only when a checkpoint
+/// has copied all of it; during a backlog it never finds it so, and the WAL
+/// grows. Past this many frames (4 KB pages: 64 MB), once a PASSIVE round
+/// has copied everything, a RESTART resets it.
 const RESTART_FRAMES: i64 = 16_384;
+/// The checkpoint connection waits this long for a lock, not the 5 s of the
+/// others: it must never hold a writer back for long, and it tries again
+/// after the next commit.
+const BUSY: Duration = Duration::from_millis(200);
+/// Failed rounds in a row before it is worth a warning.
+const FAILURES_TO_WARN: u32 = 20;
 
 #[derive(Default)]
 struct Signal {
@@ -39,6 +46,7 @@ impl Checkpointer {
     pub(super) fn start(path: &Path) -> anyhow::Result<Checkpointer> {
         let conn = Connection::open(path).context("cannot open the checkpoint connection")?;
         super::configure(&conn)?;
+        conn.busy_timeout(BUSY)?;
         let signal = Arc::new((Mutex::new(Signal::default()), Condvar::new()));
         let theirs = Arc::clone(&signal);
         let thread = std::thread::Builder::new()
@@ -72,17 +80,15 @@ impl Drop for Checkpointer {
 
 fn run(conn: &Connection, signal: &(Mutex<Signal>, Condvar)) {
     let (lock, wake) = signal;
+    let mut failures = 0u32;
     let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         while !state.committed && !state.stopping {
             state = wake.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        if state.stopping {
-            return;
-        }
         // Let a burst of commits pass, then checkpoint them together.
         state = wake
-            .wait_timeout(state, COALESCE)
+            .wait_timeout_while(state, COALESCE, |s| !s.stopping)
             .unwrap_or_else(|p| p.into_inner())
             .0;
         if state.stopping {
@@ -90,21 +96,34 @@ fn run(conn: &Connection, signal: &(Mutex<Signal>, Condvar)) {
         }
         state.committed = false;
         drop(state);
-        if let Err(err) = checkpoint(conn) {
-            // Harmless: the next commit triggers another attempt, and
-            // SQLite checkpoints at the last connection's close.
-            tracing::debug!("WAL checkpoint skipped: {err:#}");
+        match checkpoint(conn) {
+            Ok(()) => failures = 0,
+            Err(err) => {
+                // Usually a reader or the writer held a lock: the next
+                // commit brings another round.
+                failures += 1;
+                if failures.is_multiple_of(FAILURES_TO_WARN) {
+                    tracing::warn!(
+                        "{failures} WAL checkpoints in a row failed; the WAL file grows: {err:#}"
+                    );
+                } else {
+                    tracing::debug!("WAL checkpoint skipped: {err:#}");
+                }
+            }
         }
         state = lock.lock().unwrap_or_else(|p| p.into_inner());
     }
 }
 
 fn checkpoint(conn: &Connection) -> anyhow::Result<()> {
-    let (_busy, log_frames, _done): (i64, i64, i64) =
+    let (busy, log_frames, copied): (i64, i64, i64) =
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
-    if log_frames > RESTART_FRAMES {
+    if busy != 0 {
+        anyhow::bail!("the database was busy");
+    }
+    if log_frames > RESTART_FRAMES && copied == log_frames {
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
     }
     Ok(())

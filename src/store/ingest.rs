@@ -16,7 +16,7 @@ use crate::domain::{Direction, Status, TicketNumber};
 use crate::imap::FetchedMail;
 use crate::ingest::apply::{AccessLink, FailedDelivery, Plan, TicketChange};
 use crate::ingest::thread::ThreadLookup;
-use crate::ingest::{Outcome, Pipeline, Prepared};
+use crate::ingest::{Outcome, Pipeline, Prepared, panic_message};
 use crate::outbound::compose::OutgoingMail;
 
 /// Where a mail came from (kept with the raw bytes).
@@ -157,8 +157,8 @@ fn ingest_prepared(
 ) -> anyhow::Result<IngestReport> {
     // Parsing hashed the bytes already; a 200 KB mail costs ~0.1 ms a hash.
     let sha256 = match &prepared {
-        Ok(Prepared::Mail(p)) => p.mail.raw_sha256.clone(),
-        _ => hex::encode(Sha256::digest(raw)),
+        Ok(prepared) => prepared.raw_sha256().to_string(),
+        Err(_) => hex::encode(Sha256::digest(raw)),
     };
     let raw = RawMail {
         bytes: raw,
@@ -178,7 +178,7 @@ fn ingest_prepared(
             return Ok(report);
         }
         Ok(Err(err)) => format!("processing failed: {err:#}"),
-        Err(panic) => format!("processing panicked: {}", panic_message(&panic)),
+        Err(panic) => format!("processing panicked: {}", panic_message(panic.as_ref())),
     };
     tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail")?;
     tracing::error!(
@@ -192,14 +192,6 @@ fn ingest_prepared(
     let raw_id = insert_raw(tx, &key, &raw, now)?;
     quarantine(tx, raw_id, &failure, now)?;
     Ok(IngestReport::Quarantined { reason: failure })
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 /// A mail's bytes as they are kept in `raw_mails`.

@@ -55,9 +55,6 @@ struct Args {
     /// Skip the idle-memory part.
     #[arg(long)]
     no_idle: bool,
-    /// The writer's page cache in MB (`database.cache_mb`).
-    #[arg(long, default_value_t = postdesk::store::DEFAULT_CACHE_MB)]
-    cache_mb: u32,
 }
 
 /// Commits per probe batch, as the daemon's FETCH batch.
@@ -107,11 +104,7 @@ async fn main() -> anyhow::Result<()> {
             args.probe, wall, cpu
         );
         figure(
-            &format!(
-                "scale: ingest time per mail with {level} tickets in the database \
-                 ({} MB page cache)",
-                args.cache_mb
-            ),
+            &format!("scale: ingest time per mail with {level} tickets in the database"),
             &format!("{wall:.0} µs wall, {cpu:.0} µs CPU"),
             "flat",
         );
@@ -185,7 +178,7 @@ struct Filler {
 impl Filler {
     fn new(config: &Path, db: &Path, args: &Args, top: usize) -> anyhow::Result<Filler> {
         let settings = Settings::load(Some(config))?;
-        let store = Store::open_with_cache(db, args.cache_mb)?;
+        let store = Store::open(db)?;
         let secret = store.installation_secret()?;
         let pipeline = Pipeline::new(&settings, &secret);
         // About 1.4 mails per ticket (30% replies) over the past year.

@@ -35,7 +35,7 @@ pub struct App {
 /// Opens the store and the pipeline: what both the daemon and the
 /// one-shot commands need.
 pub fn open_store(settings: &Settings) -> anyhow::Result<(Arc<Store>, Arc<Pipeline>)> {
-    let store = Store::open_with_cache(&settings.database.path, settings.database.cache_mb)?;
+    let store = Store::open(&settings.database.path)?;
     let secret = if settings.support.secret.is_empty() {
         store.installation_secret()?
     } else {

@@ -114,7 +114,6 @@ pub struct SmtpSettings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub path: PathBuf,
-    pub cache_mb: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -305,9 +304,6 @@ impl Settings {
         }
         if self.database.path.as_os_str().is_empty() {
             return invalid("database.path", "must not be empty");
-        }
-        if !(1..=4096).contains(&self.database.cache_mb) {
-            return invalid("database.cache_mb", "must be between 1 and 4096");
         }
         if self.limits.max_message_bytes < 1024 {
             return invalid("limits.max_message_bytes", "must be at least 1024");

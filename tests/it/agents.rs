@@ -85,10 +85,7 @@ fn number_of(subject: &str) -> TicketNumber {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agents_reply_is_relayed_and_the_customers_answer_threads_back() {
-    let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    let (stack, support, _dir, daemon) = daemon_on_fresh_box().await;
     let marker = unique("relay");
     let (customer_id, notification) = ticket_with_notification(&stack, &support, &marker).await;
     let number = number_of(&notification.subject);
@@ -172,10 +169,7 @@ async fn an_agents_reply_is_relayed_and_the_customers_answer_threads_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_stay_internal_and_resolve_sends_the_reply_then_the_status() {
-    let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    let (stack, support, _dir, daemon) = daemon_on_fresh_box().await;
     let marker = unique("note");
     let (_, notification) = ticket_with_notification(&stack, &support, &marker).await;
     let number = number_of(&notification.subject);
@@ -243,10 +237,7 @@ async fn notes_stay_internal_and_resolve_sends_the_reply_then_the_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_agent_gets_nothing_done() {
-    let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    let (stack, support, _dir, daemon) = daemon_on_fresh_box().await;
     let marker = unique("forge");
     let (_, notification) = ticket_with_notification(&stack, &support, &marker).await;
     let number = number_of(&notification.subject);

@@ -1,31 +1,12 @@
 //! The command line as scripts use it: exit codes, check-config's errors
 //! and redaction, ingest from a pipe, the JSON of `tickets`.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use crate::support::{binary, temp_dir};
+use crate::support::{run_cli, temp_dir};
 
 fn postdesk(dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(binary())
-        .args(args)
-        .env("POSTDESK__DATABASE__PATH", dir.join("cli.db"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("postdesk starts");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("postdesk finishes")
+    run_cli(&dir.join("cli.db"), &[], args, stdin)
 }
 
 #[test]

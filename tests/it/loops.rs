@@ -186,10 +186,7 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounces_mark_our_delivery_failed_and_get_no_answer() {
-    let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    let (stack, support, _dir, daemon) = daemon_on_fresh_box().await;
     let store = daemon.store.clone();
     let marker = unique("bounce");
 
@@ -286,10 +283,7 @@ async fn bounces_mark_our_delivery_failed_and_get_no_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cc_addresses_take_part_and_a_strangers_tag_opens_a_new_ticket() {
-    let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    let (stack, support, dir, daemon) = daemon_on_fresh_box().await;
     let store = daemon.store.clone();
     let marker = unique("cc");
     let (requester, cc, stranger) = (

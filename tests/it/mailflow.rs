@@ -11,10 +11,7 @@ const CUSTOMER: &str = "customer1@example.test";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_mail_becomes_a_ticket_and_a_confirmation() {
-    let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    let (stack, support, _dir, daemon) = daemon_on_fresh_box().await;
 
     let marker = unique("fire");
     let subject = format!("Printer <script>alert(1)</script> {marker}");
@@ -122,10 +119,7 @@ async fn a_customer_mail_becomes_a_ticket_and_a_confirmation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_message_id_twice_creates_nothing_new() {
-    let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    let (stack, support, _dir, daemon) = daemon_on_fresh_box().await;
 
     let marker = unique("twice");
     let (_, raw) = raw_mail(CUSTOMER, &support, &format!("Twice {marker}"), "Hello", &[]);

@@ -43,6 +43,11 @@ fn var(name: &str) -> String {
 
 impl Stack {
     pub fn from_env() -> Stack {
+        Stack::from_vars(var)
+    }
+
+    /// The stack described by the `MAILSTACK_*` variables `var` looks up.
+    pub fn from_vars(var: impl Fn(&str) -> String) -> Stack {
         let port = |name: &str| var(name).parse::<u16>().expect("a port number");
         Stack {
             host: var("MAILSTACK_HOST"),
@@ -311,4 +316,42 @@ pub async fn clear_mailbox(stack: &Stack, user: &str) {
 /// The path of the built `postdesk` binary.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_postdesk"))
+}
+
+/// Runs the `postdesk` command line on the database `db`, with `env`
+/// added, `stdin` piped in, and waits for it.
+pub fn run_cli(
+    db: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(binary())
+        .args(args)
+        .env("POSTDESK__DATABASE__PATH", db)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("postdesk starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input).expect("stdin is written");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("postdesk finishes")
+}
+
+/// A daemon with the test settings on a fresh support mailbox of the
+/// shared stack. Keep the `TempDir` (its database) until the end.
+pub async fn daemon_on_fresh_box() -> (Stack, String, tempfile::TempDir, Daemon) {
+    let stack = Stack::from_env();
+    let support = fresh_support_box(&stack).await;
+    let dir = temp_dir();
+    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    (stack, support, dir, daemon)
 }

@@ -117,15 +117,5 @@ fn stack_of(dir: &Path) -> Stack {
         .lines()
         .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
         .collect();
-    let var = |name: &str| vars.get(name).copied().expect(name).to_string();
-    let port = |name: &str| var(name).parse::<u16>().expect("a port");
-    Stack {
-        host: var("MAILSTACK_HOST"),
-        imap_port: port("MAILSTACK_IMAP_PORT"),
-        imaps_port: port("MAILSTACK_IMAPS_PORT"),
-        smtp_port: port("MAILSTACK_SMTP_PORT"),
-        submission_port: port("MAILSTACK_SUBMISSION_PORT"),
-        ca_file: var("MAILSTACK_CA"),
-        password: var("MAILSTACK_PASSWORD"),
-    }
+    Stack::from_vars(|name| vars.get(name).copied().expect(name).to_string())
 }

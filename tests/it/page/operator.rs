@@ -139,30 +139,14 @@ async fn health_metrics_and_the_stylesheet() {
 
 #[test]
 fn tokens_rotate_prints_new_links_and_kills_the_old_ones() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     let dir = crate::support::temp_dir();
     let db = dir.path().join("rotate.db");
     let postdesk = |args: &[&str], stdin: Option<&[u8]>| {
-        let mut child = Command::new(crate::support::binary())
-            .args(args)
-            .env("POSTDESK__DATABASE__PATH", &db)
-            .env(
-                "POSTDESK__SUPPORT__PUBLIC_URL",
-                "https://support.example.test/",
-            )
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("postdesk starts");
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin");
-            pipe.write_all(input).expect("the mail is written");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("postdesk finishes")
+        let url = (
+            "POSTDESK__SUPPORT__PUBLIC_URL",
+            "https://support.example.test/",
+        );
+        crate::support::run_cli(&db, &[url], args, stdin)
     };
     let mail = b"From: Ann <ann@customer.test>\r\nTo: tickets@example.com\r\nSubject: Leaked link\r\nMessage-ID: <rotate-1@customer.test>\r\n\r\nHello.\r\n";
     assert_eq!(

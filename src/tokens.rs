@@ -24,7 +24,13 @@ pub fn random_token() -> anyhow::Result<String> {
 /// How a link token is stored: only its hash, so a leaked database does
 /// not leak working links.
 pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    sha256_hex(token.as_bytes())
+}
+
+/// The sha256 of `bytes` in lower-case hex: how tokens, raw mails and
+/// attachments are named.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Why we sent a mail; part of the signed token.

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::TicketNumber;
 use crate::outbound::compose::{Identity, OutgoingMail, ThreadHeaders};
 use crate::settings::Settings;
-use crate::tokens::{Purpose, Signer, random_token};
+use crate::tokens::{Purpose, Signer, random_token, sha256_hex};
 use apply::{AccessLink, IngestLookup, Plan, Policy};
 use classify::{MailKind, OwnIdentity};
 use parse::ParsedMail;
@@ -188,19 +188,18 @@ impl Pipeline {
     /// the store runs it for the next mails of a batch on another thread
     /// while the writer applies the current one.
     pub fn prepare(&self, raw: &[u8]) -> Prepared {
-        let sha256 = || {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(raw))
-        };
         if raw.len() as u64 > self.max_message_bytes {
-            return Prepared::Oversize { sha256: sha256() };
+            return Prepared::Refused {
+                sha256: sha256_hex(raw),
+                why: Refusal::Oversize,
+            };
         }
         let mail = match parse::parse(raw) {
             Ok(mail) => mail,
             Err(err) => {
-                return Prepared::Unreadable {
-                    reason: format!("the mail cannot be read: {err}"),
-                    sha256: sha256(),
+                return Prepared::Refused {
+                    sha256: sha256_hex(raw),
+                    why: Refusal::Unreadable(format!("the mail cannot be read: {err}")),
                 };
             }
         };
@@ -241,32 +240,27 @@ impl Pipeline {
     ) -> anyhow::Result<Outcome> {
         let prepared = match prepared {
             Prepared::Mail(prepared) => prepared,
-            Prepared::Oversize { sha256 } => {
-                let key = format!("sha256:{sha256}");
+            Prepared::Refused { sha256, why } => {
+                let key = parse::content_key(&sha256);
                 if lookup.is_seen(&key)? {
                     return Ok(Outcome::Duplicate);
                 }
-                let reason = format!(
-                    "the mail is {} bytes, more than the limit of {} bytes",
-                    raw.len(),
-                    self.max_message_bytes
-                );
-                let notice = respond::oversize_notice(self, raw, &reason, lookup, now)?;
+                let (reason, notice) = match why {
+                    Refusal::Oversize => {
+                        let reason = format!(
+                            "the mail is {} bytes, more than the limit of {} bytes",
+                            raw.len(),
+                            self.max_message_bytes
+                        );
+                        let notice = respond::oversize_notice(self, raw, &reason, lookup, now)?;
+                        (reason, notice)
+                    }
+                    Refusal::Unreadable(reason) => (reason, None),
+                };
                 return Ok(Outcome::Quarantine {
                     reason,
                     dedup_key: key,
                     notice,
-                });
-            }
-            Prepared::Unreadable { reason, sha256 } => {
-                let key = format!("sha256:{sha256}");
-                if lookup.is_seen(&key)? {
-                    return Ok(Outcome::Duplicate);
-                }
-                return Ok(Outcome::Quarantine {
-                    reason,
-                    dedup_key: key,
-                    notice: None,
                 });
             }
         };
@@ -316,24 +310,28 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// What a mail's bytes alone tell (see [`Pipeline::prepare`]).
 #[derive(Debug)]
 pub enum Prepared {
-    /// Larger than `limits.max_message_bytes`: not parsed.
-    Oversize {
-        sha256: String,
-    },
-    /// Not a mail that can be read.
-    Unreadable {
-        reason: String,
-        sha256: String,
-    },
     Mail(Box<PreparedMail>),
+    /// Not parsed; `sha256` is the raw mail's hash.
+    Refused {
+        sha256: String,
+        why: Refusal,
+    },
+}
+
+#[derive(Debug)]
+pub enum Refusal {
+    /// Larger than `limits.max_message_bytes`.
+    Oversize,
+    /// Not a mail that can be read; the reason.
+    Unreadable(String),
 }
 
 impl Prepared {
     /// The hex sha256 of the raw bytes.
     pub fn raw_sha256(&self) -> &str {
         match self {
-            Prepared::Oversize { sha256 } | Prepared::Unreadable { sha256, .. } => sha256,
             Prepared::Mail(prepared) => &prepared.mail.raw_sha256,
+            Prepared::Refused { sha256, .. } => sha256,
         }
     }
 }

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::tokens::sha256_hex;
 use chrono::{DateTime, Utc};
 use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
-use sha2::{Digest, Sha256};
 
 use super::strip;
 
@@ -108,7 +108,7 @@ impl ParsedMail {
     pub fn dedup_key(&self) -> String {
         match &self.message_id {
             Some(id) => id.clone(),
-            None => format!("sha256:{}", self.raw_sha256),
+            None => content_key(&self.raw_sha256),
         }
     }
 
@@ -125,6 +125,12 @@ impl ParsedMail {
     }
 }
 
+/// The dedup key of a mail known by its content, not a Message-ID (one
+/// without any, or one that cannot be read): `sha256:` and the raw hash.
+pub fn content_key(raw_sha256: &str) -> String {
+    format!("sha256:{raw_sha256}")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     #[error("the mail is empty")]
@@ -136,7 +142,7 @@ pub enum ParseError {
 /// Parses raw mail bytes. Tolerates an mbox `From ` first line and any mix
 /// of line endings.
 pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
-    let raw_sha256 = hex::encode(Sha256::digest(raw));
+    let raw_sha256 = sha256_hex(raw);
     let body = strip_mbox_from_line(skip_blank_lines(raw));
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ParseError::Empty);
@@ -479,7 +485,7 @@ fn attachments(message: &mail_parser::Message) -> Vec<Attachment> {
                 .map(str::to_string)
                 .unwrap_or_else(|| default_filename(&media_type));
             Some(Attachment {
-                sha256: hex::encode(Sha256::digest(&bytes)),
+                sha256: sha256_hex(&bytes),
                 filename,
                 media_type,
                 content_id: part.content_id().map(clean_id),

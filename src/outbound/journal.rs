@@ -50,10 +50,7 @@ impl SentJournal {
 
     /// Empties the journal once the database holds what it says.
     pub fn clear(&self) -> io::Result<()> {
-        match File::create(&self.path) {
-            Ok(file) => file.sync_all(),
-            Err(err) => Err(err),
-        }
+        File::create(&self.path)?.sync_all()
     }
 }
 

@@ -70,6 +70,9 @@ pub async fn run(
     if requeued > 0 {
         tracing::info!("{requeued} mails interrupted by the last shutdown are queued again.");
     }
+    // Whether the journal holds entries the database has since recorded:
+    // only then is it worth emptying (a truncate and an fsync).
+    let mut journal_dirty = false;
     while !shutdown.is_cancelled() {
         let due = blocking(&store, |s| s.claim_outbox(Utc::now(), 20)).await;
         let due = match due {
@@ -81,8 +84,13 @@ pub async fn run(
         };
         if due.is_empty() {
             // Everything accepted so far is recorded in the database.
-            if let Err(err) = journal.clear() {
-                tracing::warn!("Cannot clear the sent journal: {err}");
+            if journal_dirty {
+                let journal = journal.clone();
+                match tokio::task::spawn_blocking(move || journal.clear()).await {
+                    Ok(Ok(())) => journal_dirty = false,
+                    Ok(Err(err)) => tracing::warn!("Cannot clear the sent journal: {err}"),
+                    Err(err) => tracing::warn!("The journal task panicked: {err}"),
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -105,6 +113,7 @@ pub async fn run(
                     .await
                     .context("the journal task panicked")?
                     .context("cannot write the sent journal")?;
+                journal_dirty = true;
             }
             log_result(item, &result);
             let (id, max) = (item.id, settings.max_attempts);

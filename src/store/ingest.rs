@@ -8,16 +8,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
-use sha2::{Digest, Sha256};
 
 use super::Store;
 use super::lookup::TxLookup;
 use crate::domain::{Direction, Status, TicketNumber};
 use crate::imap::FetchedMail;
 use crate::ingest::apply::{AccessLink, FailedDelivery, Plan, TicketChange};
+use crate::ingest::parse::content_key;
 use crate::ingest::thread::ThreadLookup;
 use crate::ingest::{Outcome, Pipeline, Prepared, panic_message};
 use crate::outbound::compose::OutgoingMail;
+use crate::tokens::sha256_hex;
 
 /// Where a mail came from (kept with the raw bytes).
 #[derive(Debug, Clone)]
@@ -158,7 +159,7 @@ fn ingest_prepared(
     // Parsing hashed the bytes already; a 200 KB mail costs ~0.1 ms a hash.
     let sha256 = match &prepared {
         Ok(prepared) => prepared.raw_sha256().to_string(),
-        Err(_) => hex::encode(Sha256::digest(raw)),
+        Err(_) => sha256_hex(raw),
     };
     let raw = RawMail {
         bytes: raw,
@@ -185,12 +186,11 @@ fn ingest_prepared(
         "A mail from {} was quarantined: {failure}",
         source.describe()
     );
-    let key = format!("sha256:{sha256}");
+    let key = content_key(&sha256);
     if TxLookup(tx).is_seen(&key)? {
         return Ok(IngestReport::Duplicate);
     }
-    let raw_id = insert_raw(tx, &key, &raw, now)?;
-    quarantine(tx, raw_id, &failure, now)?;
+    quarantine(tx, &key, &raw, &failure, now)?;
     Ok(IngestReport::Quarantined { reason: failure })
 }
 
@@ -214,8 +214,7 @@ fn write_outcome(
             dedup_key,
             notice,
         } => {
-            let raw_id = insert_raw(tx, &dedup_key, raw, now)?;
-            quarantine(tx, raw_id, &reason, now)?;
+            quarantine(tx, &dedup_key, raw, &reason, now)?;
             if let Some(notice) = notice {
                 enqueue(tx, None, &notice, now)?;
             }
@@ -398,12 +397,15 @@ fn insert_raw(
     Ok(tx.last_insert_rowid())
 }
 
+/// Keeps the raw mail and puts it in the quarantine with its reason.
 fn quarantine(
     tx: &Connection,
-    raw_id: i64,
+    dedup_key: &str,
+    raw: &RawMail,
     reason: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    let raw_id = insert_raw(tx, dedup_key, raw, now)?;
     tx.prepare_cached(
         "INSERT INTO quarantine (raw_mail_id, reason, created_at) VALUES (?1, ?2, ?3)",
     )?

@@ -72,7 +72,7 @@ impl Pipeline {
             identity: Identity {
                 address: support.address.to_ascii_lowercase(),
                 name: support.name.clone(),
-                tag: support.tag.clone(),
+                tag: subject::SubjectTag::new(&support.tag),
                 loop_value: loop_value.clone(),
             },
             own: OwnIdentity {

@@ -12,7 +12,7 @@ use crate::ingest::apply::{
     AccessLink, InboundMessage, IngestLookup, Plan, TicketChange, TicketInfo,
 };
 use crate::ingest::parse::{Mailbox, ParsedMail};
-use crate::ingest::{Outcome, Pipeline, PreparedMail, reply_thread, subject};
+use crate::ingest::{Outcome, Pipeline, PreparedMail, reply_thread};
 use crate::outbound::compose::{OutgoingMail, ThreadHeaders};
 use crate::outbound::notify;
 use crate::tokens::Purpose;
@@ -31,7 +31,10 @@ pub fn agent_mail(
         mail.from.as_ref().and_then(|m| m.name.as_deref()),
     );
     let ticket = auth.ticket.or_else(|| {
-        subject::find_tag(&mail.subject, &p.identity.tag).map(|n| TicketNumber(n as i64))
+        p.identity
+            .tag
+            .find(&mail.subject)
+            .map(|n| TicketNumber(n as i64))
     });
     let info = match ticket {
         Some(t) => lookup.ticket_info(t)?,

@@ -8,8 +8,7 @@
 //! also checks the sender is a participant), must not touch the store, and
 //! must never panic on any UTF-8 input.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use regex::Regex;
 
@@ -45,82 +44,87 @@ static BRACKETED_FORWARD: LazyLock<Regex> = LazyLock::new(|| {
 static WHITESPACE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\s+").expect("the whitespace regex is a valid literal"));
 
-/// The regex for our tag, in every mangled form clients produce: doubled
-/// brackets, missing or extra spaces, a link pasted after the tag word or
-/// after the number. Group 1 is the number. `None` when the tag makes no
-/// valid regex (it always does; this only keeps the function total).
-fn tag_regex(tag: &str) -> Option<Arc<Regex>> {
-    // Compiling costs far more than matching (it was a third of the ingest
-    // CPU time), and a daemon has one tag: keep each compiled once. Shared
-    // behind an Arc, not cloned: a cloned Regex starts with a cold cache.
-    static COMPILED: LazyLock<Mutex<HashMap<String, Option<Arc<Regex>>>>> =
-        LazyLock::new(Default::default);
-    let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
-    if compiled.len() > 64 {
-        compiled.clear(); // only tests use many tags; stay bounded anyway
-    }
-    compiled
-        .entry(tag.to_string())
-        .or_insert_with(|| {
-            let words: Vec<String> = tag.split_whitespace().map(regex::escape).collect();
-            let link = r"(?:\s*<[^<>\[\]]*>)*";
-            let pattern = format!(
-                r"(?i)\[+\s*{words}{link}\s*#\s*(\d{{1,20}}){link}\s*\]+",
-                words = words.join(r"\s+"),
-            );
-            Regex::new(&pattern).ok().map(Arc::new)
-        })
-        .clone()
+/// Our subject tag (`support.tag`) with its regex, compiled once: compiling
+/// costs far more than matching (per mail it was a third of all ingest
+/// CPU time).
+#[derive(Debug, Clone)]
+pub struct SubjectTag {
+    text: String,
+    /// The tag in every mangled form clients produce: doubled brackets,
+    /// missing or extra spaces, a link pasted after the tag word or after
+    /// the number. Group 1 is the number. `None` when the tag makes no
+    /// valid regex (it always does; this only keeps the type total).
+    regex: Option<Regex>,
 }
 
-/// The ticket number in a subject tag `[TAG #N]`, found anywhere,
-/// case-insensitive, with extra spaces (`[ ticket  # 42 ]`), doubled, or
-/// mangled by clients (`[Ticket#42]`, `[Ticket #42]]`, a tag turned into a
-/// link like `[Ticket <https://…> #42]` or `[Ticket #42 <mailto:…>]`). When
-/// several different numbers appear, the first wins.
-pub fn find_tag(subject: &str, tag: &str) -> Option<u64> {
-    let re = tag_regex(tag)?;
-    re.captures_iter(subject)
-        .find_map(|c| c.get(1).and_then(|n| n.as_str().parse::<u64>().ok()))
-}
-
-/// The subject without reply/forward prefixes and without our tag(s): what
-/// a ticket's subject is. Prefixes of every common language, nested and
-/// counted (`Re: AW: Re[2]: Fwd:`), ASCII or full-width colons. Runs of
-/// whitespace become one space. Empty result → `(no subject)`.
-pub fn clean_subject(subject: &str, tag: &str) -> String {
-    let re = tag_regex(tag);
-    let mut current = WHITESPACE.replace_all(subject, " ").trim().to_string();
-    // Whitespace is normalised first, so every round that changes the
-    // subject shortens it: the loop ends.
-    loop {
-        let mut next = current.clone();
-        if let Some(inner) = BRACKETED_FORWARD.captures(&next).and_then(|c| c.get(1)) {
-            next = inner.as_str().to_string();
+impl SubjectTag {
+    pub fn new(tag: &str) -> SubjectTag {
+        let words: Vec<String> = tag.split_whitespace().map(regex::escape).collect();
+        let link = r"(?:\s*<[^<>\[\]]*>)*";
+        let pattern = format!(
+            r"(?i)\[+\s*{words}{link}\s*#\s*(\d{{1,20}}){link}\s*\]+",
+            words = words.join(r"\s+"),
+        );
+        SubjectTag {
+            text: tag.trim().to_string(),
+            regex: Regex::new(&pattern).ok(),
         }
-        while let Some(m) = PREFIX.find(&next).filter(|m| !m.is_empty()) {
-            next = next[m.end()..].to_string();
-        }
-        if let Some(re) = &re {
-            next = re.replace_all(&next, " ").into_owned();
-        }
-        next = WHITESPACE.replace_all(&next, " ").trim().to_string();
-        if next == current {
-            break;
-        }
-        current = next;
     }
-    if current.is_empty() {
-        NO_SUBJECT.to_string()
-    } else {
-        current
-    }
-}
 
-/// `[TAG #N] base` where base = [`clean_subject`]: the tag exactly once,
-/// never doubled, whatever the subject carried before.
-pub fn tagged_subject(subject: &str, tag: &str, number: u64) -> String {
-    format!("[{} #{number}] {}", tag.trim(), clean_subject(subject, tag))
+    /// The tag word(s), as in `[TAG #N]`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The ticket number in a subject tag `[TAG #N]`, found anywhere,
+    /// case-insensitive, with extra spaces (`[ ticket  # 42 ]`), doubled, or
+    /// mangled by clients (`[Ticket#42]`, `[Ticket #42]]`, a tag turned into
+    /// a link like `[Ticket <https://…> #42]` or `[Ticket #42 <mailto:…>]`).
+    /// When several different numbers appear, the first wins.
+    pub fn find(&self, subject: &str) -> Option<u64> {
+        self.regex
+            .as_ref()?
+            .captures_iter(subject)
+            .find_map(|c| c.get(1).and_then(|n| n.as_str().parse::<u64>().ok()))
+    }
+
+    /// The subject without reply/forward prefixes and without our tag(s):
+    /// what a ticket's subject is. Prefixes of every common language, nested
+    /// and counted (`Re: AW: Re[2]: Fwd:`), ASCII or full-width colons. Runs
+    /// of whitespace become one space. Empty result → `(no subject)`.
+    pub fn clean(&self, subject: &str) -> String {
+        let mut current = WHITESPACE.replace_all(subject, " ").trim().to_string();
+        // Whitespace is normalised first, so every round that changes the
+        // subject shortens it: the loop ends.
+        loop {
+            let mut next = current.clone();
+            if let Some(inner) = BRACKETED_FORWARD.captures(&next).and_then(|c| c.get(1)) {
+                next = inner.as_str().to_string();
+            }
+            while let Some(m) = PREFIX.find(&next).filter(|m| !m.is_empty()) {
+                next = next[m.end()..].to_string();
+            }
+            if let Some(re) = &self.regex {
+                next = re.replace_all(&next, " ").into_owned();
+            }
+            next = WHITESPACE.replace_all(&next, " ").trim().to_string();
+            if next == current {
+                break;
+            }
+            current = next;
+        }
+        if current.is_empty() {
+            NO_SUBJECT.to_string()
+        } else {
+            current
+        }
+    }
+
+    /// `[TAG #N] base` where base = [`SubjectTag::clean`]: the tag exactly
+    /// once, never doubled, whatever the subject carried before.
+    pub fn tagged(&self, subject: &str, number: u64) -> String {
+        format!("[{} #{number}] {}", self.text, self.clean(subject))
+    }
 }
 
 #[cfg(test)]
@@ -188,7 +192,11 @@ mod tests {
             ("Re: Fwd: Printer\tis   on fire", "Printer is on fire"),
         ];
         for (input, want) in table {
-            assert_eq!(clean_subject(input, TAG), *want, "subject {input:?}");
+            assert_eq!(
+                SubjectTag::new(TAG).clean(input),
+                *want,
+                "subject {input:?}"
+            );
         }
     }
 
@@ -218,25 +226,34 @@ mod tests {
             ("", None),
         ];
         for (input, want) in table {
-            assert_eq!(find_tag(input, TAG), *want, "subject {input:?}");
+            assert_eq!(SubjectTag::new(TAG).find(input), *want, "subject {input:?}");
         }
-        assert_eq!(find_tag("[Acme  Help #3] x", "Acme Help"), Some(3));
-        assert_eq!(find_tag("[a.b #3] x", "a.b"), Some(3));
-        assert_eq!(find_tag("[axb #3] x", "a.b"), None);
+        assert_eq!(
+            SubjectTag::new("Acme Help").find("[Acme  Help #3] x"),
+            Some(3)
+        );
+        assert_eq!(SubjectTag::new("a.b").find("[a.b #3] x"), Some(3));
+        assert_eq!(SubjectTag::new("a.b").find("[axb #3] x"), None);
     }
 
     #[test]
     fn tags_exactly_once() {
-        assert_eq!(tagged_subject("Printer", TAG, 5), "[Ticket #5] Printer");
         assert_eq!(
-            tagged_subject("Re: [Ticket #5] Printer", TAG, 5),
+            SubjectTag::new(TAG).tagged("Printer", 5),
             "[Ticket #5] Printer"
         );
         assert_eq!(
-            tagged_subject("AW: [ticket#5]] Printer", TAG, 5),
+            SubjectTag::new(TAG).tagged("Re: [Ticket #5] Printer", 5),
             "[Ticket #5] Printer"
         );
-        assert_eq!(tagged_subject("", TAG, 5), "[Ticket #5] (no subject)");
+        assert_eq!(
+            SubjectTag::new(TAG).tagged("AW: [ticket#5]] Printer", 5),
+            "[Ticket #5] Printer"
+        );
+        assert_eq!(
+            SubjectTag::new(TAG).tagged("", 5),
+            "[Ticket #5] (no subject)"
+        );
     }
 
     proptest! {
@@ -248,18 +265,18 @@ mod tests {
             n in any::<u64>(),
         ) {
             let subject = format!("{junk}{s}");
-            let once = tagged_subject(&subject, &tag, n);
-            prop_assert_eq!(&tagged_subject(&once, &tag, n), &once);
-            prop_assert_eq!(find_tag(&once, &tag), Some(n));
-            let clean = clean_subject(&subject, &tag);
-            prop_assert_eq!(&clean_subject(&clean, &tag), &clean);
+            let once = SubjectTag::new(&tag).tagged(&subject, n);
+            prop_assert_eq!(&SubjectTag::new(&tag).tagged(&once, n), &once);
+            prop_assert_eq!(SubjectTag::new(&tag).find(&once), Some(n));
+            let clean = SubjectTag::new(&tag).clean(&subject);
+            prop_assert_eq!(&SubjectTag::new(&tag).clean(&clean), &clean);
         }
 
         #[test]
         fn never_panics(s in any::<String>(), tag in any::<String>()) {
-            let _ = find_tag(&s, &tag);
-            let _ = clean_subject(&s, &tag);
-            let _ = tagged_subject(&s, &tag, 1);
+            let _ = SubjectTag::new(&tag).find(&s);
+            let _ = SubjectTag::new(&tag).clean(&s);
+            let _ = SubjectTag::new(&tag).tagged(&s, 1);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::domain::TicketNumber;
 use crate::ingest::parse::ParsedMail;
-use crate::ingest::subject;
+use crate::ingest::subject::SubjectTag;
 use crate::tokens::Signer;
 
 /// What threading needs to know from the store.
@@ -83,12 +83,12 @@ pub enum Threading {
     },
 }
 
-/// Decides where `mail` goes. `tag` is the subject tag word (`Ticket`);
+/// Decides where `mail` goes. `tag` is our subject tag (`[Ticket #N]`);
 /// `agents` take part in every ticket.
 pub fn thread(
     mail: &ParsedMail,
     signer: &Signer,
-    tag: &str,
+    tag: &SubjectTag,
     agents: &[String],
     lookup: &impl ThreadLookup,
 ) -> anyhow::Result<Threading> {
@@ -110,7 +110,7 @@ pub fn thread(
             return Ok(Threading::Existing { ticket, reason });
         }
     }
-    if let Some(number) = subject::find_tag(&mail.subject, tag).map(|n| TicketNumber(n as i64)) {
+    if let Some(number) = tag.find(&mail.subject).map(|n| TicketNumber(n as i64)) {
         let sender = mail.from.as_ref().map(|m| m.address.as_str()).unwrap_or("");
         let takes_part = lookup.participants(number)?.is_some_and(|people| {
             people
@@ -205,7 +205,7 @@ mod tests {
         l.seen.push("x@customer.test".into());
         let m = mail("From: ann@customer.test\r\nMessage-ID: <x@customer.test>\r\nSubject: hi");
         assert_eq!(
-            thread(&m, &Signer::new("k"), "Ticket", &[], &l).unwrap(),
+            thread(&m, &Signer::new("k"), &SubjectTag::new("Ticket"), &[], &l).unwrap(),
             Threading::Duplicate
         );
     }
@@ -219,7 +219,7 @@ mod tests {
         let m = mail(&format!(
             "From: zed@other.test\r\nMessage-ID: <y@other.test>\r\nIn-Reply-To: <{ours}>\r\nSubject: Re: [Ticket #5] hi"
         ));
-        let t = thread(&m, &signer, "Ticket", &[], &lookup()).unwrap();
+        let t = thread(&m, &signer, &SubjectTag::new("Ticket"), &[], &lookup()).unwrap();
         assert!(
             matches!(
                 t,
@@ -237,7 +237,14 @@ mod tests {
         let m = mail(
             "From: ann@customer.test\r\nMessage-ID: <y@customer.test>\r\nReferences: <orig@customer.test>\r\nSubject: something else",
         );
-        let t = thread(&m, &Signer::new("k"), "Ticket", &[], &lookup()).unwrap();
+        let t = thread(
+            &m,
+            &Signer::new("k"),
+            &SubjectTag::new("Ticket"),
+            &[],
+            &lookup(),
+        )
+        .unwrap();
         assert_eq!(
             t,
             Threading::Existing {
@@ -254,7 +261,14 @@ mod tests {
         let m = mail(
             "From: Ann@customer.test\r\nMessage-ID: <z@customer.test>\r\nSubject: AW: [Ticket #5] hi",
         );
-        let t = thread(&m, &Signer::new("k"), "Ticket", &[], &lookup()).unwrap();
+        let t = thread(
+            &m,
+            &Signer::new("k"),
+            &SubjectTag::new("Ticket"),
+            &[],
+            &lookup(),
+        )
+        .unwrap();
         assert!(matches!(
             t,
             Threading::Existing {
@@ -264,7 +278,14 @@ mod tests {
         ));
         let m =
             mail("From: mallory@evil.test\r\nMessage-ID: <w@evil.test>\r\nSubject: [Ticket #5] hi");
-        let t = thread(&m, &Signer::new("k"), "Ticket", &[], &lookup()).unwrap();
+        let t = thread(
+            &m,
+            &Signer::new("k"),
+            &SubjectTag::new("Ticket"),
+            &[],
+            &lookup(),
+        )
+        .unwrap();
         assert_eq!(
             t,
             Threading::New {
@@ -278,7 +299,14 @@ mod tests {
     #[test]
     fn a_plain_mail_opens_a_new_ticket() {
         let m = mail("From: new@customer.test\r\nMessage-ID: <n@customer.test>\r\nSubject: help");
-        let t = thread(&m, &Signer::new("k"), "Ticket", &[], &lookup()).unwrap();
+        let t = thread(
+            &m,
+            &Signer::new("k"),
+            &SubjectTag::new("Ticket"),
+            &[],
+            &lookup(),
+        )
+        .unwrap();
         assert_eq!(
             t,
             Threading::New {

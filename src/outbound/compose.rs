@@ -13,20 +13,21 @@ use lettre::message::{Mailbox as LettreMailbox, SinglePart};
 use crate::domain::{MessageKind, TicketNumber};
 use crate::ingest::classify::LOOP_HEADER;
 use crate::ingest::parse::Mailbox;
+use crate::ingest::subject::SubjectTag;
 
 /// Who we are when we write.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub address: String,
     pub name: String,
-    pub tag: String,
+    pub tag: SubjectTag,
     pub loop_value: String,
 }
 
 impl Identity {
     /// `[TAG #N] subject`, the tag exactly once.
     pub fn tagged(&self, subject: &str, ticket: TicketNumber) -> String {
-        crate::ingest::subject::tagged_subject(subject, &self.tag, ticket.0 as u64)
+        self.tag.tagged(subject, ticket.0 as u64)
     }
 }
 
@@ -82,7 +83,7 @@ pub fn confirmation(
         Some(name) => format!("Hello {name},"),
         None => "Hello,".to_string(),
     };
-    let tag = format!("[{} #{}]", me.tag, c.ticket);
+    let tag = format!("[{} #{}]", me.tag.as_str(), c.ticket);
     let text = format!(
         "{greeting}\n\n\
          we have received your request and opened ticket #{number}.{follows}\n\n\
@@ -242,7 +243,7 @@ mod tests {
         Identity {
             address: "tickets@support.test".into(),
             name: "Example Support".into(),
-            tag: "Ticket".into(),
+            tag: SubjectTag::new("Ticket"),
             loop_value: "loop-1".into(),
         }
     }

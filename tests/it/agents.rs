@@ -79,7 +79,9 @@ async fn ticket_with_notification(
 }
 
 fn number_of(subject: &str) -> TicketNumber {
-    let n = postdesk::ingest::subject::find_tag(subject, "Ticket").expect("a tag");
+    let n = postdesk::ingest::subject::SubjectTag::new("Ticket")
+        .find(subject)
+        .expect("a tag");
     TicketNumber(n as i64)
 }
 

@@ -199,6 +199,18 @@ mod tests {
         l
     }
 
+    /// `thread` with the usual test signer, tag, no agents and `lookup()`.
+    fn threaded(m: &ParsedMail) -> Threading {
+        thread(
+            m,
+            &Signer::new("k"),
+            &SubjectTag::new("Ticket"),
+            &[],
+            &lookup(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_seen_message_is_a_duplicate() {
         let mut l = lookup();
@@ -237,14 +249,7 @@ mod tests {
         let m = mail(
             "From: ann@customer.test\r\nMessage-ID: <y@customer.test>\r\nReferences: <orig@customer.test>\r\nSubject: something else",
         );
-        let t = thread(
-            &m,
-            &Signer::new("k"),
-            &SubjectTag::new("Ticket"),
-            &[],
-            &lookup(),
-        )
-        .unwrap();
+        let t = threaded(&m);
         assert_eq!(
             t,
             Threading::Existing {
@@ -261,14 +266,7 @@ mod tests {
         let m = mail(
             "From: Ann@customer.test\r\nMessage-ID: <z@customer.test>\r\nSubject: AW: [Ticket #5] hi",
         );
-        let t = thread(
-            &m,
-            &Signer::new("k"),
-            &SubjectTag::new("Ticket"),
-            &[],
-            &lookup(),
-        )
-        .unwrap();
+        let t = threaded(&m);
         assert!(matches!(
             t,
             Threading::Existing {
@@ -278,14 +276,7 @@ mod tests {
         ));
         let m =
             mail("From: mallory@evil.test\r\nMessage-ID: <w@evil.test>\r\nSubject: [Ticket #5] hi");
-        let t = thread(
-            &m,
-            &Signer::new("k"),
-            &SubjectTag::new("Ticket"),
-            &[],
-            &lookup(),
-        )
-        .unwrap();
+        let t = threaded(&m);
         assert_eq!(
             t,
             Threading::New {
@@ -299,14 +290,7 @@ mod tests {
     #[test]
     fn a_plain_mail_opens_a_new_ticket() {
         let m = mail("From: new@customer.test\r\nMessage-ID: <n@customer.test>\r\nSubject: help");
-        let t = thread(
-            &m,
-            &Signer::new("k"),
-            &SubjectTag::new("Ticket"),
-            &[],
-            &lookup(),
-        )
-        .unwrap();
+        let t = threaded(&m);
         assert_eq!(
             t,
             Threading::New {

@@ -40,6 +40,10 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// Reader connections kept open for reuse; callers that bound their reads
+/// in flight to this many never open one per request.
+pub const READER_POOL: usize = 8;
+
 /// A handle on the database; cheap to share behind an `Arc`.
 pub struct Store {
     path: PathBuf,
@@ -143,7 +147,7 @@ impl Store {
         };
         let result = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < 8 {
+        if pool.len() < READER_POOL {
             pool.push(conn);
         }
         result

@@ -47,10 +47,10 @@ pub struct WebState {
     reads: Arc<Semaphore>,
 }
 
-/// Store reads in flight at once. The store keeps up to 8 reader
-/// connections; more reads at a time would open (and close) a connection
-/// per request, which under load costs more than the reads themselves.
-const STORE_READS: usize = 8;
+/// Store reads in flight at once: as many as the store keeps reader
+/// connections; more at a time would open (and close) a connection per
+/// request, which under load costs more than the reads themselves.
+const STORE_READS: usize = crate::store::READER_POOL;
 
 /// The routes, ready to serve.
 pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> Router {

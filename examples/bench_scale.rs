@@ -232,10 +232,7 @@ impl Filler {
             .map(|_| {
                 self.clock += self.step;
                 self.uid += 1;
-                FetchedMail {
-                    uid: self.uid,
-                    raw: self.generator.next(self.clock).raw,
-                }
+                FetchedMail::whole(self.uid, self.generator.next(self.clock).raw)
             })
             .collect()
     }

@@ -125,30 +125,21 @@ fn fill(store: &Store, pipeline: &Pipeline, tickets: u32) -> anyhow::Result<()> 
         let mut mails = Vec::with_capacity(BATCH * 2);
         for n in next..=last {
             uid += 1;
-            mails.push(FetchedMail {
-                uid,
-                raw: new_ticket_mail(n),
-            });
+            mails.push(FetchedMail::whole(uid, new_ticket_mail(n)));
         }
         // Follow-ups come after their tickets, in the same batch.
         for n in next..=last {
             if n % 4 == 0 {
                 uid += 1;
-                mails.push(FetchedMail {
-                    uid,
-                    raw: follow_up_mail(n),
-                });
+                mails.push(FetchedMail::whole(uid, follow_up_mail(n)));
             }
             if n % 3 == 0 {
                 uid += 1;
-                mails.push(FetchedMail {
-                    uid,
-                    raw: agent_reply_mail(pipeline, n)?,
-                });
+                mails.push(FetchedMail::whole(uid, agent_reply_mail(pipeline, n)?));
             }
         }
         let now = base + chrono::Duration::minutes(i64::from(next));
-        store.ingest_batch(pipeline, "bench", 1, &mails, now)?;
+        store.ingest_batch(pipeline, "bench", 1, &mails[..], now)?;
         next = last + 1;
         if (last as usize).is_multiple_of(10 * BATCH) || last == tickets {
             println!(

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::Utc;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,7 +25,7 @@ pub struct App {
     settings: Settings,
     store: Arc<Store>,
     pipeline: Arc<Pipeline>,
-    listener: TcpListener,
+    web: crate::web::Servers,
     outbox_wake: Arc<Notify>,
     imap_status: Arc<ImapStatus>,
 }
@@ -48,14 +46,12 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Arc<Store>, Arc<Pipeli
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let (store, pipeline) = open_store(&settings)?;
-        let listener = TcpListener::bind(&settings.web.listen)
-            .await
-            .with_context(|| format!("cannot listen on web.listen = {}", settings.web.listen))?;
+        let web = crate::web::Servers::bind(&settings.web).await?;
         Ok(App {
             settings,
             store,
             pipeline,
-            listener,
+            web,
             outbox_wake: Arc::new(Notify::new()),
             imap_status: Arc::new(ImapStatus::default()),
         })
@@ -63,7 +59,12 @@ impl App {
 
     /// The address the status page listens on (useful with port 0).
     pub fn web_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(self.listener.local_addr()?)
+        Ok(self.web.addr()?)
+    }
+
+    /// The address of `/metrics` and `/healthz` when `web.admin_listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.web.admin_addr()
     }
 
     pub fn store(&self) -> Arc<Store> {
@@ -87,6 +88,7 @@ impl App {
         );
         tracker.spawn(crate::imap::run(
             self.settings.imap.clone(),
+            crate::imap::FetchLimits::new(self.settings.limits.max_message_bytes),
             sink,
             Arc::clone(&self.imap_status),
             shutdown.clone(),
@@ -105,19 +107,14 @@ impl App {
                 sender_shutdown.cancel();
             }
         });
-        let web = axum::serve(
-            self.listener,
-            crate::web::router(
-                Arc::clone(&self.store),
-                &self.settings,
-                Arc::clone(&self.imap_status),
-            ),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let store = Arc::clone(&self.store);
+        let imap_status = Arc::clone(&self.imap_status);
+        let web_settings = self.settings.clone();
+        let web_shutdown = shutdown.clone();
         tracker.spawn(async move {
-            if let Err(err) = web.await {
-                tracing::error!("The status page stopped: {err}");
-            }
+            self.web
+                .serve(store, &web_settings, imap_status, web_shutdown)
+                .await;
         });
         tracker.spawn(autoclose(
             Arc::clone(&self.store),
@@ -199,7 +196,7 @@ impl MailSink for StoreSink {
         let pipeline = Arc::clone(&self.pipeline);
         let mailbox = mailbox.to_string();
         let reports = tokio::task::spawn_blocking(move || {
-            store.ingest_batch(&pipeline, &mailbox, uidvalidity, &mails, Utc::now())
+            store.ingest_batch(&pipeline, &mailbox, uidvalidity, mails, Utc::now())
         })
         .await??;
         let mut queued = 0;

@@ -15,6 +15,7 @@
 //! - [`store`]: the only place that speaks SQL.
 //! - [`web`]: the read-only status page.
 //! - [`tokens`]: random and HMAC-signed tokens.
+//! - [`terminal`]: mail text made safe for the command line's output.
 //! - [`app`]: builds and owns the daemon's tasks and their shutdown.
 
 pub mod app;
@@ -24,5 +25,6 @@ pub mod ingest;
 pub mod outbound;
 pub mod settings;
 pub mod store;
+pub mod terminal;
 pub mod tokens;
 pub mod web;

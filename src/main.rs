@@ -16,6 +16,7 @@ use postdesk::app::{self, App};
 use postdesk::domain::{Status, TicketNumber};
 use postdesk::settings::Settings;
 use postdesk::store::{IngestReport, MailSource, RetryOutcome, Store};
+use postdesk::terminal;
 
 const EX_USAGE_CONFIG: u8 = 2;
 const EX_DATAERR: u8 = 65;
@@ -183,7 +184,13 @@ fn quarantine(settings: &Settings, command: QuarantineCommand) -> anyhow::Result
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
                 for q in items {
-                    println!("{}\t{}\t{} bytes\t{}", q.id, q.dedup_key, q.size, q.reason);
+                    println!(
+                        "{}\t{}\t{} bytes\t{}",
+                        q.id,
+                        terminal::line(&q.dedup_key),
+                        q.size,
+                        terminal::line(&q.reason)
+                    );
                 }
             }
         }
@@ -289,7 +296,9 @@ fn describe(report: &IngestReport) -> String {
         IngestReport::NewTicket { number, .. } => format!("new ticket #{number}"),
         IngestReport::FollowUp { number, .. } => format!("added to ticket #{number}"),
         IngestReport::Duplicate => "already stored".to_string(),
-        IngestReport::Quarantined { reason } => format!("quarantined: {reason}"),
+        IngestReport::Quarantined { reason } => {
+            format!("quarantined: {}", terminal::line(reason))
+        }
     }
 }
 
@@ -314,8 +323,8 @@ fn tickets(settings: &Settings, command: TicketsCommand) -> anyhow::Result<ExitC
                         t.number,
                         t.status,
                         t.last_activity_at.format("%Y-%m-%d %H:%M"),
-                        t.requester,
-                        t.subject
+                        terminal::line(&t.requester),
+                        terminal::line(&t.subject)
                     );
                 }
             }
@@ -363,17 +372,20 @@ fn tickets(settings: &Settings, command: TicketsCommand) -> anyhow::Result<ExitC
                 let s = &ticket.summary;
                 println!(
                     "#{} {} [{}] from {}",
-                    s.number, s.subject, s.status, s.requester
+                    s.number,
+                    terminal::line(&s.subject),
+                    s.status,
+                    terminal::line(&s.requester)
                 );
                 for m in &ticket.messages {
                     println!(
                         "\n--- {} {} {} ({})",
                         m.date.format("%Y-%m-%d %H:%M"),
                         m.direction,
-                        m.from,
+                        terminal::line(&m.from),
                         m.kind
                     );
-                    println!("{}", m.text);
+                    println!("{}", terminal::block(&m.text));
                 }
             }
         }
@@ -414,15 +426,23 @@ fn explain(settings: &Settings, message_id: &str) -> anyhow::Result<ExitCode> {
     if let Some(e) = store.explain(message_id)? {
         println!(
             "<{}> went to ticket #{} as {} ({}): {}.",
-            e.message_id, e.ticket, e.kind, e.direction, e.reason
+            terminal::line(&e.message_id),
+            e.ticket,
+            e.kind,
+            e.direction,
+            terminal::line(&e.reason)
         );
         if !e.classification.is_empty() {
-            println!("Classified as: {}.", e.classification);
+            println!("Classified as: {}.", terminal::line(&e.classification));
         }
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(reason) = store.quarantine_reason(message_id)? {
-        println!("<{message_id}> is in the quarantine: {reason}.");
+        println!(
+            "<{}> is in the quarantine: {}.",
+            terminal::line(message_id),
+            terminal::line(&reason)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("postdesk: no message <{message_id}> is stored");

@@ -78,6 +78,7 @@ pub struct SupportSettings {
     pub reopen_days: f64,
     pub autoclose_days: f64,
     pub trusted_authserv_id: String,
+    pub agent_token_days: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -121,6 +122,10 @@ pub struct DatabaseSettings {
 pub struct WebSettings {
     pub listen: String,
     pub agent_token: Secret,
+    pub admin_listen: String,
+    pub max_connections: usize,
+    pub header_timeout_seconds: u64,
+    pub idle_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -128,6 +133,7 @@ pub struct WebSettings {
 pub struct LimitSettings {
     pub max_message_bytes: u64,
     pub auto_replies_per_hour: u32,
+    pub max_mail_seconds: u64,
 }
 
 /// What happens to a mail on the IMAP server once it is stored.
@@ -249,6 +255,7 @@ impl Settings {
         for (key, days) in [
             ("support.reopen_days", self.support.reopen_days),
             ("support.autoclose_days", self.support.autoclose_days),
+            ("support.agent_token_days", self.support.agent_token_days),
         ] {
             if !(days.is_finite() && days >= 0.0) {
                 return invalid(key, "must be a number of days, 0 or more");
@@ -301,6 +308,28 @@ impl Settings {
                 "web.listen",
                 "must be an address and port like 127.0.0.1:8025",
             );
+        }
+        if !self.web.admin_listen.is_empty() && self.web.admin_listen.parse::<SocketAddr>().is_err()
+        {
+            return invalid(
+                "web.admin_listen",
+                "must be empty or an address and port like 127.0.0.1:8026",
+            );
+        }
+        if self.web.max_connections == 0 {
+            return invalid("web.max_connections", "must be at least 1");
+        }
+        for (key, seconds) in [
+            (
+                "web.header_timeout_seconds",
+                self.web.header_timeout_seconds,
+            ),
+            ("web.idle_timeout_seconds", self.web.idle_timeout_seconds),
+            ("limits.max_mail_seconds", self.limits.max_mail_seconds),
+        ] {
+            if seconds == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         if self.database.path.as_os_str().is_empty() {
             return invalid("database.path", "must not be empty");

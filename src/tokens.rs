@@ -10,6 +10,8 @@ use hmac::{Hmac, Mac};
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::TicketNumber;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -74,6 +76,33 @@ pub struct SignedRef {
     pub purpose: Purpose,
     /// The agent the token was signed for, when it was checked for one.
     pub agent: Option<String>,
+    /// The day the token was made, as its nonce says (see [`IssueDay`]).
+    pub issued: IssueDay,
+}
+
+/// The day a token was made: days since 2020-01-01 (UTC), carried in the
+/// first four hex digits of the signed nonce, so that the MAC covers it.
+/// Tokens made before the day was carried read as a random day; only an
+/// agent's authentication looks at it (a leaked agent token then acts for
+/// a while, not forever), threading never does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IssueDay(pub u16);
+
+impl IssueDay {
+    const EPOCH: i64 = 1_577_836_800; // 2020-01-01T00:00:00Z
+
+    pub fn of(time: DateTime<Utc>) -> IssueDay {
+        let days = (time.timestamp() - Self::EPOCH).div_euclid(86_400);
+        IssueDay(days.clamp(0, i64::from(u16::MAX)) as u16)
+    }
+
+    /// Whether a token of this day is still good at `now` for `max_days`
+    /// (a day of clock skew allowed, and none from the future beyond it).
+    pub fn is_fresh(self, now: DateTime<Utc>, max_days: f64) -> bool {
+        let today = i64::from(IssueDay::of(now).0);
+        let age = today - i64::from(self.0);
+        age >= -1 && (age as f64) <= max_days.ceil()
+    }
 }
 
 /// Signs and checks tokens with the installation's secret.
@@ -95,18 +124,30 @@ impl Signer {
         }
     }
 
-    /// A fresh signed token for `ticket`. `agent` binds it to one agent's
-    /// address, so that only that agent's reply authenticates with it.
+    /// A fresh signed token for `ticket`, made today. `agent` binds it to
+    /// one agent's address, so that only that agent's reply authenticates
+    /// with it.
     pub fn token(
         &self,
         ticket: TicketNumber,
         purpose: Purpose,
         agent: Option<&str>,
     ) -> anyhow::Result<String> {
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce)
+        self.token_on(ticket, purpose, agent, IssueDay::of(Utc::now()))
+    }
+
+    /// [`Signer::token`] made on a given day.
+    pub fn token_on(
+        &self,
+        ticket: TicketNumber,
+        purpose: Purpose,
+        agent: Option<&str>,
+        day: IssueDay,
+    ) -> anyhow::Result<String> {
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random)
             .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
-        let nonce = hex::encode(nonce);
+        let nonce = format!("{:04x}{}", day.0, hex::encode(random));
         let mac = self.mac(ticket, purpose.code(), &nonce, agent);
         Ok(format!(
             "{}.{}.{nonce}.{}",
@@ -142,10 +183,12 @@ impl Signer {
             mac.update(&payload(ticket, &caps[2], &caps[3], agent));
             // verify_truncated_left compares in constant time.
             mac.verify_truncated_left(&given).ok()?;
+            let issued = u16::from_str_radix(caps[3].get(..4)?, 16).ok()?;
             Some(SignedRef {
                 ticket: TicketNumber(ticket),
                 purpose,
                 agent: agent.map(str::to_ascii_lowercase),
+                issued: IssueDay(issued),
             })
         })
     }
@@ -220,6 +263,33 @@ mod tests {
         );
         assert!(signer.verify(&address, Some("bob@example.test")).is_none());
         assert!(signer.verify(&address, None).is_none());
+    }
+
+    #[test]
+    fn a_token_carries_its_day_under_the_signature() {
+        let signer = Signer::new("secret");
+        let day = IssueDay::of("2026-12-05T10:00:00Z".parse().unwrap());
+        let token = signer
+            .token_on(
+                TicketNumber(7),
+                Purpose::Notification,
+                Some("a@x.test"),
+                day,
+            )
+            .unwrap();
+        let found = signer.verify(&token, Some("a@x.test")).unwrap();
+        assert_eq!(found.issued, day);
+        // Changing the day breaks the MAC: an old token cannot be made young.
+        let (ticket_and_purpose, rest) = token.split_at(4);
+        let younger = format!("{ticket_and_purpose}{:04x}{}", day.0 + 30, &rest[4..]);
+        assert_eq!(signer.verify(&younger, Some("a@x.test")), None);
+        let now: DateTime<Utc> = "2026-12-20T10:00:00Z".parse().unwrap();
+        assert!(day.is_fresh(now, 30.0));
+        assert!(!day.is_fresh(now, 10.0));
+        assert!(
+            !IssueDay(day.0 + 20).is_fresh(now, 30.0),
+            "not from the future"
+        );
     }
 
     proptest! {

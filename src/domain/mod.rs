@@ -1,9 +1,11 @@
 //! Domain: the nouns of postdesk (ticket numbers, statuses and their
-//! transitions, message kinds, participants). Pure values; parsed once at
-//! the edge and trusted inside. No I/O.
+//! transitions, message kinds, participants, addresses). Pure values;
+//! parsed once at the edge and trusted inside. No I/O.
 
+mod address;
 mod status;
 
+pub use address::{Address, AddressError, MAX_ADDRESS_LEN};
 pub use status::Status;
 
 use std::fmt;
@@ -115,22 +117,39 @@ impl MessageKind {
     }
 }
 
-/// How someone takes part in a ticket.
+/// How someone takes part in a ticket. A `Proposed` Cc was named by a
+/// mail we could not tie to the requester: shown to the agents, but no
+/// recipient of anything and no participant for threading until an agent
+/// adds it (`#cc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Requester,
     Cc,
     Agent,
+    Proposed,
 }
 
 impl Role {
+    pub const ALL: [Role; 4] = [Role::Requester, Role::Cc, Role::Agent, Role::Proposed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Requester => "requester",
             Role::Cc => "cc",
             Role::Agent => "agent",
+            Role::Proposed => "proposed",
         }
+    }
+
+    pub fn parse(value: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == value)
+    }
+
+    /// Whether this role takes part in the ticket (gets its mail, may
+    /// thread by the subject tag).
+    pub fn takes_part(self) -> bool {
+        self != Role::Proposed
     }
 }
 
@@ -153,5 +172,14 @@ mod tests {
         }
         assert!(!MessageKind::Note.is_public());
         assert!(MessageKind::Customer.is_public());
+    }
+
+    #[test]
+    fn roles_round_trip_and_a_proposed_cc_takes_no_part() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert!(!Role::Proposed.takes_part());
+        assert!(Role::Cc.takes_part());
     }
 }

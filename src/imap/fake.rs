@@ -1,6 +1,7 @@
 //! A scripted in-process IMAP server for the unit tests, on 127.0.0.1 port
 //! 0. It speaks just enough IMAP4rev1 for the watch loop (LOGIN, SELECT,
-//! UID SEARCH/FETCH/STORE/MOVE/COPY/EXPUNGE, CREATE, IDLE, LOGOUT) and can
+//! UID SEARCH/FETCH (whole, RFC822.SIZE, partial header)/STORE/MOVE/COPY/
+//! EXPUNGE, CREATE, IDLE, LOGOUT) and can
 //! show faults a real server cannot be made to show on demand: a server that
 //! accepts and never answers. It must not be used outside tests; the real
 //! behaviour is checked against Dovecot in the integration tests.
@@ -113,6 +114,13 @@ impl FakeServer {
 
     pub fn events(&self) -> Vec<String> {
         lock(&self.events).clone()
+    }
+
+    /// Replaces the bytes of message `uid`.
+    pub fn set_raw(&self, uid: u32, raw: Vec<u8>) {
+        if let Some(m) = self.state().messages.get_mut(&uid) {
+            m.raw = raw;
+        }
     }
 
     /// Delivers a new message and wakes any IDLE session.
@@ -287,10 +295,10 @@ fn uid_command(st: &mut State, tag: &str, words: &[&str], upper: &str) -> String
             let mut out = String::new();
             for uid in hits {
                 let seq = st.messages.keys().position(|&u| u == uid).unwrap_or(0) + 1;
-                let raw = String::from_utf8_lossy(&st.messages[&uid].raw).to_string();
-                let len = raw.len();
+                let raw = &st.messages[&uid].raw;
                 out.push_str(&format!(
-                    "* {seq} FETCH (UID {uid} BODY[] {{{len}}}\r\n{raw})\r\n"
+                    "* {seq} FETCH (UID {uid} {})\r\n",
+                    item(raw, upper)
                 ));
             }
             out + &ok
@@ -329,6 +337,34 @@ fn uid_command(st: &mut State, tag: &str, words: &[&str], upper: &str) -> String
         }
         _ => format!("{tag} BAD unknown UID command\r\n"),
     }
+}
+
+/// The one FETCH item asked for in `upper`: `RFC822.SIZE`,
+/// `BODY.PEEK[HEADER]` (optionally partial, `<0.N>`) or the whole mail.
+fn item(raw: &[u8], upper: &str) -> String {
+    let literal = |name: &str, bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        format!("{name} {{{}}}\r\n{text}", text.len())
+    };
+    if upper.contains("RFC822.SIZE") {
+        return format!("RFC822.SIZE {}", raw.len());
+    }
+    if let Some(at) = upper.find("BODY.PEEK[HEADER]") {
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(raw.len(), |p| p + 4);
+        let rest = &upper[at + "BODY.PEEK[HEADER]".len()..];
+        let partial = rest
+            .strip_prefix("<0.")
+            .and_then(|r| r.split('>').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        return match partial {
+            Some(n) => literal("BODY[HEADER]<0>", &raw[..end.min(n)]),
+            None => literal("BODY[HEADER]", &raw[..end]),
+        };
+    }
+    literal("BODY[]", raw)
 }
 
 /// `1:3,7,9:*` with `*` = the highest UID; `a:b` is the same as `b:a`.

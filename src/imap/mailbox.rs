@@ -1,5 +1,6 @@
 //! The selected mailbox: SELECT and its UIDVALIDITY, finding UIDs above the
-//! checkpoint, fetching raw messages in batches, and marking committed
+//! checkpoint, asking their sizes, fetching raw messages (or only the header
+//! of an oversize one) in batches planned by `batch.rs`, and marking committed
 //! messages as `after_ingest` says (flag, move or delete). Every command has
 //! a timeout and a checked completion. It must not wait for new mail, retry,
 //! talk to the sink or decide what has been committed: callers pass the
@@ -12,6 +13,7 @@ use anyhow::{Context as _, bail};
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
 
 use super::FetchedMail;
+use super::batch::{Batch, HEADER_BYTES};
 use super::command::{
     Caps, Refused, capabilities, imap_error, is_refusal, run_checked, uid_set, within,
 };
@@ -20,6 +22,10 @@ use crate::settings::AfterIngest;
 
 /// How many messages one `UID FETCH` asks for.
 pub(crate) const FETCH_BATCH: usize = 50;
+
+/// How many UIDs one `UID FETCH … (RFC822.SIZE)` asks for (keeps the
+/// command line short when the UIDs are sparse).
+const SIZE_BATCH: usize = 1000;
 
 /// How long the read-only helpers for tests and tools may take per step.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -113,8 +119,96 @@ pub(crate) async fn fetch(
     .await?;
     Ok(got
         .into_iter()
-        .map(|(uid, raw)| FetchedMail { uid, raw })
+        .map(|(uid, raw)| FetchedMail::whole(uid, raw))
         .collect())
+}
+
+/// The declared size (RFC822.SIZE) of each of `uids`, ascending; `None`
+/// where the server gave none (e.g. the mail was expunged meanwhile).
+pub(crate) async fn sizes(
+    session: &mut ImapSession,
+    uids: &[u32],
+    limit: Duration,
+) -> anyhow::Result<Vec<(u32, Option<u64>)>> {
+    let mut known: BTreeMap<u32, u64> = BTreeMap::new();
+    for chunk in uids.chunks(SIZE_BATCH) {
+        let command = format!("UID FETCH {} (UID RFC822.SIZE)", uid_set(chunk));
+        run_checked(session, limit, &command, |r| {
+            if let Response::Fetch(_, attrs) = r {
+                let uid = attrs.iter().find_map(|a| match a {
+                    AttributeValue::Uid(uid) => Some(*uid),
+                    _ => None,
+                });
+                let size = attrs.iter().find_map(|a| match a {
+                    AttributeValue::Rfc822Size(size) => Some(u64::from(*size)),
+                    _ => None,
+                });
+                if let (Some(uid), Some(size)) = (uid, size) {
+                    known.insert(uid, size);
+                }
+            }
+        })
+        .await?;
+    }
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    Ok(sorted
+        .into_iter()
+        .map(|uid| (uid, known.get(&uid).copied()))
+        .collect())
+}
+
+/// Fetches one planned batch: the whole mails, then the header sections
+/// (at most [`HEADER_BYTES`] each) of the oversize ones; ascending by UID.
+pub(crate) async fn fetch_batch(
+    session: &mut ImapSession,
+    batch: &Batch,
+    limit: Duration,
+) -> anyhow::Result<Vec<FetchedMail>> {
+    let mut mails = fetch(session, &batch.whole, limit).await?;
+    if !batch.header_only.is_empty() {
+        let declared: BTreeMap<u32, u64> = batch.header_only.iter().copied().collect();
+        let uids: Vec<u32> = declared.keys().copied().collect();
+        let command = format!(
+            "UID FETCH {} (UID BODY.PEEK[HEADER]<0.{HEADER_BYTES}>)",
+            uid_set(&uids)
+        );
+        run_checked(session, limit, &command, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && let Some((uid, header)) = uid_and_header(attrs)
+                && let Some(&size) = declared.get(&uid)
+            {
+                mails.push(FetchedMail {
+                    uid,
+                    raw: header.to_vec(),
+                    oversize: Some(size),
+                });
+            }
+        })
+        .await?;
+        mails.sort_by_key(|m| m.uid);
+        mails.dedup_by_key(|m| m.uid);
+    }
+    Ok(mails)
+}
+
+fn uid_and_header<'a>(attrs: &'a [AttributeValue<'_>]) -> Option<(u32, &'a [u8])> {
+    use async_imap::imap_proto::{MessageSection, SectionPath};
+    let uid = attrs.iter().find_map(|a| match a {
+        AttributeValue::Uid(uid) => Some(*uid),
+        _ => None,
+    })?;
+    let header = attrs.iter().find_map(|a| match a {
+        AttributeValue::BodySection {
+            section: Some(SectionPath::Full(MessageSection::Header)),
+            data: Some(data),
+            ..
+        }
+        | AttributeValue::Rfc822Header(Some(data)) => Some(data.as_ref()),
+        _ => None,
+    })?;
+    Some((uid, header))
 }
 
 fn uid_and_body<'a>(attrs: &'a [AttributeValue<'_>]) -> Option<(u32, &'a [u8])> {

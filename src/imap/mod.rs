@@ -2,7 +2,10 @@
 //! where IDLE is off or unsupported), fetches every message above the UID
 //! checkpoint and hands the raw bytes to a [`MailSink`]. Only after the sink
 //! says the mail is committed does it flag, move or delete it on the server.
-//! It must not parse mail or touch the database itself.
+//! Memory is bounded by the sizes the server declares (RFC822.SIZE) before
+//! any body is fetched: a batch holds at most [`FetchLimits::batch_bytes`],
+//! and of a mail over `limits.max_message_bytes` only the header is
+//! fetched. It must not parse mail or touch the database itself.
 
 use std::future::Future;
 
@@ -17,7 +20,23 @@ pub struct Checkpoint {
 #[derive(Debug, Clone)]
 pub struct FetchedMail {
     pub uid: u32,
+    /// The whole mail, or only its header section when `oversize` is set.
     pub raw: Vec<u8>,
+    /// `Some(declared full size)` when the mail was over
+    /// `limits.max_message_bytes` and only its header was fetched: the
+    /// whole mail stays on the server.
+    pub oversize: Option<u64>,
+}
+
+impl FetchedMail {
+    /// A mail fetched whole.
+    pub fn whole(uid: u32, raw: Vec<u8>) -> FetchedMail {
+        FetchedMail {
+            uid,
+            raw,
+            oversize: None,
+        }
+    }
 }
 
 /// Where fetched mail goes. Implemented by the app over the store.
@@ -41,6 +60,7 @@ pub trait MailSink: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
+mod batch;
 mod command;
 mod connect;
 mod mailbox;
@@ -53,6 +73,7 @@ mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
+pub use batch::FetchLimits;
 pub use command::Refused;
 pub use connect::{ImapSession, ImapStream, append, connect, logout};
 pub use mailbox::read_mailbox;

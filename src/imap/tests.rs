@@ -1,6 +1,10 @@
 //! Tests of the watch loop against the scripted server in `fake.rs`: what is
 //! fetched, when marks are sent relative to the sink's commit, UIDVALIDITY
 //! changes, hung servers, IDLE and shutdown. Each test is bounded in time.
+//! The size-bounded fetching is tested in `size_tests.rs`.
+
+#[path = "size_tests.rs"]
+mod sizes;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,18 +15,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::fake::{FakeServer, raw_mail};
-use super::{Checkpoint, FetchedMail, ImapStatus, MailSink, connect, read_mailbox, run};
+use super::{
+    Checkpoint, FetchLimits, FetchedMail, ImapStatus, MailSink, connect, read_mailbox, run,
+};
 use crate::settings::{AfterIngest, ImapSettings, Secret, TlsMode};
 
-struct FakeSink {
+pub(super) struct FakeSink {
     checkpoint: Mutex<Option<Checkpoint>>,
     fail: AtomicBool,
     events: Arc<Mutex<Vec<String>>>,
-    batches: Mutex<Vec<(u32, Vec<FetchedMail>)>>,
+    pub batches: Mutex<Vec<(u32, Vec<FetchedMail>)>>,
 }
 
 impl FakeSink {
-    fn new(server: &FakeServer, checkpoint: Option<Checkpoint>) -> Arc<FakeSink> {
+    pub fn new(server: &FakeServer, checkpoint: Option<Checkpoint>) -> Arc<FakeSink> {
         Arc::new(FakeSink {
             checkpoint: Mutex::new(checkpoint),
             fail: AtomicBool::new(false),
@@ -32,7 +38,7 @@ impl FakeSink {
     }
 
     /// The UIDs of each batch handed over, successful or not.
-    fn batches(&self) -> Vec<Vec<u32>> {
+    pub fn batches(&self) -> Vec<Vec<u32>> {
         let batches = self.batches.lock().unwrap();
         batches
             .iter()
@@ -75,7 +81,7 @@ impl MailSink for FakeSink {
     }
 }
 
-fn settings(server: &FakeServer) -> ImapSettings {
+pub(super) fn settings(server: &FakeServer) -> ImapSettings {
     ImapSettings {
         host: "127.0.0.1".into(),
         port: server.addr.port(),
@@ -92,16 +98,30 @@ fn settings(server: &FakeServer) -> ImapSettings {
     }
 }
 
-struct Running {
+pub(super) struct Running {
     token: CancellationToken,
     handle: JoinHandle<()>,
     status: Arc<ImapStatus>,
 }
 
 fn start(settings: ImapSettings, sink: &Arc<FakeSink>) -> Running {
+    start_with(settings, FetchLimits::new(25 * 1024 * 1024), sink)
+}
+
+pub(super) fn start_with(
+    settings: ImapSettings,
+    limits: FetchLimits,
+    sink: &Arc<FakeSink>,
+) -> Running {
     let token = CancellationToken::new();
     let status = Arc::new(ImapStatus::new());
-    let handle = tokio::spawn(run(settings, sink.clone(), status.clone(), token.clone()));
+    let handle = tokio::spawn(run(
+        settings,
+        limits,
+        sink.clone(),
+        status.clone(),
+        token.clone(),
+    ));
     Running {
         token,
         handle,
@@ -111,7 +131,7 @@ fn start(settings: ImapSettings, sink: &Arc<FakeSink>) -> Running {
 
 impl Running {
     /// Cancels and returns how long `run` took to return.
-    async fn stop(self) -> Duration {
+    pub async fn stop(self) -> Duration {
         let started = Instant::now();
         self.token.cancel();
         tokio::time::timeout(Duration::from_secs(5), self.handle)
@@ -123,7 +143,7 @@ impl Running {
 }
 
 /// Polls `cond` every 20 ms for up to 6 s.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
+pub(super) async fn eventually(what: &str, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(6);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
@@ -132,13 +152,13 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
 }
 
 /// Every test runs under a hard limit.
-async fn bounded(test: impl Future<Output = ()>) {
+pub(super) async fn bounded(test: impl Future<Output = ()>) {
     tokio::time::timeout(Duration::from_secs(20), test)
         .await
         .expect("test took too long");
 }
 
-fn position(events: &[String], prefix: &str) -> Option<usize> {
+pub(super) fn position(events: &[String], prefix: &str) -> Option<usize> {
     events.iter().position(|e| e.starts_with(prefix))
 }
 

@@ -1,5 +1,6 @@
 //! The watch loop: keep one session on the support mailbox, fetch every
-//! message above the committed UID checkpoint, hand each batch to the
+//! message above the committed UID checkpoint in batches bounded by the
+//! sizes the server declares (`batch.rs`), hand each batch to the
 //! [`MailSink`], mark the batch only after the sink said it is committed,
 //! then wait (IDLE, or polling) and start over; reconnect with capped
 //! backoff on any error; stop promptly when the shutdown token fires, but
@@ -17,11 +18,14 @@ use async_imap::extensions::idle::IdleResponse;
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
+use super::batch::{self, Batch, FetchLimits};
 use super::command::{is_refusal, within};
 use super::connect::{ImapSession, connect, logout};
-use super::mailbox::{FETCH_BATCH, Selected, fetch, mark, select, uids_after, unmarked_committed};
+use super::mailbox::{
+    FETCH_BATCH, Selected, fetch_batch, mark, select, sizes, uids_after, unmarked_committed,
+};
 use super::{FetchedMail, ImapStatus, MailSink};
-use crate::settings::ImapSettings;
+use crate::settings::{AfterIngest, ImapSettings};
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -29,15 +33,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Watches `settings.mailbox` until `shutdown` is cancelled. Never returns
-/// early: every failure is logged and followed by a reconnect.
+/// early: every failure is logged and followed by a reconnect. `limits`
+/// bound what one batch holds in memory.
 pub async fn run<S: MailSink>(
     settings: ImapSettings,
+    limits: FetchLimits,
     sink: Arc<S>,
     status: Arc<ImapStatus>,
     shutdown: CancellationToken,
 ) {
     let watcher = Watcher {
         settings: &settings,
+        limits,
         sink: sink.as_ref(),
         status: status.as_ref(),
         shutdown: &shutdown,
@@ -114,6 +121,7 @@ enum Woke {
 
 struct Watcher<'a, S> {
     settings: &'a ImapSettings,
+    limits: FetchLimits,
     sink: &'a S,
     status: &'a ImapStatus,
     shutdown: &'a CancellationToken,
@@ -227,10 +235,11 @@ impl<S: MailSink> Watcher<'_, S> {
         }
     }
 
-    /// Hands `uids` to the sink in batches, pipelined on the one session:
-    /// while the sink stores batch k, the session marks batch k-1 (already
-    /// committed) and fetches batch k+1. A batch is marked only after the
-    /// sink said it is committed; `cursor` follows the committed batches.
+    /// Hands `uids` to the sink in batches planned from their declared
+    /// sizes, pipelined on the one session: while the sink stores batch k,
+    /// the session marks batch k-1 (already committed) and fetches batch
+    /// k+1. A batch is marked only after the sink said it is committed;
+    /// `cursor` follows the committed batches.
     async fn pipeline(
         &self,
         session: &mut ImapSession,
@@ -238,40 +247,39 @@ impl<S: MailSink> Watcher<'_, S> {
         cursor: &mut u32,
         uids: &[u32],
     ) -> anyhow::Result<Piped> {
-        let mut chunks = uids.chunks(FETCH_BATCH);
-        let mut next = match chunks.next() {
-            Some(chunk) => Some((
-                chunk,
-                self.cancellable(fetch(session, chunk, self.limit)).await?,
-            )),
+        let sizes = self.cancellable(sizes(session, uids, self.limit)).await?;
+        let plan = batch::plan(&sizes, &self.limits);
+        let mut batches = plan.iter();
+        let mut next = match batches.next() {
+            Some(batch) => Some((batch, self.fetch(session, batch).await?)),
             None => None,
         };
         // Committed, not yet marked on the server.
-        let mut committed: Vec<u32> = Vec::new();
-        while let Some((chunk, mails)) = next.take() {
-            let following = chunks.next();
-            let batch: Vec<u32> = mails.iter().map(|m| m.uid).collect();
+        let mut committed = Committed::default();
+        while let Some((batch, mails)) = next.take() {
+            let following = batches.next();
+            let stored = Committed::of(&mails);
             let (name, uidvalidity) = (selected.name.clone(), selected.uidvalidity);
             let previous = std::mem::take(&mut committed);
             let imap = async {
                 self.mark_stored(session, selected, &previous).await?;
-                let Some(chunk) = following.filter(|_| !self.shutdown.is_cancelled()) else {
+                let Some(batch) = following.filter(|_| !self.shutdown.is_cancelled()) else {
                     return Ok(None);
                 };
-                match self.cancellable(fetch(session, chunk, self.limit)).await {
-                    Ok(mails) => Ok(Some((chunk, mails))),
+                match self.fetch(session, batch).await {
+                    Ok(mails) => Ok(Some((batch, mails))),
                     Err(_) if self.shutdown.is_cancelled() => Ok(None),
                     Err(err) => Err(err),
                 }
             };
             // Not cancellable: a batch in the sink's hands is finished.
-            let (stored, fetched) = tokio::join!(self.store(&name, uidvalidity, mails), imap);
-            if !stored {
+            let (stored_ok, fetched) = tokio::join!(self.store(&name, uidvalidity, mails), imap);
+            if !stored_ok {
                 fetched?;
                 return Ok(Piped::SinkFailed);
             }
-            *cursor = chunk.iter().copied().max().unwrap_or(*cursor);
-            committed = batch;
+            *cursor = batch.last_uid().unwrap_or(*cursor);
+            committed = stored;
             // On a connection error the committed batch stays unmarked:
             // the next session's catch-up marks it.
             next = fetched?;
@@ -282,6 +290,15 @@ impl<S: MailSink> Watcher<'_, S> {
         }
         self.mark_stored(session, selected, &committed).await?;
         Ok(Piped::Done)
+    }
+
+    async fn fetch(
+        &self,
+        session: &mut ImapSession,
+        batch: &Batch,
+    ) -> anyhow::Result<Vec<FetchedMail>> {
+        self.cancellable(fetch_batch(session, batch, self.limit))
+            .await
     }
 
     /// Gives `mails` to the sink; `false` when it failed (they stay
@@ -311,27 +328,28 @@ impl<S: MailSink> Watcher<'_, S> {
         &self,
         session: &mut ImapSession,
         selected: &mut Selected,
-        uids: &[u32],
+        committed: &Committed,
     ) -> anyhow::Result<()> {
-        if uids.is_empty() {
-            return Ok(());
-        }
-        let after = &self.settings.after_ingest;
-        let marked = self
-            .finishing(mark(session, selected, after, uids, self.limit))
-            .await;
-        match marked {
-            Ok(()) => Ok(()),
-            Err(err) if is_refusal(&err) => {
-                tracing::warn!(
-                    "Stored {} mails from {} but could not mark them ({after:?}): {err}",
-                    uids.len(),
-                    selected.name
-                );
-                Ok(())
+        for (after, uids) in committed.marks(&self.settings.after_ingest) {
+            if uids.is_empty() {
+                continue;
             }
-            Err(err) => Err(err.context("while marking stored mails")),
+            let marked = self
+                .finishing(mark(session, selected, &after, &uids, self.limit))
+                .await;
+            match marked {
+                Ok(()) => {}
+                Err(err) if is_refusal(&err) => {
+                    tracing::warn!(
+                        "Stored {} mails from {} but could not mark them ({after:?}): {err}",
+                        uids.len(),
+                        selected.name
+                    );
+                }
+                Err(err) => return Err(err.context("while marking stored mails")),
+            }
         }
+        Ok(())
     }
 
     /// Marks messages that were committed in an earlier session but whose
@@ -449,6 +467,43 @@ impl<S: MailSink> Watcher<'_, S> {
         tokio::select! {
             result = fut => result,
             _ = grace => Err(anyhow!("shutting down before the server confirmed the marks")),
+        }
+    }
+}
+
+/// The UIDs of a committed batch, split by what was stored of them.
+#[derive(Debug, Default)]
+struct Committed {
+    whole: Vec<u32>,
+    /// Oversize: only the header was stored.
+    header_only: Vec<u32>,
+}
+
+impl Committed {
+    fn of(mails: &[FetchedMail]) -> Committed {
+        let (header_only, whole): (Vec<&FetchedMail>, Vec<&FetchedMail>) =
+            mails.iter().partition(|m| m.oversize.is_some());
+        Committed {
+            whole: whole.iter().map(|m| m.uid).collect(),
+            header_only: header_only.iter().map(|m| m.uid).collect(),
+        }
+    }
+
+    /// Which mark goes to which UIDs. Nothing is lost: of an oversize mail
+    /// only the header was stored, so `delete` must not remove it from the
+    /// server; it is flagged \Seen instead (`move:` keeps it whole in the
+    /// folder, so it is moved like the rest).
+    fn marks(&self, after: &AfterIngest) -> Vec<(AfterIngest, Vec<u32>)> {
+        match after {
+            AfterIngest::Delete => vec![
+                (AfterIngest::Delete, self.whole.clone()),
+                (AfterIngest::Seen, self.header_only.clone()),
+            ],
+            other => {
+                let mut all = [self.whole.as_slice(), self.header_only.as_slice()].concat();
+                all.sort_unstable();
+                vec![(other.clone(), all)]
+            }
         }
     }
 }

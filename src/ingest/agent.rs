@@ -5,9 +5,11 @@
 //! the trusted receiving server's Authentication-Results say `dkim=pass`
 //! for the agent's domain (or an aligned `spf=pass`). Pure.
 
-use crate::domain::{Status, TicketNumber};
+use crate::domain::{Address, Status, TicketNumber};
+use crate::ingest::authresults;
 use crate::ingest::parse::ParsedMail;
-use crate::tokens::{Purpose, Signer};
+use crate::tokens::{IssueDay, Purpose, Signer};
+use chrono::{DateTime, Utc};
 
 /// How an agent's mail was authenticated, and which ticket its token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +17,16 @@ pub struct AgentAuth {
     pub agent: String,
     pub ticket: Option<TicketNumber>,
     pub how: String,
+    /// The day of the token that authenticated, `None` for DKIM/SPF.
+    pub issued: Option<IssueDay>,
+}
+
+impl AgentAuth {
+    /// Whether the authentication still holds at `now`: a token older
+    /// than `max_days` (`support.agent_token_days`) no longer does.
+    pub fn is_fresh(&self, now: DateTime<Utc>, max_days: f64) -> bool {
+        self.issued.is_none_or(|day| day.is_fresh(now, max_days))
+    }
 }
 
 /// Checks an agent's mail. `agent_list` is the shared notification
@@ -26,7 +38,7 @@ pub fn authenticate(
     agent_list: Option<&str>,
     trusted_authserv_id: &str,
 ) -> Option<AgentAuth> {
-    let from = mail.from.as_ref()?.address.clone();
+    let from = mail.from.as_ref()?.address.to_string();
     if !agents.iter().any(|a| a.eq_ignore_ascii_case(&from)) {
         return None;
     }
@@ -34,7 +46,7 @@ pub fn authenticate(
         mail.to
             .iter()
             .chain(mail.cc.iter())
-            .map(|m| m.address.clone()),
+            .map(|m| m.address.to_string()),
     );
     for text in candidates {
         if let Some(r) = signer.verify(&text, Some(&from)) {
@@ -42,18 +54,18 @@ pub fn authenticate(
                 agent: from,
                 ticket: Some(r.ticket),
                 how: "a token signed for this agent".to_string(),
+                issued: Some(r.issued),
             });
         }
-        let shared = agent_list.is_some()
-            && signer
-                .verify(&text, None)
-                .is_some_and(|r| r.purpose == Purpose::Notification);
-        if shared {
-            let ticket = signer.verify(&text, None).map(|r| r.ticket);
+        let shared = agent_list
+            .and_then(|_| signer.verify(&text, None))
+            .filter(|r| r.purpose == Purpose::Notification);
+        if let Some(r) = shared {
             return Some(AgentAuth {
                 agent: from,
-                ticket,
+                ticket: Some(r.ticket),
                 how: "a token of the agents' list".to_string(),
+                issued: Some(r.issued),
             });
         }
     }
@@ -61,42 +73,18 @@ pub fn authenticate(
         agent: from,
         ticket: None,
         how,
+        issued: None,
     })
 }
 
-/// `Authentication-Results: mx.example.com; dkim=pass header.d=example.com`
-/// from the trusted server only (RFC 8601: its authserv-id comes first).
+/// The trusted receiving server's verdict on the From domain, read only
+/// from the header that server wrote (see [`authresults`]).
 fn dkim_or_spf_pass(mail: &ParsedMail, from: &str, trusted: &str) -> Option<String> {
-    if trusted.is_empty() {
-        return None;
-    }
     let domain = from.rsplit('@').next()?.to_ascii_lowercase();
-    mail.header_all("authentication-results").find_map(|value| {
-        let mut parts = value.split(';');
-        let authserv = parts.next()?.split_whitespace().next()?;
-        if !authserv.eq_ignore_ascii_case(trusted) {
-            return None;
-        }
-        parts.find_map(|result| {
-            let result = result.trim().to_ascii_lowercase();
-            let words: Vec<&str> = result.split_whitespace().collect();
-            let names_domain = |key: &str| {
-                words.iter().any(|w| {
-                    w.strip_prefix(key)
-                        .is_some_and(|d| d.rsplit('@').next() == Some(domain.as_str()))
-                })
-            };
-            if words.first() == Some(&"dkim=pass") && names_domain("header.d=") {
-                Some(format!("dkim=pass for {domain} by {trusted}"))
-            } else if words.first() == Some(&"spf=pass")
-                && (names_domain("smtp.mailfrom=") || names_domain("smtp.from="))
-            {
-                Some(format!("aligned spf=pass for {domain} by {trusted}"))
-            } else {
-                None
-            }
-        })
-    })
+    match authresults::passed_for(&mail.headers, trusted, &domain)? {
+        "dkim" => Some(format!("dkim=pass for {domain} by {trusted}")),
+        _ => Some(format!("aligned spf=pass for {domain} by {trusted}")),
+    }
 }
 
 /// One command line of an agent.
@@ -105,6 +93,10 @@ pub enum Command {
     Note,
     SetStatus(Status),
     Assign(String),
+    /// `#cc ADDRESS`: the address takes part in the ticket from now on.
+    Cc(Address),
+    /// `#uncc ADDRESS`: the address no longer does.
+    Uncc(Address),
 }
 
 /// An agent's mail, read: its commands, the text for the customer, and
@@ -132,11 +124,36 @@ impl AgentMail {
             _ => None,
         })
     }
+    /// The addresses `#cc` adds, in order, less those a later `#uncc` removes.
+    pub fn cc_added(&self) -> Vec<Address> {
+        let mut out: Vec<Address> = Vec::new();
+        for c in &self.commands {
+            match c {
+                Command::Cc(a) if !out.contains(a) => out.push(a.clone()),
+                Command::Uncc(a) => out.retain(|x| x != a),
+                _ => {}
+            }
+        }
+        out
+    }
+    /// The addresses `#uncc` removes, less those a later `#cc` adds again.
+    pub fn cc_removed(&self) -> Vec<Address> {
+        let mut out: Vec<Address> = Vec::new();
+        for c in &self.commands {
+            match c {
+                Command::Uncc(a) if !out.contains(a) => out.push(a.clone()),
+                Command::Cc(a) => out.retain(|x| x != a),
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 /// The command summary agents see in every notification.
 pub const COMMAND_HELP: &str = "Commands (alone on a line at the top of your reply): #note (internal, \
-not sent), #open, #pending, #resolve, #close, #status STATE, #assign ADDRESS";
+not sent), #open, #pending, #resolve, #close, #status STATE, #assign ADDRESS, #cc ADDRESS \
+(add a Cc), #uncc ADDRESS (remove one)";
 
 /// Reads the command lines at the top of an agent's (already stripped)
 /// text. Commands stop at the first line that is not one.
@@ -194,6 +211,19 @@ fn command(line: &str, agents: &[String]) -> Result<Command, String> {
                 Err(format!("`{arg}` is not one of the configured agents"))
             }
         }
+        "cc" | "uncc" => {
+            let address = Address::parse(&arg).map_err(|e| format!("#{verb}: {e}"))?;
+            if agents.iter().any(|a| *a == address) {
+                return Err(format!(
+                    "{address} is an agent: agents see every ticket already"
+                ));
+            }
+            Ok(if verb == "cc" {
+                Command::Cc(address)
+            } else {
+                Command::Uncc(address)
+            })
+        }
         _ => Err(format!("#{verb} is not a command; {COMMAND_HELP}")),
     }
 }
@@ -238,6 +268,42 @@ mod tests {
         assert_eq!(m.refused.len(), 1);
         let m = read_commands("#status pending\nx", &agents());
         assert_eq!(m.status(), Some(Status::Pending));
+    }
+
+    #[test]
+    fn cc_and_uncc_take_one_valid_address_that_is_no_agent() {
+        let m = read_commands(
+            "#cc <Carol@Customer.test>\n#uncc dave@customer.test\nHello",
+            &agents(),
+        );
+        assert!(m.refused.is_empty(), "{:?}", m.refused);
+        assert_eq!(
+            m.cc_added(),
+            vec![Address::parse("carol@customer.test").unwrap()]
+        );
+        assert_eq!(
+            m.cc_removed(),
+            vec![Address::parse("dave@customer.test").unwrap()]
+        );
+        assert_eq!(m.text, "Hello");
+        let m = read_commands(
+            "#cc carol@customer.test\n#uncc carol@customer.test",
+            &agents(),
+        );
+        assert!(m.cc_added().is_empty());
+        assert_eq!(m.cc_removed().len(), 1);
+        for bad in [
+            "#cc",
+            "#cc x@",
+            "#cc a@b@c.test",
+            "#cc bad address@evil.test",
+        ] {
+            let m = read_commands(bad, &agents());
+            assert_eq!(m.refused.len(), 1, "{bad} must be refused");
+        }
+        let m = read_commands("#cc bob@support.test", &agents());
+        assert!(m.refused[0].1.contains("is an agent"));
+        assert!(COMMAND_HELP.contains("#cc ADDRESS") && COMMAND_HELP.contains("#uncc ADDRESS"));
     }
 
     #[test]

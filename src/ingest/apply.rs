@@ -2,10 +2,15 @@
 //! writes (ticket change, participants, the message, attachments) and what
 //! goes to the outbox. Pure: the facts come in through [`IngestLookup`],
 //! the clock as `now`, the random link token as an argument.
+//!
+//! Who a Cc adds (issue 17): on a new ticket, the Cc's of its first mail
+//! (the requester chose them); on a follow-up, only when the mail is the
+//! requester's own, shown by a token we signed for this ticket; any other
+//! Cc is only *proposed* to the agents, who add it with `#cc`.
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::{MessageKind, Role, Status, TicketNumber};
+use crate::domain::{Address, MessageKind, Role, Status, TicketNumber};
 use crate::ingest::PreparedMail;
 use crate::ingest::classify::{BounceInfo, MailKind};
 use crate::ingest::parse::{Attachment, Mailbox, ParsedMail};
@@ -100,7 +105,10 @@ pub enum AccessLink {
 pub struct Plan {
     pub dedup_key: String,
     pub ticket: TicketChange,
+    /// Added, or promoted from `proposed` to `cc` (never demoted).
     pub participants: Vec<(Mailbox, Role)>,
+    /// Cc's (or proposed Cc's) an agent removed with `#uncc`.
+    pub removed_participants: Vec<Address>,
     pub message: InboundMessage,
     pub attachments: Vec<Attachment>,
     pub outgoing: Vec<OutgoingMail>,
@@ -136,6 +144,8 @@ pub enum Decision {
 }
 
 /// Decides what a mail does. `access_token` is used only for a new ticket.
+/// `signed_for` are the tickets named by customer tokens of ours that the
+/// mail answers (see [`crate::ingest::thread::customer_tokens`]).
 pub fn decide(
     prepared: &PreparedMail,
     threading: Threading,
@@ -143,6 +153,7 @@ pub fn decide(
     access_token: String,
     now: DateTime<Utc>,
     policy: Policy,
+    signed_for: &[TicketNumber],
 ) -> anyhow::Result<Decision> {
     let (mail, class) = (&prepared.mail, &prepared.class);
     let Some(from) = mail.from.clone() else {
@@ -155,40 +166,25 @@ pub fn decide(
         (Threading::New { .. }, MailKind::Bounce(info)) => bounce_threading(info, lookup)?,
         (t, _) => t,
     };
+    // Whether the requester vouched for this mail with a token of ours for
+    // this ticket: only then may its Cc's join an existing ticket.
+    let mut vouched = false;
     let (change, reason) = match threading {
         Threading::Duplicate => return Ok(Decision::Duplicate),
         Threading::Existing { ticket, reason } => {
-            let info = lookup.ticket_info(ticket)?;
-            match info.filter(|i| kind == MessageKind::Customer && past_window(i, now, policy)) {
-                Some(closed) => {
-                    let reason = format!(
-                        "ticket #{} was closed more than {} days ago: a new ticket that follows it",
-                        closed.number, policy.reopen_days
-                    );
-                    let ticket = NewTicket {
-                        number: lookup.next_ticket_number()?,
-                        subject: mail.subject.clone(),
-                        requester: from.clone(),
-                        access_token,
-                        follows: Some(closed.number),
-                    };
-                    (TicketChange::Create(ticket), reason)
-                }
-                None => {
-                    let current = lookup.ticket_info(ticket)?.map(|i| i.status);
-                    let current = current.unwrap_or(Status::New);
-                    // Machines never change a ticket's status (rule 3).
-                    let status = (kind == MessageKind::Customer)
-                        .then(|| reopened(current))
-                        .filter(|s| *s != current);
-                    let change = TicketChange::Update {
-                        number: ticket,
-                        status,
-                        assignee: None,
-                    };
-                    (change, reason.to_string())
-                }
-            }
+            let (change, reason, by_requester) = follow_up(
+                mail,
+                &from,
+                kind,
+                ticket,
+                reason,
+                lookup,
+                access_token,
+                now,
+                policy,
+            )?;
+            vouched = by_requester && signed_for.contains(&ticket);
+            (change, reason)
         }
         Threading::New { reason } => {
             if kind != MessageKind::Customer {
@@ -223,14 +219,64 @@ pub fn decide(
         text: stripped.new_text.clone(),
         quoted: stripped.quoted.clone(),
         thread_reason: reason,
-        classification: class.reason.clone(),
+        classification: with_dropped_note(&class.reason, &mail.dropped_addresses),
     };
     Ok(Decision::Store {
-        participants: participants(mail, &from, kind, is_new),
+        participants: participants(mail, &from, kind, is_new, vouched),
         ticket: change,
         message: Box::new(message),
         confirm,
     })
+}
+
+/// A mail on an existing ticket: an update, or a new ticket that follows
+/// it past its reopen window. The flag says whether the mail's From is the
+/// ticket's requester (with a token of ours, its Cc's may join).
+#[allow(clippy::too_many_arguments)]
+fn follow_up(
+    mail: &ParsedMail,
+    from: &Mailbox,
+    kind: MessageKind,
+    ticket: TicketNumber,
+    reason: ThreadReason,
+    lookup: &impl IngestLookup,
+    access_token: String,
+    now: DateTime<Utc>,
+    policy: Policy,
+) -> anyhow::Result<(TicketChange, String, bool)> {
+    let info = lookup.ticket_info(ticket)?;
+    let by_requester = info
+        .as_ref()
+        .is_some_and(|i| i.requester.address == from.address);
+    match info {
+        Some(closed) if kind == MessageKind::Customer && past_window(&closed, now, policy) => {
+            let reason = format!(
+                "ticket #{} was closed more than {} days ago: a new ticket that follows it",
+                closed.number, policy.reopen_days
+            );
+            let ticket = NewTicket {
+                number: lookup.next_ticket_number()?,
+                subject: mail.subject.clone(),
+                requester: from.clone(),
+                access_token,
+                follows: Some(closed.number),
+            };
+            Ok((TicketChange::Create(ticket), reason, by_requester))
+        }
+        info => {
+            let current = info.map(|i| i.status).unwrap_or(Status::New);
+            // Machines never change a ticket's status (rule 3).
+            let status = (kind == MessageKind::Customer)
+                .then(|| reopened(current))
+                .filter(|s| *s != current);
+            let change = TicketChange::Update {
+                number: ticket,
+                status,
+                assignee: None,
+            };
+            Ok((change, reason.to_string(), by_requester))
+        }
+    }
 }
 
 /// A bounce goes to the ticket of the mail of ours it reports on.
@@ -271,12 +317,15 @@ fn inbound_kind(kind: &MailKind) -> MessageKind {
     }
 }
 
-/// The requester (for a new ticket) and everyone a person put in Cc.
+/// The requester (for a new ticket) and everyone a person put in Cc: as
+/// `cc` on a new ticket or when the requester `vouched` for the mail,
+/// otherwise only as `proposed`.
 fn participants(
     mail: &ParsedMail,
     from: &Mailbox,
     kind: MessageKind,
     is_new: bool,
+    vouched: bool,
 ) -> Vec<(Mailbox, Role)> {
     if kind != MessageKind::Customer {
         return Vec::new();
@@ -285,8 +334,41 @@ fn participants(
     if is_new {
         out.push((from.clone(), Role::Requester));
     }
-    out.extend(mail.cc.iter().cloned().map(|m| (m, Role::Cc)));
+    let role = cc_role(is_new, vouched);
+    out.extend(
+        mail.cc
+            .iter()
+            .filter(|m| m.address != from.address)
+            .cloned()
+            .map(|m| (m, role)),
+    );
     out
+}
+
+/// What a Cc of a customer's mail becomes. A follow-up's Cc is added only
+/// when the mail answers a token we signed for this ticket and comes from
+/// its requester. The token is per ticket, not per recipient: our mail
+/// goes to the requester and the Cc's as one message with one Message-ID,
+/// so a per-recipient signature would prove nothing more; a Cc who
+/// answers can propose, not add.
+pub fn cc_role(is_new: bool, vouched: bool) -> Role {
+    if is_new || vouched {
+        Role::Cc
+    } else {
+        Role::Proposed
+    }
+}
+
+/// The classification, with the addresses parsing left out named, so an
+/// agent sees why a Cc is missing.
+fn with_dropped_note(reason: &str, dropped: &[String]) -> String {
+    if dropped.is_empty() {
+        return reason.to_string();
+    }
+    format!(
+        "{reason}; left out as not valid addresses: {}",
+        dropped.join(", ")
+    )
 }
 
 fn within_rate_limit(

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod authresults;
 pub mod classify;
 pub mod parse;
 mod relay;
@@ -20,7 +21,7 @@ pub mod thread;
 use chrono::{DateTime, Utc};
 
 use crate::domain::TicketNumber;
-use crate::outbound::compose::{Identity, OutgoingMail, ThreadHeaders};
+use crate::outbound::compose::{self, Identity, OutgoingMail, ThreadHeaders};
 use crate::settings::Settings;
 use crate::tokens::{Purpose, Signer, random_token, sha256_hex};
 use apply::{AccessLink, IngestLookup, Plan, Policy};
@@ -54,8 +55,13 @@ pub struct Pipeline {
     pub agents: Vec<String>,
     pub agent_list: Option<String>,
     pub trusted_authserv_id: String,
+    /// How long an agent's notification token authenticates (days).
+    pub agent_token_days: f64,
     pub plus_addressing: bool,
     pub max_message_bytes: u64,
+    /// A mail whose processing takes longer is quarantined
+    /// (`limits.max_mail_seconds`).
+    pub max_mail_time: std::time::Duration,
     pub policy: Policy,
 }
 
@@ -90,8 +96,10 @@ impl Pipeline {
                 .collect(),
             agent_list: Some(support.agent_list.to_ascii_lowercase()).filter(|a| !a.is_empty()),
             trusted_authserv_id: support.trusted_authserv_id.clone(),
+            agent_token_days: support.agent_token_days,
             plus_addressing: support.plus_addressing,
             max_message_bytes: settings.limits.max_message_bytes,
+            max_mail_time: std::time::Duration::from_secs(settings.limits.max_mail_seconds),
             policy: Policy {
                 auto_replies_per_hour: settings.limits.auto_replies_per_hour,
                 reopen_days: support.reopen_days,
@@ -191,7 +199,10 @@ impl Pipeline {
         if raw.len() as u64 > self.max_message_bytes {
             return Prepared::Refused {
                 sha256: sha256_hex(raw),
-                why: Refusal::Oversize,
+                why: Refusal::Oversize {
+                    size: raw.len() as u64,
+                    server_copy: None,
+                },
             };
         }
         let mail = match parse::parse(raw) {
@@ -229,6 +240,21 @@ impl Pipeline {
         }))
     }
 
+    /// A mail of which only the header section was fetched because the
+    /// server declared it `full_size` bytes, over the limit: it is refused
+    /// unread (the sender is told as for any oversize mail). `server_copy`
+    /// says where the whole mail stays (e.g. `mailbox INBOX, UID 42`).
+    /// Deduplicated by the hash of the header bytes.
+    pub fn prepare_truncated(&self, header: &[u8], full_size: u64, server_copy: &str) -> Prepared {
+        Prepared::Refused {
+            sha256: sha256_hex(header),
+            why: Refusal::Oversize {
+                size: full_size,
+                server_copy: Some(server_copy.to_string()),
+            },
+        }
+    }
+
     /// The rest of [`Pipeline::process`]: threading and deciding against
     /// the store's facts, and composing what goes out.
     pub fn decide(
@@ -246,14 +272,8 @@ impl Pipeline {
                     return Ok(Outcome::Duplicate);
                 }
                 let (reason, notice) = match why {
-                    Refusal::Oversize => {
-                        let reason = format!(
-                            "the mail is {} bytes, more than the limit of {} bytes",
-                            raw.len(),
-                            self.max_message_bytes
-                        );
-                        let notice = respond::oversize_notice(self, raw, &reason, lookup, now)?;
-                        (reason, notice)
+                    Refusal::Oversize { size, server_copy } => {
+                        self.oversize(raw, size, server_copy.as_deref(), lookup, now)?
                     }
                     Refusal::Unreadable(reason) => (reason, None),
                 };
@@ -274,10 +294,48 @@ impl Pipeline {
         if threading == thread::Threading::Duplicate {
             return Ok(Outcome::Duplicate);
         }
-        if let Some(auth) = prepared.agent().cloned() {
+        // An agent's token older than `agent_token_days` no longer
+        // authenticates: the mail is a customer's, and the agent is told.
+        let fresh = |auth: &&agent::AgentAuth| auth.is_fresh(now, self.agent_token_days);
+        if let Some(auth) = prepared.agent().filter(fresh).cloned() {
             return relay::agent_mail(self, &prepared, auth, lookup, now);
         }
         respond::customer_mail(self, &prepared, threading, lookup, now)
+    }
+}
+
+impl Pipeline {
+    /// The quarantine reason and the sender's notice for a mail of `size`
+    /// bytes (`raw` is the whole mail, or its header when `server_copy`
+    /// says where the whole one stays). The notice gives the size and the
+    /// limit only: where the mail is kept is the operator's business.
+    fn oversize(
+        &self,
+        raw: &[u8],
+        size: u64,
+        server_copy: Option<&str>,
+        lookup: &impl IngestLookup,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(String, Option<Box<OutgoingMail>>)> {
+        let limit = self.max_message_bytes;
+        let told = format!("the mail is {size} bytes, more than the limit of {limit} bytes");
+        let Some(copy) = server_copy else {
+            let notice = respond::oversize_notice(self, raw, &told, lookup, now)?;
+            return Ok((told, notice));
+        };
+        let kept =
+            format!("only its header was fetched; the full mail stays on the IMAP server ({copy})");
+        if size <= limit {
+            // A retry after the limit was raised: the stored header alone
+            // is not the mail, so it stays here (no second notice).
+            let reason = format!(
+                "the mail is {size} bytes, within the limit of {limit} bytes now, but {kept}: \
+                 fetch it from there and run `postdesk ingest`"
+            );
+            return Ok((reason, None));
+        }
+        let notice = respond::oversize_notice(self, raw, &told, lookup, now)?;
+        Ok((format!("{told}; {kept}"), notice))
     }
 }
 
@@ -320,13 +378,33 @@ pub enum Prepared {
 
 #[derive(Debug)]
 pub enum Refusal {
-    /// Larger than `limits.max_message_bytes`.
-    Oversize,
+    /// Larger than `limits.max_message_bytes`: the full size, and where
+    /// the whole mail stays when only its header was fetched.
+    Oversize {
+        size: u64,
+        server_copy: Option<String>,
+    },
     /// Not a mail that can be read; the reason.
     Unreadable(String),
 }
 
 impl Prepared {
+    /// The declared full size of a mail of which only the header was
+    /// fetched (see [`Pipeline::prepare_truncated`]).
+    pub fn header_only_size(&self) -> Option<u64> {
+        match self {
+            Prepared::Refused {
+                why:
+                    Refusal::Oversize {
+                        size,
+                        server_copy: Some(_),
+                    },
+                ..
+            } => Some(*size),
+            _ => None,
+        }
+    }
+
     /// The hex sha256 of the raw bytes.
     pub fn raw_sha256(&self) -> &str {
         match self {
@@ -361,9 +439,15 @@ impl PreparedMail {
     }
 }
 
-/// In-Reply-To and References for a mail that answers `mail`.
+/// In-Reply-To and References for a mail that answers `mail`: its first
+/// and its last references (as mail clients keep them; 200,000 made a
+/// 2.4 MB header on every mail of ours), then its own Message-ID.
 pub fn reply_thread(mail: &ParsedMail) -> ThreadHeaders {
-    let mut references = mail.references.clone();
+    let mut references = compose::trim_references(&mail.references);
+    if references.len() > compose::KEPT_REFERENCES {
+        // Room for the Message-ID among the last ones.
+        references.remove(1);
+    }
     if let Some(id) = &mail.message_id
         && !references.contains(id)
     {
@@ -378,6 +462,22 @@ pub fn reply_thread(mail: &ParsedMail) -> ThreadHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_copies_the_first_and_the_last_references_and_its_own_id() {
+        let mail = ParsedMail {
+            message_id: Some("own@customer.test".into()),
+            references: (0..200_000).map(|i| format!("r{i}@x.test")).collect(),
+            ..ParsedMail::default()
+        };
+        let thread = reply_thread(&mail);
+        assert_eq!(thread.references.len(), compose::KEPT_REFERENCES + 1);
+        assert_eq!(thread.references[0], "r0@x.test");
+        assert_eq!(thread.references[1], "r199981@x.test");
+        assert_eq!(thread.references.last().unwrap(), "own@customer.test");
+        assert_eq!(mail.referenced_ids().len(), parse::MAX_REFERENCES_READ);
+        assert_eq!(mail.referenced_ids()[0], "r199999@x.test");
+    }
 
     #[test]
     fn an_early_panic_is_raised_again_with_its_message() {

@@ -5,16 +5,18 @@
 
 use std::collections::BTreeSet;
 
+use crate::domain::{Address, AddressError};
 use crate::tokens::sha256_hex;
 use chrono::{DateTime, Utc};
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Address as HeaderAddress, HeaderValue, MessageParser, MimeHeaders, PartType};
 
 use super::strip;
 
-/// One mailbox: a lower-cased address and an optional display name.
+/// One mailbox: a checked, lower-cased address and an optional display
+/// name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
-    pub address: String,
+    pub address: Address,
     pub name: Option<String>,
 }
 
@@ -22,9 +24,9 @@ impl Mailbox {
     /// Line breaks, tabs and other control characters in a display name
     /// (a broken header can fold them in) become single spaces: a name
     /// goes into the headers of our replies.
-    pub fn new(address: &str, name: Option<&str>) -> Self {
+    pub fn new(address: Address, name: Option<&str>) -> Self {
         Mailbox {
-            address: address.trim().to_ascii_lowercase(),
+            address,
             name: name
                 .map(|n| {
                     n.split(|c: char| c.is_whitespace() || c.is_control())
@@ -36,11 +38,16 @@ impl Mailbox {
         }
     }
 
+    /// A mailbox from an address not checked yet (a header, a stored row).
+    pub fn parse(address: &str, name: Option<&str>) -> Result<Self, AddressError> {
+        Ok(Mailbox::new(Address::parse(address)?, name))
+    }
+
     /// `"Name" <addr>` or `addr`, for display and logs.
     pub fn display(&self) -> String {
         match &self.name {
             Some(name) => format!("{name} <{}>", self.address),
-            None => self.address.clone(),
+            None => self.address.to_string(),
         }
     }
 }
@@ -67,6 +74,9 @@ pub struct ParsedMail {
     pub to: Vec<Mailbox>,
     pub cc: Vec<Mailbox>,
     pub reply_to: Vec<Mailbox>,
+    /// Addresses of From/To/Cc/Reply-To that were not valid and were
+    /// left out (the first 20, at most 100 characters of each), for the agents to see.
+    pub dropped_addresses: Vec<String>,
     pub date: Option<DateTime<Utc>>,
     /// Top-level headers in order: lower-cased name, unfolded raw value.
     pub headers: Vec<(String, String)>,
@@ -112,18 +122,24 @@ impl ParsedMail {
         }
     }
 
-    /// Every Message-ID this mail points back to: In-Reply-To first, then
-    /// References newest first, without duplicates.
+    /// The Message-IDs this mail points back to: In-Reply-To first, then
+    /// References newest first, without duplicates, at most
+    /// [`MAX_REFERENCES_READ`] (each costs a lookup and a signature check;
+    /// a hostile mail carried 200,000).
     pub fn referenced_ids(&self) -> Vec<String> {
         let mut seen = BTreeSet::new();
         self.in_reply_to
             .iter()
             .chain(self.references.iter().rev())
             .filter(|id| seen.insert(id.as_str()))
+            .take(MAX_REFERENCES_READ)
             .cloned()
             .collect()
     }
 }
+
+/// How many of a mail's references threading reads (the newest ones).
+pub const MAX_REFERENCES_READ: usize = 100;
 
 /// The dedup key of a mail known by its content, not a Message-ID (one
 /// without any, or one that cannot be read): `sha256:` and the raw hash.
@@ -164,6 +180,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         .collect();
     let html = html_body(&message);
     let text = body_text(&message, html.as_deref());
+    let mut dropped = Vec::new();
 
     Ok(ParsedMail {
         message_id: message
@@ -173,12 +190,11 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         in_reply_to: id_list(message.in_reply_to()),
         references: id_list(message.references()),
         subject: message.subject().unwrap_or_default().trim().to_string(),
-        from: message
-            .from()
-            .and_then(|a| mailboxes(Some(a)).into_iter().next()),
-        to: mailboxes(message.to()),
-        cc: mailboxes(message.cc()),
-        reply_to: mailboxes(message.reply_to()),
+        from: mailboxes(message.from(), &mut dropped).into_iter().next(),
+        to: mailboxes(message.to(), &mut dropped),
+        cc: mailboxes(message.cc(), &mut dropped),
+        reply_to: mailboxes(message.reply_to(), &mut dropped),
+        dropped_addresses: noted(dropped),
         date: message
             .date()
             .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
@@ -242,7 +258,11 @@ fn id_list(value: &HeaderValue) -> Vec<String> {
     ids.into_iter().filter(|id| !id.is_empty()).collect()
 }
 
-fn mailboxes(address: Option<&Address>) -> Vec<Mailbox> {
+/// The mailboxes of an address header. An address that is not one we
+/// could ever write to (`x@`, `a@b@c.test`, a quoted local part with a
+/// blank) is dropped here, once, and named in `dropped`: kept, it would
+/// make every later mail to its ticket fail to compose.
+fn mailboxes(address: Option<&HeaderAddress>, dropped: &mut Vec<String>) -> Vec<Mailbox> {
     let Some(address) = address else {
         return Vec::new();
     };
@@ -250,10 +270,30 @@ fn mailboxes(address: Option<&Address>) -> Vec<Mailbox> {
         .iter()
         .filter_map(|a| {
             let addr = a.address()?;
-            addr.contains('@').then(|| Mailbox::new(addr, a.name()))
+            let mailbox = Mailbox::parse(addr, a.name()).ok();
+            if mailbox.is_none() && dropped.len() < MAX_DROPPED_SHOWN {
+                dropped.push(addr.chars().take(MAX_SHOWN_ADDRESS).collect());
+            }
+            mailbox
         })
         .collect()
 }
+
+/// Logs the addresses [`mailboxes`] dropped, once per mail.
+fn noted(dropped: Vec<String>) -> Vec<String> {
+    if !dropped.is_empty() {
+        tracing::warn!(
+            "A mail named addresses that are not valid; they were left out: {}",
+            dropped.join(", ")
+        );
+    }
+    dropped
+}
+
+/// How much of a dropped address, and how many of them, are kept for the
+/// note: a hostile header may carry thousands.
+const MAX_SHOWN_ADDRESS: usize = 100;
+const MAX_DROPPED_SHOWN: usize = 20;
 
 fn content_type_of(part: &mail_parser::MessagePart) -> String {
     match part.content_type() {
@@ -274,7 +314,11 @@ fn html_body(message: &mail_parser::Message) -> Option<String> {
         PartType::Html(h) => Some(h.to_string()),
         _ => None,
     };
-    let bodies: Vec<String> = message.html_bodies().filter_map(as_html).collect();
+    let bodies: Vec<String> = message
+        .html_bodies()
+        .filter_map(as_html)
+        .take(MAX_BODY_PARTS)
+        .collect();
     if !bodies.is_empty() {
         return Some(bodies.join("\n"));
     }
@@ -285,17 +329,22 @@ fn html_body(message: &mail_parser::Message) -> Option<String> {
         .find_map(as_html)
 }
 
+/// Body parts joined into the text at most: a mail of 100,000 text/html
+/// parts is no letter (the rest stay in the raw mail).
+const MAX_BODY_PARTS: usize = 100;
+
 /// Plain text wins; HTML goes through html2text only when there is no
 /// plain part with text in it (mail-parser synthesises one from HTML,
 /// which we redo with html2text for better structure; an empty text/plain
 /// alternative next to the HTML, as Apple Mail sends, does not count).
 fn body_text(message: &mail_parser::Message, html: Option<&str>) -> String {
-    let plain: Vec<String> = message
+    let plain: Vec<&str> = message
         .text_bodies()
         .filter_map(|p| match &p.body {
-            PartType::Text(t) => Some(t.to_string()),
+            PartType::Text(t) => Some(t.as_ref()),
             _ => None,
         })
+        .take(MAX_BODY_PARTS)
         .collect();
     let has_text = plain.iter().any(|t| !t.trim().is_empty());
     match html {
@@ -310,6 +359,9 @@ fn body_text(message: &mail_parser::Message, html: Option<&str>) -> String {
 /// history (html2text's plain output would not mark them). A mail that is
 /// nothing but a quote (a bare forward) keeps it all.
 fn html_body_text(html: &str) -> String {
+    if html.len() > MAX_HTML2TEXT_BYTES {
+        return html_to_text(html);
+    }
     let Some(cleaned) = strip::remove_html_quotes(html) else {
         return html_to_text(html);
     };
@@ -360,7 +412,10 @@ pub fn html_to_text(html: &str) -> String {
     // html5ever scans its stack of open elements on every start tag, so a
     // hostile mail with tens of thousands of nested elements takes minutes.
     // Such a document gets plain tag stripping instead.
-    if nesting_depth(html) > MAX_HTML_DEPTH {
+    // html2text builds a DOM of the whole document, over a hundred times
+    // its size (4.8 MB of paragraphs peaked at 637 MB, 20 MB at 2.7 GB):
+    // a large document gets the linear tag stripping too.
+    if html.len() > MAX_HTML2TEXT_BYTES || nesting_depth(html) > MAX_HTML_DEPTH {
         return normalise_newlines(&strip_tags(html));
     }
     let text = html2text::config::plain_no_decorate()
@@ -368,6 +423,10 @@ pub fn html_to_text(html: &str) -> String {
         .unwrap_or_default();
     normalise_newlines(&text)
 }
+
+/// HTML larger than this skips html2text (and the quote cutting before
+/// it): few real letters come near it, and their text reads well stripped.
+const MAX_HTML2TEXT_BYTES: usize = 512 * 1024;
 
 /// Deeper than any real mail (Outlook's deepest run to a few hundred).
 const MAX_HTML_DEPTH: usize = 1_000;

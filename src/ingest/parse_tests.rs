@@ -272,10 +272,39 @@ filename*0*=iso-8859-1''Gr%FC%DFe;\r\n filename*1=.bin\r\n\r\nxyz\r\n--b--\r\n";
 fn control_characters_in_a_display_name_become_spaces() {
     // Found by fuzzing: a name with "\r\t" made the confirmation's To
     // header panic inside lettre.
-    let mailbox = Mailbox::new(" Ann@Example.test ", Some("Ann\r\tof\u{0}the\n  Shop "));
+    let mailbox = Mailbox::parse(" Ann@Example.test ", Some("Ann\r\tof\u{0}the\n  Shop ")).unwrap();
     assert_eq!(mailbox.address, "ann@example.test");
     assert_eq!(mailbox.name.as_deref(), Some("Ann of the Shop"));
-    assert_eq!(Mailbox::new("a@example.test", Some("\r\n\t")).name, None);
+    let unnamed = Mailbox::parse("a@example.test", Some("\r\n\t")).unwrap();
+    assert_eq!(unnamed.name, None);
+}
+
+#[test]
+fn addresses_that_cannot_be_written_to_are_dropped_at_parse_time_and_named() {
+    // Issue 17: each of these, kept as a Cc, made every later mail to its
+    // ticket fail to compose.
+    let raw = "From: Ann <ann@example.test>\r\nTo: tickets@support.test\r\n\
+               Cc: \"bad address\"@evil.test, x@, Carol <carol@example.test>, a@b@c.test\r\n\
+               Subject: hi\r\nMessage-ID: <m@example.test>\r\n\r\nbody\r\n";
+    let mail = parse(raw.as_bytes()).unwrap();
+    let cc: Vec<&str> = mail.cc.iter().map(|m| m.address.as_str()).collect();
+    assert_eq!(cc, ["carol@example.test"]);
+    assert_eq!(mail.dropped_addresses, ["@evil.test", "x@", "a@b@c.test"]);
+    for m in mail.cc.iter().chain(mail.to.iter()).chain(mail.from.iter()) {
+        assert!(m.address.parse::<lettre::Address>().is_ok(), "{m:?}");
+    }
+}
+
+#[test]
+fn a_thousand_bad_addresses_are_dropped_and_only_twenty_named() {
+    let bad: Vec<String> = (0..1000).map(|i| format!("x{i}@")).collect();
+    let raw = format!(
+        "From: ann@example.test\r\nCc: {}\r\nSubject: hi\r\n\r\nbody\r\n",
+        bad.join(", ")
+    );
+    let mail = parse(raw.as_bytes()).unwrap();
+    assert!(mail.cc.is_empty());
+    assert_eq!(mail.dropped_addresses.len(), 20);
 }
 
 #[test]

@@ -1,17 +1,19 @@
 //! Relay: the agent side of ingest. An authenticated agent's mail becomes
 //! a reply relayed to the customer (From "Alice via Support", quotes and
 //! signature removed, threaded into the customer's own thread), an internal
-//! note, a status change with its status email, or, when a command line is
-//! refused, an answer to the agent and nothing else. Pure.
+//! note, a status change with its status email, a Cc added or removed
+//! (`#cc`, `#uncc`), or, when a command line is refused, an answer to the
+//! agent and nothing else. Pure.
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::{MessageKind, Role, Status, TicketNumber};
-use crate::ingest::agent::{AgentAuth, AgentMail, read_commands};
+use crate::ingest::agent::{AgentAuth, AgentMail, Command, read_commands};
 use crate::ingest::apply::{
     AccessLink, InboundMessage, IngestLookup, Plan, TicketChange, TicketInfo,
 };
 use crate::ingest::parse::{Mailbox, ParsedMail};
+use crate::ingest::respond::is_ours;
 use crate::ingest::{Outcome, Pipeline, PreparedMail, reply_thread};
 use crate::outbound::compose::{OutgoingMail, ThreadHeaders};
 use crate::outbound::notify;
@@ -26,10 +28,10 @@ pub fn agent_mail(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
     let mail = &prepared.mail;
-    let agent = Mailbox::new(
+    let agent = Mailbox::parse(
         &auth.agent,
         mail.from.as_ref().and_then(|m| m.name.as_deref()),
-    );
+    )?;
     let ticket = auth.ticket.or_else(|| {
         p.identity
             .tag
@@ -53,7 +55,8 @@ pub fn agent_mail(
         });
     };
     let stripped = prepared.stripped().clone();
-    let read = read_commands(&stripped.new_text, &p.agents);
+    let mut read = read_commands(&stripped.new_text, &p.agents);
+    refuse_people(p, &info, &mut read);
     let mut plan = Plan {
         dedup_key: mail.dedup_key(),
         ticket: TicketChange::Update {
@@ -62,6 +65,7 @@ pub fn agent_mail(
             assignee: None,
         },
         participants: vec![(agent.clone(), Role::Agent)],
+        removed_participants: Vec::new(),
         message: InboundMessage {
             message_id: mail.dedup_key(),
             kind: MessageKind::Note,
@@ -107,9 +111,7 @@ fn apply_commands(
         status,
         assignee: read.assignee().map(str::to_string),
     };
-    let to: Vec<Mailbox> = std::iter::once(info.requester.clone())
-        .chain(info.cc.iter().cloned())
-        .collect();
+    let to = recipients_after(info, read, plan);
     let thread = customer_thread(info);
     if relays {
         plan.message.kind = MessageKind::Agent;
@@ -144,6 +146,49 @@ fn apply_commands(
         )?);
     }
     Ok(())
+}
+
+/// `#cc` and `#uncc` into the plan, and who the customer's mail goes to
+/// after them: the requester and the Cc's, less those removed, with those
+/// added.
+fn recipients_after(info: &TicketInfo, read: &AgentMail, plan: &mut Plan) -> Vec<Mailbox> {
+    let removed = read.cc_removed();
+    let mut to: Vec<Mailbox> = std::iter::once(info.requester.clone())
+        .chain(
+            info.cc
+                .iter()
+                .filter(|m| !removed.contains(&m.address))
+                .cloned(),
+        )
+        .collect();
+    for address in read.cc_added() {
+        let cc = Mailbox::new(address, None);
+        if !to.iter().any(|m| m.address == cc.address) {
+            to.push(cc.clone());
+        }
+        plan.participants.push((cc, Role::Cc));
+    }
+    plan.removed_participants = removed;
+    to
+}
+
+/// `#cc` of one of our own addresses, and `#uncc` of the requester, are
+/// refused (then nothing of the mail is applied).
+fn refuse_people(p: &Pipeline, info: &TicketInfo, read: &mut AgentMail) {
+    for command in &read.commands {
+        let refusal = match command {
+            Command::Cc(a) if is_ours(p, a) => (
+                format!("#cc {a}"),
+                format!("{a} is one of our own addresses"),
+            ),
+            Command::Uncc(a) if *a == info.requester.address => (
+                format!("#uncc {a}"),
+                format!("{a} is the requester of #{}: they stay on it", info.number),
+            ),
+            _ => continue,
+        };
+        read.refused.push(refusal);
+    }
 }
 
 /// The status email for a ticket (also used by the CLI and autoclose).

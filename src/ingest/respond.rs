@@ -11,7 +11,7 @@ use crate::ingest::apply::{
 };
 use crate::ingest::classify::{self, Classification};
 use crate::ingest::parse::{self, Mailbox, ParsedMail};
-use crate::ingest::thread::Threading;
+use crate::ingest::thread::{self, Threading};
 use crate::ingest::{Outcome, Pipeline, PreparedMail, reply_thread};
 use crate::outbound::compose::{self, OutgoingMail};
 use crate::outbound::notify;
@@ -26,7 +26,16 @@ pub fn customer_mail(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
     let (mail, class) = (&prepared.mail, &prepared.class);
-    let decision = apply::decide(prepared, threading, lookup, random_token()?, now, p.policy)?;
+    let signed_for = thread::customer_tokens(mail, &p.signer);
+    let decision = apply::decide(
+        prepared,
+        threading,
+        lookup,
+        random_token()?,
+        now,
+        p.policy,
+        &signed_for,
+    )?;
     let (ticket, message, participants, confirm) = match decision {
         Decision::Duplicate => return Ok(Outcome::Duplicate),
         Decision::Quarantine { reason } => {
@@ -56,27 +65,14 @@ pub fn customer_mail(
         }
     }
     if message.kind == crate::domain::MessageKind::Customer {
-        let (requester, cc, subject) = match &ticket {
-            TicketChange::Create(new) => (
-                new.requester.clone(),
-                participants
-                    .iter()
-                    .filter(|(_, r)| *r == Role::Cc)
-                    .map(|(m, _)| m.clone())
-                    .collect(),
-                new.subject.clone(),
-            ),
-            TicketChange::Update { number, .. } => match lookup.ticket_info(*number)? {
-                Some(info) => (info.requester, info.cc, info.subject),
-                None => (message.from.clone(), Vec::new(), mail.subject.clone()),
-            },
-        };
+        let people = people_after(&ticket, &message, &participants, mail, lookup)?;
         let about = About {
             ticket: ticket.number(),
-            subject: &subject,
+            subject: &people.subject,
             customer: &message.from,
-            requester: &requester,
-            cc: &cc,
+            requester: &people.requester,
+            cc: &people.cc,
+            proposed_cc: &people.proposed,
             text: &message.text,
             is_new: matches!(ticket, TicketChange::Create(_)),
         };
@@ -95,6 +91,7 @@ pub fn customer_mail(
         dedup_key: mail.dedup_key(),
         ticket,
         participants,
+        removed_participants: Vec::new(),
         message: *message,
         attachments: mail.attachments.clone(),
         outgoing,
@@ -112,21 +109,25 @@ fn unauthenticated_commands(
     text: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<OutgoingMail>> {
-    if !p.agents.contains(&from.address) {
+    if !p.agents.iter().any(|a| *a == from.address) {
         return Ok(None);
     }
     let read = crate::ingest::agent::read_commands(text, &p.agents);
     if read.commands.is_empty() && read.refused.is_empty() {
         return Ok(None);
     }
-    let why = "this mail was not authenticated as yours (it answers no notification of ours), \
-               so it was handled as a customer's mail: no command ran and nothing was relayed";
+    let why = format!(
+        "this mail was not authenticated as yours (it answers no notification of ours from \
+         the last {} days), so it was handled as a customer's mail: no command ran and \
+         nothing was relayed; reply to a recent notification instead",
+        p.agent_token_days
+    );
     let lines: Vec<(String, String)> = text
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with('#'))
         .take(5)
-        .map(|l| (l.to_string(), why.to_string()))
+        .map(|l| (l.to_string(), why.clone()))
         .collect();
     let message_id = format!("pd.refused.{}@{}", random_token()?, p.domain);
     let notice = notify::refused(
@@ -180,6 +181,53 @@ fn confirmation(
     compose::confirmation(&p.identity, &c, now)
 }
 
+/// The people of a ticket as they will be once this mail is stored.
+struct People {
+    subject: String,
+    requester: Mailbox,
+    /// The Cc's after this mail (the stored ones and those it adds).
+    cc: Vec<Mailbox>,
+    /// The Cc's this mail only proposes (not already taking part).
+    proposed: Vec<Mailbox>,
+}
+
+/// Who the ticket's people are after this mail: read before its
+/// participants are written, so this mail's own are added here (the
+/// agents' notification would otherwise show the Cc list of before).
+fn people_after(
+    ticket: &TicketChange,
+    message: &apply::InboundMessage,
+    participants: &[(Mailbox, Role)],
+    mail: &ParsedMail,
+    lookup: &impl IngestLookup,
+) -> anyhow::Result<People> {
+    let (requester, mut cc, subject) = match ticket {
+        TicketChange::Create(new) => (new.requester.clone(), Vec::new(), new.subject.clone()),
+        TicketChange::Update { number, .. } => match lookup.ticket_info(*number)? {
+            Some(info) => (info.requester, info.cc, info.subject),
+            None => (message.from.clone(), Vec::new(), mail.subject.clone()),
+        },
+    };
+    let mut proposed: Vec<Mailbox> = Vec::new();
+    for (person, role) in participants {
+        let known = |list: &[Mailbox]| list.iter().any(|m| m.address == person.address);
+        if person.address == requester.address || known(&cc) {
+            continue;
+        }
+        match role {
+            Role::Cc => cc.push(person.clone()),
+            Role::Proposed if !known(&proposed) => proposed.push(person.clone()),
+            _ => {}
+        }
+    }
+    Ok(People {
+        subject,
+        requester,
+        cc,
+        proposed,
+    })
+}
+
 /// What the agents are told about.
 struct About<'a> {
     ticket: TicketNumber,
@@ -187,6 +235,7 @@ struct About<'a> {
     customer: &'a Mailbox,
     requester: &'a Mailbox,
     cc: &'a [Mailbox],
+    proposed_cc: &'a [Mailbox],
     text: &'a str,
     is_new: bool,
 }
@@ -200,25 +249,33 @@ fn notifications(
     links: &mut Vec<AccessLink>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<OutgoingMail>> {
-    let recipients: Vec<(String, Option<&str>)> = match &p.agent_list {
-        Some(list) => vec![(list.clone(), None)],
+    let recipients: Vec<(&str, Option<&str>)> = match &p.agent_list {
+        Some(list) => vec![(list.as_str(), None)],
         None => p
             .agents
             .iter()
-            .map(|a| (a.clone(), Some(a.as_str())))
+            .map(|a| (a.as_str(), Some(a.as_str())))
             .collect(),
     };
     let mut out = Vec::new();
     for (address, signed_for) in recipients {
+        // The agents' addresses are checked when the settings are read;
+        // one that is not valid gets no notification rather than none
+        // of them getting theirs.
+        let Ok(address) = crate::domain::Address::parse(address) else {
+            tracing::warn!("The agent address {address} is not valid: no notification sent to it");
+            continue;
+        };
         let message_id = p.message_id(about.ticket, Purpose::Notification, signed_for)?;
         let link = p.ticket_link(about.ticket, links)?;
         let n = notify::Notification {
             ticket: about.ticket,
             subject: about.subject,
-            agent: Mailbox::new(&address, None),
+            agent: Mailbox::new(address, None),
             customer: about.customer,
             requester: about.requester,
             cc: about.cc,
+            proposed_cc: about.proposed_cc,
             new_text: about.text,
             status_link: &link,
             is_new_ticket: about.is_new,
@@ -265,18 +322,22 @@ pub fn oversize_notice(
     Ok(Some(Box::new(note)))
 }
 
-/// Our own addresses and the agents are never Cc participants.
+/// Our own addresses and the agents are never Cc participants, nor
+/// proposed ones.
 fn without_ourselves(p: &Pipeline, participants: Vec<(Mailbox, Role)>) -> Vec<(Mailbox, Role)> {
     participants
         .into_iter()
-        .filter(|(m, role)| {
-            *role != Role::Cc
-                || (!p.own.addresses.contains(&m.address)
-                    && !p.agents.contains(&m.address)
-                    && p.agent_list.as_deref() != Some(m.address.as_str())
-                    && !is_our_plus_address(&m.address, &p.identity.address))
-        })
+        .filter(|(m, role)| !matches!(role, Role::Cc | Role::Proposed) || !is_ours(p, &m.address))
         .collect()
+}
+
+/// Whether `address` is ours: the support address, an agent, the agents'
+/// list, or a plus-address of the support address.
+pub(crate) fn is_ours(p: &Pipeline, address: &str) -> bool {
+    p.own.addresses.iter().any(|a| a == address)
+        || p.agents.iter().any(|a| a == address)
+        || p.agent_list.as_deref() == Some(address)
+        || is_our_plus_address(address, &p.identity.address)
 }
 
 fn is_our_plus_address(address: &str, support: &str) -> bool {
@@ -302,3 +363,7 @@ fn header_end(raw: &[u8]) -> usize {
         (a, b) => a.or(b).unwrap_or(limit),
     }
 }
+
+#[cfg(test)]
+#[path = "respond_tests.rs"]
+mod tests;

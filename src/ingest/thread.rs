@@ -10,7 +10,7 @@ use std::fmt;
 use crate::domain::TicketNumber;
 use crate::ingest::parse::ParsedMail;
 use crate::ingest::subject::SubjectTag;
-use crate::tokens::Signer;
+use crate::tokens::{Purpose, Signer};
 
 /// What threading needs to know from the store.
 pub trait ThreadLookup {
@@ -18,7 +18,8 @@ pub trait ThreadLookup {
     fn is_seen(&self, dedup_key: &str) -> anyhow::Result<bool>;
     /// The ticket a stored Message-ID belongs to.
     fn ticket_of_message(&self, message_id: &str) -> anyhow::Result<Option<TicketNumber>>;
-    /// The participants' addresses of a ticket, or `None` if it does not exist.
+    /// The addresses taking part in a ticket (a proposed Cc does not), or
+    /// `None` if it does not exist.
     fn participants(&self, ticket: TicketNumber) -> anyhow::Result<Option<Vec<String>>>;
 }
 
@@ -158,11 +159,34 @@ fn signed_token(
     })
 }
 
+/// The tickets named by tokens of ours that went to customers (a
+/// confirmation, a reply, a status mail, our reply-to plus-address) and
+/// that this mail answers. Tokens signed for an agent, or for the agents'
+/// list, do not count: a customer never received them.
+pub fn customer_tokens(mail: &ParsedMail, signer: &Signer) -> Vec<TicketNumber> {
+    let plus = mail
+        .to
+        .iter()
+        .chain(mail.cc.iter())
+        .filter(|m| m.address.contains('+'))
+        .map(|m| m.address.to_string());
+    let mut out: Vec<TicketNumber> = mail
+        .referenced_ids()
+        .into_iter()
+        .chain(plus)
+        .filter_map(|text| signer.verify(&text, None))
+        .filter(|r| r.purpose != Purpose::Notification)
+        .map(|r| r.ticket)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ingest::parse::parse;
-    use crate::tokens::Purpose;
     use std::collections::BTreeMap;
 
     #[derive(Default)]
@@ -285,6 +309,37 @@ mod tests {
                 }
             }
         );
+    }
+
+    #[test]
+    fn customer_tokens_name_only_tickets_a_customer_was_sent() {
+        let signer = Signer::new("k");
+        let id = |t, purpose, agent| {
+            signer
+                .message_id(TicketNumber(t), purpose, agent, "support.test")
+                .unwrap()
+        };
+        let confirmation = id(5, Purpose::Confirmation, None);
+        let reply = id(6, Purpose::Reply, None);
+        let to_agent = id(7, Purpose::Notification, Some("alice@support.test"));
+        let to_list = id(8, Purpose::Notification, None);
+        let plus = format!(
+            "tickets+{}@support.test",
+            signer
+                .token(TicketNumber(9), Purpose::ReplyAddress, None)
+                .unwrap()
+        );
+        let m = mail(&format!(
+            "From: ann@customer.test\r\nTo: {plus}\r\nIn-Reply-To: <{confirmation}>\r\n\
+             References: <{reply}> <{to_agent}> <{to_list}> <forged.5.x@support.test>\r\nSubject: x"
+        ));
+        assert_eq!(
+            customer_tokens(&m, &signer),
+            vec![TicketNumber(5), TicketNumber(6), TicketNumber(9)]
+        );
+        let quoting =
+            mail("From: ann@customer.test\r\nReferences: <orig@customer.test>\r\nSubject: x");
+        assert!(customer_tokens(&quoting, &signer).is_empty());
     }
 
     #[test]

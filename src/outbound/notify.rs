@@ -18,7 +18,10 @@ pub struct Notification<'a> {
     pub agent: Mailbox,
     pub customer: &'a Mailbox,
     pub requester: &'a Mailbox,
+    /// The ticket's Cc's as they are once this mail is stored.
     pub cc: &'a [Mailbox],
+    /// Cc's of this mail that were not added (see `ingest::apply`).
+    pub proposed_cc: &'a [Mailbox],
     pub new_text: &'a str,
     pub status_link: &'a str,
     pub is_new_ticket: bool,
@@ -40,18 +43,23 @@ pub fn notification(
     let cc = if n.cc.is_empty() {
         "nobody".to_string()
     } else {
-        n.cc.iter()
-            .map(Mailbox::display)
-            .collect::<Vec<_>>()
-            .join(", ")
+        people(n.cc)
+    };
+    let proposed = if n.proposed_cc.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Proposed Cc (not added; reply with #cc ADDRESS to add): {}\n",
+            people(n.proposed_cc)
+        )
     };
     let text = format!(
         "{customer} {what} (#{number}).\n\n{body}\n\n\
-         ---\nRequester: {requester}\nCc: {cc}\nCustomer's page: {link}\n\
+         ---\nRequester: {requester}\nCc: {cc}\n{proposed}Customer's page: {link}\n\
          Reply to this mail to answer the customer.\n{COMMAND_HELP}\n",
         customer = n.customer.display(),
         number = n.ticket,
-        body = n.new_text.trim(),
+        body = customer_text(n.new_text, n.status_link),
         requester = n.requester.display(),
         link = n.status_link,
     );
@@ -68,6 +76,39 @@ pub fn notification(
         thread: n.thread.clone(),
     };
     compose::build(me, draft, now)
+}
+
+/// Bytes and lines of the customer's text a notification carries; the
+/// page keeps the whole text.
+const NOTIFIED_BYTES: usize = 8 * 1024;
+const NOTIFIED_LINES: usize = 200;
+
+/// The customer's new text for the agents, capped (a 24 MB mail made two
+/// 24 MB notifications), with a pointer to the page where it is whole.
+fn customer_text(text: &str, link: &str) -> String {
+    match compose::excerpt(text.trim(), NOTIFIED_BYTES, NOTIFIED_LINES) {
+        (head, false) => head.to_string(),
+        (head, true) => format!(
+            "{}\n\n… (the full text is on the page: {link})",
+            head.trim_end()
+        ),
+    }
+}
+
+/// A list of people for a notification: the first few, then how many more
+/// (a hostile mail can name thousands).
+fn people(list: &[Mailbox]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = list
+        .iter()
+        .take(SHOWN)
+        .map(Mailbox::display)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > SHOWN {
+        text.push_str(&format!(" and {} more", list.len() - SHOWN));
+    }
+    text
 }
 
 /// An agent's reply as the customer receives it.
@@ -180,4 +221,47 @@ pub fn refused(
         thread,
     };
     compose::build(me, draft, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::subject::SubjectTag;
+
+    #[test]
+    fn a_huge_customer_text_is_capped_with_a_pointer_to_the_page() {
+        let me = Identity {
+            address: "tickets@support.test".into(),
+            name: "Support".into(),
+            tag: SubjectTag::new("Ticket"),
+            loop_value: "loop".into(),
+        };
+        let ann = Mailbox::parse("ann@customer.test", None).unwrap();
+        let text: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+        for new_text in [text, "w".repeat(24_000_000)] {
+            let n = Notification {
+                ticket: TicketNumber(1),
+                subject: "s",
+                agent: Mailbox::parse("alice@support.test", None).unwrap(),
+                customer: &ann,
+                requester: &ann,
+                cc: &[],
+                proposed_cc: &[],
+                new_text: &new_text,
+                status_link: "https://support.test/t/abc",
+                is_new_ticket: true,
+                message_id: "pd.1.n@support.test",
+                reply_to: "tickets@support.test".into(),
+                thread: ThreadHeaders::default(),
+            };
+            let mail = notification(&me, &n, Utc::now()).unwrap();
+            assert!(mail.raw.len() < 16 * 1024, "{} bytes", mail.raw.len());
+            assert!(
+                mail.text
+                    .contains("… (the full text is on the page: https://support.test/t/abc)"),
+                "{}",
+                &mail.text[mail.text.len() - 300..]
+            );
+        }
+    }
 }

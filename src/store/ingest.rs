@@ -5,11 +5,14 @@
 //! error in one mail is contained to that mail: it goes to the quarantine.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::Store;
+use super::budget::{self, Preparer, Step};
 use super::lookup::TxLookup;
 use crate::domain::{Direction, Status, TicketNumber};
 use crate::imap::FetchedMail;
@@ -44,6 +47,18 @@ impl MailSource {
             MailSource::Pipe => "pipe".to_string(),
         }
     }
+
+    /// Where the whole mail stays when only its header was fetched.
+    fn server_copy(&self) -> String {
+        match self {
+            MailSource::Imap {
+                mailbox,
+                uidvalidity,
+                uid,
+            } => format!("mailbox {mailbox}, UID {uid}, UIDVALIDITY {uidvalidity}"),
+            MailSource::Pipe => "not kept: it came through the pipe".to_string(),
+        }
+    }
 }
 
 /// What became of one mail, for logs and the CLI.
@@ -56,7 +71,8 @@ pub enum IngestReport {
 }
 
 impl Store {
-    /// Ingests one mail (from the MTA pipe or a test) in one transaction.
+    /// Ingests one mail (from the MTA pipe or a test) in one transaction,
+    /// within the per-mail time budget like a batch.
     pub fn ingest_mail(
         &self,
         pipeline: &Pipeline,
@@ -64,9 +80,12 @@ impl Store {
         source: &MailSource,
         now: DateTime<Utc>,
     ) -> anyhow::Result<IngestReport> {
+        let mails: Arc<[FetchedMail]> = Arc::from(vec![FetchedMail::whole(0, raw.to_vec())]);
         let mut conn = self.write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let report = ingest_one(&tx, pipeline, raw, source, now)?;
+        let report = ingest_all(&tx, pipeline, &mails, |_| source.clone(), now)?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("ingest gave no report for the mail"))?;
         tx.commit()?;
         Ok(report)
     }
@@ -74,43 +93,25 @@ impl Store {
     /// Ingests a batch fetched from IMAP and moves the checkpoint past it,
     /// all in one transaction. While the writer applies one mail, a second
     /// thread prepares the next ones (parse, classify, strip: the part that
-    /// needs no store), so the two cores share the work.
+    /// needs no store), so the two cores share the work. A mail over the
+    /// time budget is quarantined and the rest of the batch goes on.
     pub fn ingest_batch(
         &self,
         pipeline: &Pipeline,
         mailbox: &str,
         uidvalidity: u32,
-        mails: &[FetchedMail],
+        mails: impl Into<Arc<[FetchedMail]>>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<IngestReport>> {
+        let mails: Arc<[FetchedMail]> = mails.into();
         let mut conn = self.write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut reports = Vec::with_capacity(mails.len());
-        std::thread::scope(|scope| -> anyhow::Result<()> {
-            // Bounded: at most a few parsed mails wait in memory.
-            let (ready, prepared) = std::sync::mpsc::sync_channel(PREPARED_AHEAD);
-            scope.spawn(move || {
-                for mail in mails {
-                    if ready.send(prepare_contained(pipeline, &mail.raw)).is_err() {
-                        break; // the writer gave up on this batch
-                    }
-                }
-            });
-            for mail in mails {
-                let source = MailSource::Imap {
-                    mailbox: mailbox.to_string(),
-                    uidvalidity,
-                    uid: mail.uid,
-                };
-                let prepared = prepared
-                    .recv()
-                    .map_err(|_| anyhow::anyhow!("the preparing thread ended early"))?;
-                reports.push(ingest_prepared(
-                    &tx, pipeline, &mail.raw, prepared, &source, now,
-                )?);
-            }
-            Ok(())
-        })?;
+        let source = |mail: &FetchedMail| MailSource::Imap {
+            mailbox: mailbox.to_string(),
+            uidvalidity,
+            uid: mail.uid,
+        };
+        let reports = ingest_all(&tx, pipeline, &mails, source, now)?;
         if let Some(last) = mails.iter().map(|m| m.uid).max() {
             tx.prepare_cached(
                 "INSERT INTO imap_checkpoints (mailbox, uidvalidity, last_uid, updated_at)
@@ -126,28 +127,67 @@ impl Store {
     }
 }
 
-/// How many prepared mails may wait for the writer.
-const PREPARED_AHEAD: usize = 4;
-
-/// [`Pipeline::prepare`], with a panic kept as the mail's failure.
-fn prepare_contained(pipeline: &Pipeline, raw: &[u8]) -> std::thread::Result<Prepared> {
-    catch_unwind(AssertUnwindSafe(|| pipeline.prepare(raw)))
+/// Every mail of `mails` inside the caller's transaction, each prepared on
+/// the preparing thread within the time budget. A mail whose preparing
+/// runs over it is quarantined, its thread abandoned (it ends by itself:
+/// every step is linear) and a fresh one prepares the mails after it.
+fn ingest_all(
+    tx: &Connection,
+    pipeline: &Pipeline,
+    mails: &Arc<[FetchedMail]>,
+    source: impl Fn(&FetchedMail) -> MailSource,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<IngestReport>> {
+    let known_slow = Arc::new(budget::known_slow(tx)?);
+    let mut preparer = Preparer::start(pipeline, mails, 0, &known_slow)?;
+    let mut reports = Vec::with_capacity(mails.len());
+    for (i, mail) in mails.iter().enumerate() {
+        let source = source(mail);
+        let report = match preparer.next(pipeline.max_mail_time)? {
+            Some(Step::Ready(prepared)) => {
+                ingest_prepared(tx, pipeline, &mail.raw, prepared, &source, now)?
+            }
+            Some(Step::KnownSlow) => IngestReport::Duplicate,
+            Some(Step::HeaderOnly(size)) => {
+                let prepared = pipeline.prepare_truncated(&mail.raw, size, &source.server_copy());
+                ingest_prepared(tx, pipeline, &mail.raw, Ok(prepared), &source, now)?
+            }
+            None => {
+                preparer = Preparer::start(pipeline, mails, i + 1, &known_slow)?;
+                let reason = budget::over_budget_reason("reading the mail", pipeline.max_mail_time);
+                let sha256 = sha256_hex(&mail.raw);
+                let raw = RawMail::whole(&mail.raw, &sha256, &source);
+                keep_failed(tx, &raw, reason, now)?
+            }
+        };
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 /// One mail inside the caller's transaction, under a savepoint: whatever
 /// goes wrong in processing or writing it ends in the quarantine.
+/// `stored_size` is the size kept with the bytes: larger than `raw` when
+/// only the header of an oversize mail was fetched.
 pub(super) fn ingest_one(
     tx: &Connection,
     pipeline: &Pipeline,
     raw: &[u8],
+    stored_size: u64,
     source: &MailSource,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
-    let prepared = prepare_contained(pipeline, raw);
+    let prepared = if stored_size > raw.len() as u64 {
+        Ok(pipeline.prepare_truncated(raw, stored_size, &source.server_copy()))
+    } else {
+        budget::prepare_contained(pipeline, raw)
+    };
     ingest_prepared(tx, pipeline, raw, prepared, source, now)
 }
 
-/// [`ingest_one`] for a mail already prepared (or whose preparing panicked).
+/// [`ingest_one`] for a mail already prepared (or whose preparing
+/// panicked). Deciding and writing is timed: over the budget, it is rolled
+/// back and the mail quarantined, so a restart does not run it again.
 fn ingest_prepared(
     tx: &Connection,
     pipeline: &Pipeline,
@@ -161,19 +201,23 @@ fn ingest_prepared(
         Ok(prepared) => prepared.raw_sha256().to_string(),
         Err(_) => sha256_hex(raw),
     };
-    let raw = RawMail {
-        bytes: raw,
-        sha256: &sha256,
-        source,
+    let header_only = prepared.as_ref().ok().and_then(Prepared::header_only_size);
+    let mail = RawMail {
+        size: header_only.unwrap_or(raw.len() as u64),
+        ..RawMail::whole(raw, &sha256, source)
     };
     tx.execute_batch("SAVEPOINT one_mail")?;
+    let started = Instant::now();
     let attempt = prepared.and_then(|prepared| {
         catch_unwind(AssertUnwindSafe(|| {
-            let outcome = pipeline.decide(raw.bytes, prepared, &TxLookup(tx), now)?;
-            write_outcome(tx, &raw, outcome, now)
+            let outcome = pipeline.decide(mail.bytes, prepared, &TxLookup(tx), now)?;
+            write_outcome(tx, &mail, outcome, now)
         }))
     });
     let failure = match attempt {
+        Ok(Ok(_)) if started.elapsed() > pipeline.max_mail_time => {
+            budget::over_budget_reason("processing", pipeline.max_mail_time)
+        }
         Ok(Ok(report)) => {
             tx.execute_batch("RELEASE one_mail")?;
             return Ok(report);
@@ -182,15 +226,26 @@ fn ingest_prepared(
         Err(panic) => format!("processing panicked: {}", panic_message(panic.as_ref())),
     };
     tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail")?;
+    keep_failed(tx, &mail, failure, now)
+}
+
+/// Quarantines a mail that failed (an error, a panic, over the budget)
+/// under its content hash, unless it is there already.
+fn keep_failed(
+    tx: &Connection,
+    mail: &RawMail,
+    failure: String,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
     tracing::error!(
         "A mail from {} was quarantined: {failure}",
-        source.describe()
+        mail.source.describe()
     );
-    let key = content_key(&sha256);
+    let key = content_key(mail.sha256);
     if TxLookup(tx).is_seen(&key)? {
         return Ok(IngestReport::Duplicate);
     }
-    quarantine(tx, &key, &raw, &failure, now)?;
+    quarantine(tx, &key, mail, &failure, now)?;
     Ok(IngestReport::Quarantined { reason: failure })
 }
 
@@ -199,6 +254,20 @@ struct RawMail<'a> {
     bytes: &'a [u8],
     sha256: &'a str,
     source: &'a MailSource,
+    /// The mail's size: `bytes.len()`, or the declared full size when
+    /// `bytes` is only the header of an oversize mail (so a retry knows).
+    size: u64,
+}
+
+impl<'a> RawMail<'a> {
+    fn whole(bytes: &'a [u8], sha256: &'a str, source: &'a MailSource) -> RawMail<'a> {
+        RawMail {
+            bytes,
+            sha256,
+            source,
+            size: bytes.len() as u64,
+        }
+    }
 }
 
 fn write_outcome(
@@ -261,9 +330,14 @@ fn write_plan(
         }
     }
     for (person, role) in &plan.participants {
+        // A proposed Cc is promoted when it is added for real (`#cc`, the
+        // requester's own mail); nobody is ever demoted by a later mail.
         tx.prepare_cached(
             "INSERT INTO participants (ticket_number, address, name, role)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (ticket_number, address) DO UPDATE
+               SET role = excluded.role, name = coalesce(excluded.name, participants.name)
+               WHERE participants.role = 'proposed' AND excluded.role <> 'proposed'",
         )?
         .execute(params![
             number.0,
@@ -271,6 +345,13 @@ fn write_plan(
             person.name,
             role.as_str()
         ])?;
+    }
+    for address in &plan.removed_participants {
+        tx.prepare_cached(
+            "DELETE FROM participants WHERE ticket_number = ?1 AND address = ?2
+             AND role IN ('cc', 'proposed')",
+        )?
+        .execute(params![number.0, address])?;
     }
     let m = &plan.message;
     tx.prepare_cached(
@@ -389,7 +470,7 @@ fn insert_raw(
     .execute(params![
         dedup_key,
         raw.sha256,
-        raw.bytes.len() as i64,
+        i64::try_from(raw.size).unwrap_or(i64::MAX),
         raw.bytes,
         raw.source.describe(),
         now

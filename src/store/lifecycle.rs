@@ -52,7 +52,9 @@ impl Store {
     }
 
     /// Closes resolved tickets without a customer reply for `days`; returns
-    /// their numbers.
+    /// the numbers of those closed. Each ticket is closed in its own
+    /// savepoint: one that cannot be (its status mail cannot be built) is
+    /// logged and left as it is, and never stops the others.
     pub fn autoclose(
         &self,
         pipeline: &Pipeline,
@@ -61,7 +63,7 @@ impl Store {
     ) -> anyhow::Result<Vec<TicketNumber>> {
         let cutoff = now - Duration::milliseconds((days * 86_400_000.0) as i64);
         let mut conn = self.write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let due: Vec<TicketNumber> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT number FROM tickets WHERE status = 'resolved' AND last_activity_at < ?1
@@ -70,11 +72,22 @@ impl Store {
             let rows = stmt.query_map([cutoff], |r| r.get(0).map(TicketNumber))?;
             rows.collect::<Result<_, _>>()?
         };
-        for number in &due {
-            change_status(&tx, pipeline, *number, Status::Closed, now)?;
+        let mut closed = Vec::with_capacity(due.len());
+        for number in due {
+            let step = tx.savepoint()?;
+            match change_status(&step, pipeline, number, Status::Closed, now) {
+                Ok(_) => {
+                    step.commit()?;
+                    closed.push(number);
+                }
+                Err(err) => {
+                    // Dropping the savepoint rolls this ticket back.
+                    tracing::warn!("Ticket #{number} could not be closed by autoclose: {err:#}");
+                }
+            }
         }
         tx.commit()?;
-        Ok(due)
+        Ok(closed)
     }
 }
 
@@ -103,4 +116,159 @@ fn change_status(
     }
     enqueue(tx, Some(number), &mail, now)?;
     Ok(Some(info.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Role;
+    use crate::store::MailSource;
+    use crate::tokens::Purpose;
+    use rusqlite::OptionalExtension;
+
+    const AGENT: &str = "alice@support.test";
+
+    fn open(dir: &std::path::Path) -> (std::sync::Arc<Store>, std::sync::Arc<Pipeline>) {
+        let env = [
+            ("SUPPORT__ADDRESS", "tickets@support.test".to_string()),
+            ("SUPPORT__AGENTS", AGENT.to_string()),
+            ("DATABASE__PATH", dir.join("t.db").display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("POSTDESK__{k}"), v))
+        .collect();
+        let settings = crate::settings::Settings::load_with_env(None, env).unwrap();
+        crate::app::open_store(&settings).unwrap()
+    }
+
+    fn ingest(store: &Store, pipeline: &Pipeline, raw: &str) {
+        store
+            .ingest_mail(pipeline, raw.as_bytes(), &MailSource::Pipe, Utc::now())
+            .unwrap();
+    }
+
+    fn new_ticket(store: &Store, pipeline: &Pipeline, from: &str, n: u32) {
+        let raw = format!(
+            "From: {from}\r\nTo: tickets@support.test\r\nSubject: Help {n}\r\n\
+             Message-ID: <t{n}@customer.test>\r\n\r\nhello\r\n"
+        );
+        ingest(store, pipeline, &raw);
+    }
+
+    fn role(store: &Store, ticket: i64, address: &str) -> Option<Role> {
+        let conn = store.write();
+        let role: Option<String> = conn
+            .query_row(
+                "SELECT role FROM participants WHERE ticket_number = ?1 AND address = ?2",
+                params![ticket, address],
+                |r| r.get(0),
+            )
+            .optional()
+            .unwrap();
+        role.and_then(|r| Role::parse(&r))
+    }
+
+    #[test]
+    fn one_ticket_that_cannot_be_closed_does_not_stop_autoclose() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pipeline) = open(dir.path());
+        for n in 1..=3 {
+            new_ticket(&store, &pipeline, &format!("c{n}@customer.test"), n);
+        }
+        store
+            .write()
+            .execute_batch(
+                "UPDATE tickets SET status = 'resolved', last_activity_at = '2020-01-01T00:00:00Z';
+             UPDATE tickets SET requester = 'x@' WHERE number = 2;",
+            )
+            .unwrap();
+        let closed = store.autoclose(&pipeline, 1.0, Utc::now()).unwrap();
+        assert_eq!(closed, vec![TicketNumber(1), TicketNumber(3)]);
+        let status = |n: i64| -> String {
+            store
+                .write()
+                .query_row("SELECT status FROM tickets WHERE number = ?1", [n], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            (status(1), status(2), status(3)),
+            ("closed".into(), "resolved".into(), "closed".into())
+        );
+    }
+
+    #[test]
+    fn set_status_works_on_a_ticket_with_bad_ccs_stored_by_an_older_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pipeline) = open(dir.path());
+        new_ticket(&store, &pipeline, "ann@customer.test", 1);
+        store
+            .write()
+            .execute_batch(
+                "INSERT INTO participants (ticket_number, address, role) VALUES
+               (1, '@evil.test', 'cc'), (1, 'x@', 'cc'), (1, 'a@b@c.test', 'cc'),
+               (1, 'carol@customer.test', 'cc');",
+            )
+            .unwrap();
+        let old = store
+            .set_status(
+                &pipeline,
+                TicketNumber(1),
+                Status::Pending,
+                None,
+                Utc::now(),
+            )
+            .unwrap();
+        assert_eq!(old, Some(Status::New));
+        let recipients: String = store
+            .write()
+            .query_row(
+                "SELECT recipients FROM outbox WHERE kind = 'status'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(recipients.contains("ann@customer.test"), "{recipients}");
+        assert!(recipients.contains("carol@customer.test"), "{recipients}");
+        assert!(
+            !recipients.contains("x@,") && !recipients.contains("@evil"),
+            "{recipients}"
+        );
+    }
+
+    #[test]
+    fn a_proposed_cc_is_promoted_by_cc_and_removed_by_uncc_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pipeline) = open(dir.path());
+        new_ticket(&store, &pipeline, "ann@customer.test", 1);
+        let forged = "From: ann@customer.test\r\nTo: tickets@support.test\r\n\
+                      Cc: Mallory <mallory@evil.test>\r\nSubject: Re: [Ticket #1] Help 1\r\n\
+                      Message-ID: <f@evil.test>\r\n\r\nadd her\r\n";
+        ingest(&store, &pipeline, forged);
+        assert_eq!(role(&store, 1, "mallory@evil.test"), Some(Role::Proposed));
+        let detail = store.ticket_detail(TicketNumber(1)).unwrap().unwrap();
+        assert_eq!(detail.proposed_cc, vec!["mallory@evil.test".to_string()]);
+        assert!(!detail.participants.iter().any(|p| p == "mallory@evil.test"));
+        // A second forged mail naming the requester as Cc demotes nobody.
+        let again = forged
+            .replace("Mallory <mallory@evil.test>", "ann@customer.test")
+            .replace("<f@", "<g@");
+        ingest(&store, &pipeline, &again);
+        assert_eq!(role(&store, 1, "ann@customer.test"), Some(Role::Requester));
+
+        let agent_mail = |n: u32, body: &str| {
+            let parent = pipeline
+                .message_id(TicketNumber(1), Purpose::Notification, Some(AGENT))
+                .unwrap();
+            format!(
+                "From: {AGENT}\r\nTo: tickets@support.test\r\nSubject: Re: [Ticket #1] Help 1\r\n\
+                 Message-ID: <a{n}@support.test>\r\nIn-Reply-To: <{parent}>\r\n\r\n{body}\r\n"
+            )
+        };
+        ingest(&store, &pipeline, &agent_mail(1, "#cc mallory@evil.test"));
+        assert_eq!(role(&store, 1, "mallory@evil.test"), Some(Role::Cc));
+        ingest(&store, &pipeline, &agent_mail(2, "#uncc mallory@evil.test"));
+        assert_eq!(role(&store, 1, "mallory@evil.test"), None);
+    }
 }

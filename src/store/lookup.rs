@@ -1,11 +1,15 @@
 //! The pipeline's view of the store: the facts threading and apply read
 //! (seen Message-IDs, tickets, participants, rate-limit counts), inside the
 //! caller's write transaction so that facts and writes agree. Reads only.
+//! Addresses read back are checked again: a row an older version stored
+//! without checking is skipped with a warning, never an error that stops
+//! a mail (issue 17).
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::domain::{Status, TicketNumber};
+use crate::domain::{Address, Status, TicketNumber};
 use crate::ingest::apply::{IngestLookup, TicketInfo};
 use crate::ingest::parse::Mailbox;
 use crate::ingest::thread::ThreadLookup;
@@ -40,9 +44,10 @@ impl ThreadLookup for TxLookup<'_> {
         if exists.is_none() {
             return Ok(None);
         }
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT address FROM participants WHERE ticket_number = ?1")?;
+        // A proposed Cc does not take part: it cannot thread by the tag.
+        let mut stmt = self.0.prepare_cached(
+            "SELECT address FROM participants WHERE ticket_number = ?1 AND role <> 'proposed'",
+        )?;
         let rows = stmt.query_map([ticket.0], |r| r.get(0))?;
         Ok(Some(rows.collect::<Result<Vec<String>, _>>()?))
     }
@@ -99,14 +104,15 @@ pub(super) fn ticket_info(
         "SELECT address, name FROM participants WHERE ticket_number = ?1 AND role = 'cc'
          ORDER BY address",
     )?;
-    let cc = stmt
+    let rows = stmt
         .query_map([ticket.0], |r| {
-            Ok(Mailbox::new(
-                &r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?.as_deref(),
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let cc = rows
+        .iter()
+        .filter_map(|(address, name)| checked(ticket, address, name.as_deref()))
+        .collect();
     let mut stmt = c.prepare_cached(
         "SELECT message_id FROM messages WHERE ticket_number = ?1 AND kind = 'customer'
          AND message_id NOT LIKE 'sha256:%' ORDER BY id",
@@ -118,9 +124,64 @@ pub(super) fn ticket_info(
         number: ticket,
         subject,
         status: Status::parse(&status).unwrap_or(Status::Open),
-        requester: Mailbox::new(&requester, requester_name.as_deref()),
+        requester: Mailbox::parse(&requester, requester_name.as_deref()).map_err(|e| {
+            anyhow::anyhow!("ticket #{ticket} has a requester that is not valid: {e}")
+        })?,
         cc,
         customer_message_ids,
         last_activity_at,
     }))
+}
+
+/// A stored Cc, if its address is valid; one that is not (kept by a
+/// version before addresses were checked) is left out with a warning, so
+/// that the ticket's mail still goes to everyone else.
+fn checked(ticket: TicketNumber, address: &str, name: Option<&str>) -> Option<Mailbox> {
+    match Mailbox::parse(address, name) {
+        Ok(mailbox) => Some(mailbox),
+        Err(err) => {
+            tracing::warn!("A Cc of ticket #{ticket} is left out of its mail: {err}");
+            None
+        }
+    }
+}
+
+/// Addresses are stored as their text.
+impl ToSql for Address {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_cc_that_is_not_valid_is_left_out_not_an_error() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE tickets (number INTEGER PRIMARY KEY, subject TEXT, status TEXT,
+               requester TEXT, requester_name TEXT, last_activity_at TEXT);
+             CREATE TABLE participants (ticket_number INTEGER, address TEXT, name TEXT, role TEXT);
+             CREATE TABLE messages (id INTEGER PRIMARY KEY, ticket_number INTEGER,
+               message_id TEXT, kind TEXT);
+             INSERT INTO tickets VALUES (1, 's', 'open', 'ann@customer.test', NULL,
+               '2026-01-01T00:00:00Z');
+             INSERT INTO participants VALUES (1, 'ann@customer.test', NULL, 'requester'),
+               (1, '@evil.test', NULL, 'cc'), (1, 'x@', NULL, 'cc'),
+               (1, 'a@b@c.test', NULL, 'cc'), (1, 'carol@customer.test', 'Carol', 'cc'),
+               (1, 'mallory@evil.test', NULL, 'proposed');",
+        )
+        .unwrap();
+        let info = ticket_info(&c, TicketNumber(1)).unwrap().unwrap();
+        let cc: Vec<&str> = info.cc.iter().map(|m| m.address.as_str()).collect();
+        assert_eq!(cc, vec!["carol@customer.test"]);
+        let people = TxLookup(&c).participants(TicketNumber(1)).unwrap().unwrap();
+        assert!(
+            !people.iter().any(|p| p == "mallory@evil.test"),
+            "{people:?}"
+        );
+        assert!(people.iter().any(|p| p == "ann@customer.test"));
+    }
 }

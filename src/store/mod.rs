@@ -5,6 +5,7 @@
 //! `ticket_page`) so that another backend could sit behind it. Calls are
 //! blocking: async callers use `spawn_blocking`.
 
+mod budget;
 mod checkpointer;
 mod ingest;
 mod lifecycle;

@@ -40,7 +40,7 @@ impl Store {
         // dedup key is the Message-ID or the content hash): it goes first.
         delete_entry(&tx, id, entry.raw_id)?;
         let source = parse_source(&entry.source);
-        match ingest_one(&tx, pipeline, &entry.raw, &source, now)? {
+        match ingest_one(&tx, pipeline, &entry.raw, entry.size, &source, now)? {
             IngestReport::Quarantined { reason } => {
                 tx.rollback()?;
                 conn.execute(
@@ -74,20 +74,23 @@ impl Store {
 struct Entry {
     raw_id: i64,
     raw: Vec<u8>,
+    /// Larger than `raw` when only the header of an oversize mail was kept.
+    size: u64,
     source: String,
 }
 
 fn entry(tx: &Connection, id: i64) -> anyhow::Result<Option<Entry>> {
     Ok(tx
         .query_row(
-            "SELECT r.id, r.bytes, r.source FROM quarantine q
+            "SELECT r.id, r.bytes, r.size, r.source FROM quarantine q
              JOIN raw_mails r ON r.id = q.raw_mail_id WHERE q.id = ?1",
             [id],
             |r| {
                 Ok(Entry {
                     raw_id: r.get(0)?,
                     raw: r.get(1)?,
-                    source: r.get(2)?,
+                    size: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                    source: r.get(3)?,
                 })
             },
         )

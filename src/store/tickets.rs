@@ -53,6 +53,9 @@ pub struct TicketDetail {
     #[serde(flatten)]
     pub summary: TicketSummary,
     pub participants: Vec<String>,
+    /// Cc's a mail named that were not added: no recipients, shown to the
+    /// agents, who add one with `#cc`.
+    pub proposed_cc: Vec<String>,
     pub messages: Vec<MessageView>,
 }
 
@@ -207,11 +210,17 @@ fn detail(
         return Ok(None);
     };
     let mut stmt = c.prepare_cached(
-        "SELECT address FROM participants WHERE ticket_number = ?1 ORDER BY role DESC, address",
+        "SELECT address, role = 'proposed' FROM participants WHERE ticket_number = ?1
+         ORDER BY role DESC, address",
     )?;
-    let participants = stmt
-        .query_map([number.0], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
+    let people = stmt
+        .query_map([number.0], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let (proposed, taking_part): (Vec<_>, Vec<_>) = people.into_iter().partition(|p| p.1);
+    let participants = taking_part.into_iter().map(|p| p.0).collect();
+    let proposed_cc = proposed.into_iter().map(|p| p.0).collect();
     let mut messages = messages(c, number)?;
     if public_only {
         messages
@@ -220,6 +229,7 @@ fn detail(
     Ok(Some(TicketDetail {
         summary,
         participants,
+        proposed_cc,
         messages,
     }))
 }

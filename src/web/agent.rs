@@ -1,35 +1,46 @@
 //! Agent routes: `/agent` (the queue: every ticket, filter tabs, assignee)
 //! and `/agent/t/N` (one ticket in full: notes, auto-replies, bounces and
-//! our own mails included), with their attachments. Open only when
-//! `[web] agent_token` is set, to an `Authorization: Bearer` header or to
-//! `?key=` once, which sets an HttpOnly SameSite=Strict cookie. The key is
-//! compared by its hash in constant time and the cookie holds a value
-//! derived from it, never the key itself. Without a valid credential every
-//! route here is the same 404 as an unknown path.
+//! our own mails included), with their attachments; and the agent check
+//! `/metrics` uses on the main listener. Open only when `[web]
+//! agent_token` is set, to an `Authorization: Bearer` header or to `?key=`
+//! once, which sets an HttpOnly SameSite=Strict cookie. The key is
+//! compared by its hash in constant time; the cookie holds its issue time
+//! and a MAC over it keyed by a value derived from the key (never the key
+//! itself), and is refused once older than [`COOKIE_SECONDS`] whatever the
+//! browser does. Wrong keys are throttled per client address (`throttle`).
+//! Without a valid credential every route here is the same 404 as an
+//! unknown path; a throttled client gets 429.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::download::download;
 use super::list::{ListQuery, ListView, list_view};
 use super::view::{self, Entry, TicketHeading};
-use super::{WebState, not_found, path_number, read_store, render};
+use super::{ClientIp, WebState, not_found, path_number, plain, read_store, render};
 use crate::domain::TicketNumber;
 
 /// The cookie that keeps an agent signed in.
 const COOKIE: &str = "postdesk_agent";
 /// How long the cookie lasts: one working day.
-const COOKIE_SECONDS: u32 = 12 * 60 * 60;
+const COOKIE_SECONDS: i64 = 12 * 60 * 60;
+/// How far in the future an issue time may lie (a clock stepped back).
+const COOKIE_SKEW_SECONDS: i64 = 60;
 
 /// The configured agent key, kept only as digests.
 pub struct AgentKey {
     key_digest: [u8; 32],
-    cookie_value: String,
+    /// Keys the cookie's MAC; derived from the key, never sent.
+    cookie_secret: [u8; 32],
 }
 
 impl AgentKey {
@@ -44,7 +55,7 @@ impl AgentKey {
         cookie.update(key_digest);
         Some(AgentKey {
             key_digest,
-            cookie_value: hex::encode(cookie.finalize()),
+            cookie_secret: cookie.finalize().into(),
         })
     }
 
@@ -54,24 +65,85 @@ impl AgentKey {
         bool::from(digest.ct_eq(&self.key_digest))
     }
 
-    fn is_cookie(&self, candidate: &str) -> bool {
-        candidate.len() == self.cookie_value.len()
-            && bool::from(candidate.as_bytes().ct_eq(self.cookie_value.as_bytes()))
+    /// The cookie value for a sign-in at `issued` (Unix seconds).
+    fn cookie_value(&self, issued: i64) -> String {
+        format!("{issued}.{}", hex::encode(self.cookie_mac(issued)))
     }
 
-    /// Whether the request carries the key (Bearer) or the cookie.
-    fn admits(&self, headers: &HeaderMap) -> bool {
-        let bearer = headers
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.strip_prefix("Bearer "))
-            .any(|key| self.is_key(key.trim()));
-        bearer
+    fn cookie_mac(&self, issued: i64) -> [u8; 32] {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.cookie_secret) else {
+            return [0; 32]; // unreachable: HMAC takes a key of any length
+        };
+        mac.update(issued.to_string().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `candidate` is a cookie we issued less than
+    /// [`COOKIE_SECONDS`] before `now` (MAC compared in constant time).
+    fn is_cookie(&self, candidate: &str, now: i64) -> bool {
+        let Some((written, mac)) = candidate.split_once('.') else {
+            return false;
+        };
+        let (Ok(issued), Ok(mac)) = (written.parse::<i64>(), hex::decode(mac)) else {
+            return false;
+        };
+        if written != issued.to_string() {
+            return false;
+        }
+        let age = now.saturating_sub(issued);
+        (-COOKIE_SKEW_SECONDS..=COOKIE_SECONDS).contains(&age)
+            && mac.len() == 32
+            && bool::from(mac.ct_eq(&self.cookie_mac(issued)))
+    }
+}
+
+/// Every `Authorization: Bearer` value of the request.
+fn bearers(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .collect()
+}
+
+/// Why the request may not see agent pages, if it may not: admitted
+/// (`None`) with the key (Bearer) or a live cookie; else the 404 of a
+/// closed route, or 429 while `client` is throttled. A wrong Bearer counts
+/// against `client`.
+pub(super) fn refusal(state: &WebState, headers: &HeaderMap, client: IpAddr) -> Option<Response> {
+    if let Some(wait) = state.guesses.blocked_for(client, Instant::now()) {
+        return Some(too_many_guesses(wait));
+    }
+    let bearers = bearers(headers);
+    if let Some(key) = &state.agent {
+        let now = chrono::Utc::now().timestamp();
+        if bearers.iter().any(|b| key.is_key(b))
             || cookie_values(headers, COOKIE)
                 .iter()
-                .any(|value| self.is_cookie(value))
+                .any(|value| key.is_cookie(value, now))
+        {
+            return None;
+        }
     }
+    if !bearers.is_empty() {
+        state.guesses.record_failure(client, Instant::now());
+    }
+    Some(not_found())
+}
+
+/// The answer while a client is throttled.
+fn too_many_guesses(wait: Duration) -> Response {
+    let mut response = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many wrong keys from your address. Please try again in a minute.",
+    );
+    let seconds = wait.as_secs().max(1).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// Every value of cookie `name` in the request's Cookie headers.
@@ -100,6 +172,7 @@ struct AgentTicketPage {
     requester: String,
     assignee: String,
     participants: Vec<String>,
+    proposed_cc: Vec<String>,
     entries: Vec<Entry>,
 }
 
@@ -110,22 +183,16 @@ struct SignedInPage;
 /// `/agent?filter=…&page=…` (or `?key=…` once, to sign in).
 pub async fn queue(
     State(state): State<WebState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let Some(key) = state.agent.clone() else {
-        return not_found();
-    };
     let query = query.map(|q| q.0).unwrap_or_default();
     if let Some(given) = &query.key {
-        return if key.is_key(given) {
-            signed_in(&key, state.secure_cookies)
-        } else {
-            not_found()
-        };
+        return sign_in(&state, given, client);
     }
-    if !key.admits(&headers) {
-        return not_found();
+    if let Some(refused) = refusal(&state, &headers, client) {
+        return refused;
     }
     let (filter, page) = (query.filter(), query.page());
     match read_store(&state, "the agents' queue", move |s| {
@@ -144,11 +211,12 @@ pub async fn queue(
 /// `/agent/t/N`: one ticket in full.
 pub async fn ticket(
     State(state): State<WebState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Path(number): Path<String>,
 ) -> Response {
-    if !state.agent.as_ref().is_some_and(|k| k.admits(&headers)) {
-        return not_found();
+    if let Some(refused) = refusal(&state, &headers, client) {
+        return refused;
     }
     let Some(number) = path_number(&number) else {
         return not_found();
@@ -166,6 +234,7 @@ pub async fn ticket(
                 requester: detail.summary.requester.clone(),
                 assignee: ticket.assignee.unwrap_or_else(|| "nobody".to_string()),
                 participants: detail.participants.clone(),
+                proposed_cc: detail.proposed_cc.clone(),
                 entries: view::agent_entries(&detail.messages, &base),
             };
             render(StatusCode::OK, &page)
@@ -178,11 +247,12 @@ pub async fn ticket(
 /// `/agent/t/N/a/ID`: any attachment of the ticket.
 pub async fn attachment(
     State(state): State<WebState>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Path((number, attachment)): Path<(String, String)>,
 ) -> Response {
-    if !state.agent.as_ref().is_some_and(|k| k.admits(&headers)) {
-        return not_found();
+    if let Some(refused) = refusal(&state, &headers, client) {
+        return refused;
     }
     let Some((number, attachment)) = path_number(&number).zip(path_number(&attachment)) else {
         return not_found();
@@ -198,14 +268,31 @@ pub async fn attachment(
     }
 }
 
+/// `?key=`: the cookie if it is the key (unless `client` is throttled);
+/// else the closed route's 404, counted against `client`.
+fn sign_in(state: &WebState, given: &str, client: IpAddr) -> Response {
+    if let Some(wait) = state.guesses.blocked_for(client, Instant::now()) {
+        return too_many_guesses(wait);
+    }
+    match &state.agent {
+        Some(key) if key.is_key(given) => {
+            signed_in(key, chrono::Utc::now().timestamp(), state.secure_cookies)
+        }
+        _ => {
+            state.guesses.record_failure(client, Instant::now());
+            not_found()
+        }
+    }
+}
+
 /// The answer to a valid `?key=`: the cookie, and a page that moves on
 /// to `/agent` (a same-site navigation, so the Strict cookie is sent) and
 /// leaves the key out of the address the agent keeps working at.
-fn signed_in(key: &AgentKey, secure: bool) -> Response {
+fn signed_in(key: &AgentKey, now: i64, secure: bool) -> Response {
     let mut response = render(StatusCode::OK, &SignedInPage);
     let cookie = format!(
         "{COOKIE}={}; Path=/agent; Max-Age={COOKIE_SECONDS}; HttpOnly; SameSite=Strict{}",
-        key.cookie_value,
+        key.cookie_value(now),
         if secure { "; Secure" } else { "" }
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -219,29 +306,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_and_its_cookie_are_checked_exactly() {
+    fn the_key_is_checked_exactly() {
         assert!(AgentKey::new("").is_none());
         let key = AgentKey::new("s3cret-agent-key").unwrap();
         assert!(key.is_key("s3cret-agent-key"));
         assert!(!key.is_key("s3cret-agent-kex"));
         assert!(!key.is_key(""));
-        assert!(!key.cookie_value.contains("s3cret"));
-
         let mut headers = HeaderMap::new();
-        assert!(!key.admits(&headers));
         headers.insert(
             header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer s3cret-agent-key"),
+            HeaderValue::from_static("Bearer  s3cret-agent-key "),
         );
-        assert!(key.admits(&headers));
+        assert_eq!(bearers(&headers), ["s3cret-agent-key"]);
+    }
 
-        let mut headers = HeaderMap::new();
-        let cookie = format!("theme=dark; {COOKIE}={}", key.cookie_value);
-        headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
-        assert!(key.admits(&headers));
-        let mut headers = HeaderMap::new();
-        let cookie = format!("{COOKIE}=s3cret-agent-key");
-        headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
-        assert!(!key.admits(&headers), "the key itself is not a cookie");
+    #[test]
+    fn a_cookie_is_admitted_fresh_and_refused_old_or_forged() {
+        let key = AgentKey::new("s3cret-agent-key").unwrap();
+        let issued = 1_750_000_000;
+        let cookie = key.cookie_value(issued);
+        assert!(!cookie.contains("s3cret"));
+        assert!(key.is_cookie(&cookie, issued));
+        assert!(key.is_cookie(&cookie, issued + COOKIE_SECONDS));
+        assert!(
+            !key.is_cookie(&cookie, issued + COOKIE_SECONDS + 1),
+            "too old, even if the browser still sends it"
+        );
+        assert!(
+            !key.is_cookie(&cookie, issued - 3600),
+            "issued in the future"
+        );
+
+        let (_, mac) = cookie.split_once('.').unwrap();
+        let moved = format!("{}.{mac}", issued + 3600);
+        assert!(
+            !key.is_cookie(&moved, issued + 3600),
+            "a new time, the old MAC"
+        );
+        let padded = format!("0{cookie}");
+        assert!(
+            !key.is_cookie(&padded, issued),
+            "one issue time, one spelling"
+        );
+        let other = AgentKey::new("another-agent-key").unwrap();
+        assert!(!other.is_cookie(&cookie, issued), "another key's cookie");
+        for forged in ["", "1750000000", "1750000000.", "x.00", "s3cret-agent-key"] {
+            assert!(!key.is_cookie(forged, issued), "{forged:?}");
+        }
     }
 }

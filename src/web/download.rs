@@ -1,5 +1,6 @@
 //! Attachment downloads: `Content-Disposition: attachment` with a safe
-//! file name, a type from a short list of harmless ones (else
+//! file name (no path, no control, bidi or other format characters: a
+//! stored name may predate any cleaning at parse time), a type from a short list of harmless ones (else
 //! `application/octet-stream`), a sandboxing policy and no caching. It
 //! must never serve an attachment as a page of ours.
 
@@ -57,21 +58,47 @@ pub fn safe_media_type(declared: &str) -> &'static str {
         .unwrap_or("application/octet-stream")
 }
 
+/// Whether `c` must not appear in a file name shown or sent: control
+/// characters, and the invisible format characters that reorder or hide
+/// text (bidi embeddings, overrides and isolates, the marks, zero-width
+/// characters), which make `invoice\u{202E}fdp.exe` read as `invoiceexe.pdf`.
+fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// A stored file name as the page may show it: control and bidi/format
+/// characters removed, at most 150 characters, never empty.
+pub fn display_name(filename: &str) -> String {
+    let name: String = filename
+        .chars()
+        .filter(|c| !is_hidden_or_control(*c))
+        .take(150)
+        .collect();
+    let name = name.trim();
+    if name.is_empty() {
+        "attachment".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
 /// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded`
-/// (RFC 6266): no path, no quotes, no control characters.
+/// (RFC 6266): no path, no quotes, no control or bidi characters.
 pub fn content_disposition(filename: &str) -> String {
-    let base = filename
+    let cleaned: String = filename
+        .chars()
+        .filter(|c| !is_hidden_or_control(*c))
+        .collect();
+    let base = cleaned
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or_default()
         .trim()
         .trim_start_matches('.');
-    let base: String = base.chars().filter(|c| !c.is_control()).take(150).collect();
-    let base = if base.is_empty() {
-        "attachment".to_string()
-    } else {
-        base
-    };
+    let base = display_name(base);
     let ascii: String = base
         .chars()
         .map(|c| {
@@ -118,5 +145,26 @@ mod tests {
         assert!(d.contains("Gr%C3%B6%C3%9Fe%20r%C3%A9sum%C3%A9.pdf"), "{d}");
         assert!(content_disposition("").contains("filename=\"attachment\""));
         assert!(content_disposition("\r\n").contains("filename=\"attachment\""));
+    }
+
+    #[test]
+    fn bidi_and_format_characters_are_removed_from_names() {
+        let spoof = "invoice\u{202E}fdp.exe";
+        let d = content_disposition(spoof);
+        assert!(d.contains("filename=\"invoicefdp.exe\""), "{d}");
+        assert!(d.contains("filename*=UTF-8''invoicefdp.exe"), "{d}");
+        assert!(!d.contains("%E2%80%AE"), "{d}");
+        assert_eq!(display_name(spoof), "invoicefdp.exe");
+        let every = "a\u{200E}b\u{200F}c\u{202A}\u{202B}\u{202C}\u{202D}\u{202E}d\u{2066}\u{2067}\u{2068}\u{2069}e\u{061C}f\u{200B}\u{FEFF}\u{7}\u{1B}[31mg\u{85}.txt";
+        assert_eq!(display_name(every), "abcdef[31mg.txt");
+        assert!(content_disposition(every).contains("filename*=UTF-8''abcdef%5B31mg.txt"));
+        assert_eq!(display_name("\u{202E}\u{2066}"), "attachment");
+        assert_eq!(display_name("Größe résumé.pdf"), "Größe résumé.pdf");
+        assert_eq!(
+            display_name("שלום.pdf"),
+            "שלום.pdf",
+            "right-to-left text itself stays"
+        );
+        assert!(content_disposition(".\u{202E}./x/.hidden").contains("filename=\"hidden\""));
     }
 }

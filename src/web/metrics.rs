@@ -2,17 +2,18 @@
 //! `/metrics` in the Prometheus text format (mails ingested, tickets by
 //! status, outbox pending and failed, IMAP connected, seconds since the
 //! last successful fetch). Counts only: it must never expose an address,
-//! a subject or a token.
+//! a subject or a token. On the main listener `/metrics` is for agents
+//! (key or cookie, else 404); the admin listener serves it open.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::view::status_label;
-use super::{WebState, plain, read_store};
+use super::{ClientIp, WebState, agent, plain, read_store};
 use crate::imap::ImapStatus;
 use crate::store::StoreMetrics;
 
@@ -24,6 +25,18 @@ pub async fn healthz(State(state): State<WebState>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "the database does not answer",
         ),
+    }
+}
+
+/// `/metrics` on the main listener: only with the agent key or cookie.
+pub async fn metrics_for_agents(
+    State(state): State<WebState>,
+    ClientIp(client): ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    match agent::refusal(&state, &headers, client) {
+        None => metrics(State(state)).await,
+        Some(refused) => refused,
     }
 }
 

@@ -3,7 +3,11 @@
 //! Content-Security-Policy, nosniff, no referrer, no framing, no caching of
 //! private pages); the routes live in `customer` (`/t/TOKEN`, `/r/TOKEN`),
 //! `agent` (`/agent`) and `metrics` (`/healthz`, `/metrics`), what pages
-//! show in `view` and `list`, attachment responses in `download`.
+//! show in `view` and `list`, attachment responses in `download`. On the
+//! main listener `/metrics` needs the agent key; on `web.admin_listen`
+//! (its own router) `/metrics` and `/healthz` are open. Connections are
+//! accepted, capped and timed out in `serve` and `limits`; wrong agent
+//! keys are throttled in `throttle`.
 //! Everything is escaped by askama and no template marks user data safe.
 //! Store reads run off the async threads, at most 8 at a time. It must not
 //! write to the store, and an unknown or revoked token, a ticket outside a
@@ -13,14 +17,23 @@
 mod agent;
 mod customer;
 mod download;
+mod limits;
 mod list;
 mod metrics;
+mod serve;
+mod throttle;
 mod view;
 
+pub use serve::Servers;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -45,6 +58,8 @@ pub struct WebState {
     imap: Arc<ImapStatus>,
     /// Bounds the store reads in flight (see [`STORE_READS`]).
     reads: Arc<Semaphore>,
+    /// Wrong agent keys per client address.
+    guesses: Arc<throttle::GuessThrottle>,
 }
 
 /// Store reads in flight at once: as many as the store keeps reader
@@ -52,8 +67,14 @@ pub struct WebState {
 /// request, which under load costs more than the reads themselves.
 const STORE_READS: usize = crate::store::READER_POOL;
 
-/// The routes, ready to serve.
+/// The status page's routes, ready to serve (`/metrics` for agents only).
 pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> Router {
+    routers(store, settings, imap).0
+}
+
+/// The status page's routes and the admin listener's (`/metrics` and
+/// `/healthz`, open), over one shared state.
+pub fn routers(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> (Router, Router) {
     let state = WebState {
         store,
         support_name: settings.support.name.clone(),
@@ -61,7 +82,18 @@ pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> 
         secure_cookies: settings.support.public_url.starts_with("https://"),
         imap,
         reads: Arc::new(Semaphore::new(STORE_READS)),
+        guesses: Arc::new(throttle::GuessThrottle::default()),
     };
+    let admin = Router::new()
+        .route("/healthz", get(metrics::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(fallback)
+        .layer(axum::middleware::map_response(protect))
+        .with_state(state.clone());
+    (page_routes(state), admin)
+}
+
+fn page_routes(state: WebState) -> Router {
     Router::new()
         .route("/t/{token}", get(customer::ticket))
         .route(
@@ -78,11 +110,26 @@ pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> 
         .route("/agent/t/{number}", get(agent::ticket))
         .route("/agent/t/{number}/a/{attachment}", get(agent::attachment))
         .route("/healthz", get(metrics::healthz))
-        .route("/metrics", get(metrics::metrics))
+        .route("/metrics", get(metrics::metrics_for_agents))
         .route("/static/style.css", get(stylesheet))
         .fallback(fallback)
         .layer(axum::middleware::map_response(protect))
         .with_state(state)
+}
+
+/// The client's address, as the accept loop recorded it (unspecified
+/// when a request did not come through it, as in tests).
+pub(crate) struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientIp(
+            peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
+    }
 }
 
 /// Runs a blocking store read off the async threads. An error is logged

@@ -154,7 +154,7 @@ fn attachment_links(m: &MessageView, base: &str) -> Vec<AttachmentLink> {
     m.attachments
         .iter()
         .map(|a| AttachmentLink {
-            name: a.filename.clone(),
+            name: super::download::display_name(&a.filename),
             size: human_size(a.size),
             href: format!("{base}/a/{}", a.id),
         })

@@ -14,6 +14,8 @@ use crate::support::*;
 use postdesk::domain::{Status, TicketNumber};
 use postdesk::ingest::parse::ParsedMail;
 
+mod cc;
+
 const AGENT: &str = "agent@example.test";
 
 /// Sends as the agent from their own client: submission, STARTTLS, AUTH.

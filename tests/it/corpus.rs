@@ -578,8 +578,8 @@ fn check_nothing_automatic(
 ) -> Result<(), String> {
     let mut senders: Vec<String> = Vec::new();
     if let Some(mail) = mail {
-        senders.extend(mail.from.iter().map(|m| m.address.clone()));
-        senders.extend(mail.reply_to.iter().map(|m| m.address.clone()));
+        senders.extend(mail.from.iter().map(|m| m.address.to_string()));
+        senders.extend(mail.reply_to.iter().map(|m| m.address.to_string()));
         if let Some(path) = mail.header("return-path") {
             let path = path.trim().trim_start_matches('<').trim_end_matches('>');
             if !path.is_empty() {

@@ -91,8 +91,8 @@ impl IngestLookup for MemLookup {
             number: ticket,
             subject: "Printer on fire".to_string(),
             status,
-            requester: Mailbox::new(CUSTOMER, Some("Ann")),
-            cc: vec![Mailbox::new("cc@customer.test", None)],
+            requester: Mailbox::parse(CUSTOMER, Some("Ann")).unwrap(),
+            cc: vec![Mailbox::parse("cc@customer.test", None).unwrap()],
             customer_message_ids: vec!["orig@customer.test".to_string()],
             last_activity_at: last,
         }))

@@ -119,7 +119,7 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
             if !answered.insert(mail.dedup_key()) {
                 continue;
             }
-            let from = mail.from.as_ref().map(|m| m.address.clone());
+            let from = mail.from.as_ref().map(|m| m.address.to_string());
             let Some(desk) = desks.iter_mut().find(|d| Some(&d.support) == from.as_ref()) else {
                 panic!("the responder got a mail from {from:?}");
             };

@@ -4,6 +4,7 @@
 //! automatic mail, live markup), attachments, rotation, the agent queue's
 //! key and `/metrics`. The fixture is shared with the browser test.
 
+mod access;
 mod customer;
 pub mod fixture;
 mod operator;

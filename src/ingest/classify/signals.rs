@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::super::parse::ParsedMail;
+use super::super::parse::{MAX_REFERENCES_READ, ParsedMail};
 
 /// Out-of-office and auto-reply words of many languages. They count only
 /// at the very start of a subject, followed by a colon (ASCII or
@@ -355,12 +355,20 @@ pub(super) fn original_message_ids(mail: &ParsedMail) -> Vec<String> {
             .filter_map(|c| c.get(1).map(|m| m.as_str().to_string()))
             .collect::<Vec<_>>()
     });
+    // A set, not `out.contains`: 200,000 references made that quadratic.
+    let mut seen = std::collections::HashSet::new();
+    // The newest references only, and a bounded list: each id costs the
+    // store an update.
+    let newest = &mail.references[mail.references.len().saturating_sub(MAX_REFERENCES_READ)..];
     for id in found
         .chain(mail.in_reply_to.iter().cloned())
-        .chain(mail.references.iter().cloned())
+        .chain(newest.iter().cloned())
     {
-        if id.contains('@') && Some(&id) != mail.message_id.as_ref() && !out.contains(&id) {
+        if id.contains('@') && Some(&id) != mail.message_id.as_ref() && seen.insert(id.clone()) {
             out.push(id);
+            if out.len() == MAX_REFERENCES_READ {
+                break;
+            }
         }
     }
     out

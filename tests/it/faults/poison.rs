@@ -2,8 +2,10 @@
 //! the size limit, sit in the support INBOX in front of good mail. They go
 //! to the quarantine with their reasons, the mails behind them flow, and
 //! the operator works the quarantine with `postdesk quarantine
-//! list|retry|drop`. A mail that takes very long to process must not hold
-//! up the mails behind it either.
+//! list|retry|drop`. Of the oversize mail only the header is fetched (its
+//! RFC822.SIZE is looked at first), and even `after_ingest = "delete"`
+//! leaves it on the server. A mail that takes very long to process must not
+//! hold up the mails behind it either.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -45,7 +47,7 @@ async fn poison_mail_is_quarantined_and_the_mails_behind_it_flow() {
     );
     let good = Backlog::with_customers(&support, &customers, 10, 100);
     let big_size = big.len() as i64;
-    let mut mails = vec![unreadable, big];
+    let mut mails = vec![unreadable, big.clone()];
     mails.extend(good.mails.iter().cloned());
     append_all(&stack, &support, "INBOX", &mails).await;
 
@@ -78,7 +80,18 @@ async fn poison_mail_is_quarantined_and_the_mails_behind_it_flow() {
     };
     let unreadable_item = reason_of("cannot be read");
     let big_item = reason_of("more than the limit of 20000 bytes");
-    assert_eq!(big_item["size"].as_i64(), Some(big_size), "kept whole");
+    assert_eq!(big_item["size"].as_i64(), Some(big_size), "its full size");
+    let big_reason = big_item["reason"].as_str().unwrap_or("");
+    assert!(
+        big_reason.contains("the full mail stays on the IMAP server (mailbox INBOX, UID "),
+        "{big_reason}"
+    );
+    let kept = "SELECT count(*) FROM raw_mails WHERE size > 20000 AND length(bytes) < 2000";
+    assert_eq!(
+        count(&db, kept),
+        1,
+        "only the big mail's header was fetched"
+    );
     assert_eq!(metric(web, "postdesk_mails_quarantined_total").await, 2.0);
     // Its sender is told, politely.
     within("the sender of the big mail is told", 30, || async {
@@ -91,8 +104,9 @@ async fn poison_mail_is_quarantined_and_the_mails_behind_it_flow() {
     })
     .await;
 
-    // retry: the unreadable one still fails and stays; the big one goes
-    // through once the limit is raised.
+    // retry: the unreadable one still fails and stays; so does the big one
+    // even with the limit raised (only its header is here), until the
+    // operator pipes in the whole mail from the server.
     let id = |item: &serde_json::Value| item["id"].as_i64().expect("an id").to_string();
     let (code, _, err) = cli(
         &config_path,
@@ -104,27 +118,38 @@ async fn poison_mail_is_quarantined_and_the_mails_behind_it_flow() {
 
     config.extra = String::new();
     let raised = config.write_as("raised.toml");
-    let (code, out, err) = cli(&raised, &["quarantine", "retry", &id(&big_item)]);
+    let (code, _, err) = cli(&raised, &["quarantine", "retry", &id(&big_item)]);
+    assert_eq!(code, Some(1), "the header alone made a ticket: {err}");
+    assert!(err.contains("postdesk ingest"), "{err}");
+    let (_, box_) = read_box(&stack, &support, "INBOX").await;
+    let whole = box_
+        .iter()
+        .find(|m| m.raw == big)
+        .expect("the big mail on the server");
+    let file = dir.path().join("big.eml");
+    std::fs::write(&file, &whole.raw).expect("write the mail");
+    let path = file.to_string_lossy().to_string();
+    let (code, out, err) = cli(&raised, &["ingest", &path]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("new ticket #11"), "{out}");
     let (code, out, _) = cli(&raised, &["explain", &big_id]);
     assert_eq!(code, Some(0));
     assert!(out.contains("went to ticket #11"), "{out}");
-    let (code, _, err) = cli(&raised, &["quarantine", "retry", &id(&big_item)]);
-    assert_eq!(code, Some(1), "a second retry finds nothing: {err}");
 
     // drop: gone, with its stored bytes.
     let (code, out, err) = cli(&raised, &["quarantine", "drop", &id(&unreadable_item)]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("deleted"), "{out}");
+    let (code, _, err) = cli(&raised, &["quarantine", "drop", &id(&big_item)]);
+    assert_eq!(code, Some(0), "{err}");
     assert!(quarantine_json(&raised).is_empty());
     assert_eq!(count(&db, "SELECT count(*) FROM raw_mails"), 11);
     let (code, _, _) = cli(&raised, &["quarantine", "drop", &id(&unreadable_item)]);
     assert_eq!(code, Some(1));
 
-    // The retried mail's confirmation goes out through the running daemon.
+    // The piped-in mail's confirmation goes out through the running daemon.
     let confirmation = format!("[Ticket #11] {big_subject}");
-    within("the retried mail is confirmed", 30, || async {
+    within("the piped-in mail is confirmed", 30, || async {
         let (_, inbox) = read_box(&stack, &sender, "INBOX").await;
         let n = inbox
             .iter()
@@ -139,6 +164,77 @@ async fn poison_mail_is_quarantined_and_the_mails_behind_it_flow() {
     })
     .await;
     assert!(daemon.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_delete_an_oversize_mail_stays_on_the_server_and_the_mails_behind_it_flow() {
+    let stack = Stack::from_env();
+    let support = fresh_support_box(&stack).await;
+    let customers = backlog::own_customers(&stack, 2).await;
+    let sender = customers[0].clone();
+    let big_subject = format!("Scans {}", unique("big"));
+    let scans = "scan data ".repeat(3_000);
+    let (_, big) = raw_mail(&sender, &support, &big_subject, &scans, &[]);
+    let good = Backlog::with_customers(&support, &customers, 5, 100);
+    let mut mails = vec![big.clone()];
+    mails.extend(good.mails.iter().cloned());
+    append_all(&stack, &support, "INBOX", &mails).await;
+
+    let dir = temp_dir();
+    let mut config = Config::new(&stack, &support, dir.path());
+    config.after_ingest = "delete".to_string();
+    config.extra = "max_message_bytes = 20000\n".to_string();
+    let config_path = config.write();
+    let db = config.db.clone();
+    let log = Log::default();
+    let mut daemon = DaemonProcess::spawn(&config_path, &log);
+    within(
+        "the good mails are tickets, deleted from the server",
+        60,
+        || async {
+            let (_, box_) = read_box(&stack, &support, "INBOX").await;
+            let tickets = count(&db, "SELECT count(*) FROM tickets");
+            (tickets == 5 && box_.len() == 1 && box_[0].has_flag("Seen")).then_some(())
+        },
+    )
+    .await;
+    let (_, box_) = read_box(&stack, &support, "INBOX").await;
+    assert!(
+        box_[0].raw == big,
+        "the oversize mail stays whole on the server"
+    );
+    assert!(!box_[0].has_flag("Deleted"));
+
+    let items = quarantine_json(&config_path);
+    assert_eq!(items.len(), 1, "{items:?}");
+    let reason = items[0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("more than the limit of 20000 bytes")
+            && reason.contains("the full mail stays on the IMAP server (mailbox INBOX, UID "),
+        "{reason}"
+    );
+    within("the sender of the big mail is told", 30, || async {
+        let (_, inbox) = read_box(&stack, &sender, "INBOX").await;
+        inbox
+            .iter()
+            .filter_map(|m| postdesk::ingest::parse::parse(&m.raw).ok())
+            .find(|m| m.subject == format!("Re: {big_subject}"))
+            .filter(|m| m.text.contains("more than the limit of 20000 bytes"))
+    })
+    .await;
+    within("the good mails are confirmed", 30, || async {
+        (good.confirmations(&stack).await.len() == 5).then_some(())
+    })
+    .await;
+    assert!(daemon.terminate().await.success());
+    // A restart finds nothing new and still leaves it there.
+    let mut daemon = DaemonProcess::spawn(&config_path, &log);
+    daemon.web_addr().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(daemon.terminate().await.success());
+    let (_, box_) = read_box(&stack, &support, "INBOX").await;
+    assert_eq!(box_.len(), 1);
+    assert_eq!(quarantine_json(&config_path).len(), 1);
 }
 
 /// Deeply nested HTML: the HTML parser's time grows with the square of the

@@ -84,6 +84,7 @@ path = {db:?}
 
 [web]
 listen = "127.0.0.1:0"
+agent_token = {agent_token:?}
 
 [limits]
 auto_replies_per_hour = 100000
@@ -99,6 +100,7 @@ auto_replies_per_hour = 100000
             smtp_port = self.smtp_port,
             db = self.db.display().to_string(),
             extra = self.extra,
+            agent_token = RIG_AGENT_KEY,
         );
         let path = self.db.with_file_name(name);
         std::fs::write(&path, text).expect("write the config");
@@ -273,9 +275,16 @@ pub fn ticket_json(config: &Path, number: i64) -> serde_json::Value {
     serde_json::from_str(&out).expect("tickets show --json prints JSON")
 }
 
+/// The agent key of the rig's daemons: `/metrics` on the page's listener
+/// needs it.
+const RIG_AGENT_KEY: &str = "fault-rig-agent-key-0123456789";
+
 /// One number from `/metrics` (a line `NAME VALUE`).
 pub async fn metric(web: SocketAddr, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{web}/metrics"))
+    let text = reqwest::Client::new()
+        .get(format!("http://{web}/metrics"))
+        .bearer_auth(RIG_AGENT_KEY)
+        .send()
         .await
         .expect("/metrics answers")
         .text()

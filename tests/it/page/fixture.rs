@@ -17,7 +17,7 @@ use postdesk::imap::ImapStatus;
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
 use postdesk::store::{IngestReport, MailSource, Store};
-use postdesk::tokens::Purpose;
+use postdesk::tokens::{IssueDay, Purpose};
 
 pub const AGENT: &str = "agent@example.test";
 pub const AGENT_KEY: &str = "agent-key-for-tests-0123456789";
@@ -84,6 +84,16 @@ impl PageFixture {
             &self.settings,
             Arc::new(ImapStatus::default()),
         )
+    }
+
+    /// The admin listener's routes (`/metrics`, `/healthz`).
+    pub fn admin_router(&self) -> Router {
+        postdesk::web::routers(
+            Arc::clone(&self.store),
+            &self.settings,
+            Arc::new(ImapStatus::default()),
+        )
+        .1
     }
 
     /// Ingests one raw mail, one minute after the previous one.
@@ -179,16 +189,18 @@ impl PageFixture {
     /// An authenticated agent's mail on ticket `number` (answering a token
     /// signed for the agent, as a notification would carry).
     pub fn agent_mail(&mut self, number: i64, body: &str, attachments: &[(&str, &str, &str)]) {
-        let signed = self
+        // Signed on the fixture's day: an agent token is good for a while.
+        let token = self
             .pipeline
             .signer
-            .message_id(
+            .token_on(
                 TicketNumber(number),
                 Purpose::Notification,
                 Some(AGENT),
-                &self.pipeline.domain,
+                IssueDay::of(self.now),
             )
-            .expect("a signed id");
+            .expect("a signed token");
+        let signed = format!("pd.{token}@{}", self.pipeline.domain);
         let raw = self.mail(
             &format!("Alice Agent <{AGENT}>"),
             &format!("Re: [Ticket #{number}] notification"),
@@ -252,7 +264,26 @@ impl Page {
 }
 
 pub async fn get(router: &Router, uri: &str, headers: &[(header::HeaderName, &str)]) -> Page {
-    let mut request = Request::get(uri);
+    send(router, Request::get(uri), headers).await
+}
+
+/// `get` from the client address `peer`, as the accept loop records it.
+pub async fn get_from(
+    router: &Router,
+    peer: &str,
+    uri: &str,
+    headers: &[(header::HeaderName, &str)],
+) -> Page {
+    let peer: std::net::SocketAddr = peer.parse().expect("an address:port");
+    let request = Request::get(uri).extension(axum::extract::ConnectInfo(peer));
+    send(router, request, headers).await
+}
+
+async fn send(
+    router: &Router,
+    mut request: axum::http::request::Builder,
+    headers: &[(header::HeaderName, &str)],
+) -> Page {
     for (name, value) in headers {
         request = request.header(name, *value);
     }

@@ -94,7 +94,7 @@ async fn the_agent_queue_is_a_404_without_its_key() {
 
 #[tokio::test]
 async fn health_metrics_and_the_stylesheet() {
-    let mut fx = PageFixture::new(None);
+    let mut fx = PageFixture::new(Some(AGENT_KEY));
     conversation(&mut fx);
     let router = fx.router();
     let health = get(&router, "/healthz", &[]).await;
@@ -103,7 +103,8 @@ async fn health_metrics_and_the_stylesheet() {
         (StatusCode::OK, "ok")
     );
 
-    let metrics = get(&router, "/metrics", &[]).await;
+    let bearer = format!("Bearer {AGENT_KEY}");
+    let metrics = get(&router, "/metrics", &[(header::AUTHORIZATION, &bearer)]).await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(
         metrics

@@ -275,8 +275,8 @@ fn ingest(settings: &Settings, file: &str) -> anyhow::Result<ExitCode> {
         eprintln!("postdesk: the input is empty");
         return Ok(ExitCode::from(EX_DATAERR));
     }
-    let result = app::open_store(settings).and_then(|(store, pipeline)| {
-        store.ingest_mail(&pipeline, &raw, &MailSource::Pipe, Utc::now())
+    let result = app::open_store(settings).and_then(move |(store, pipeline)| {
+        store.ingest_mail(&pipeline, raw, &MailSource::Pipe, Utc::now())
     });
     match result {
         Ok(report) => {

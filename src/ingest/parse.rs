@@ -310,23 +310,76 @@ fn content_type_of(part: &mail_parser::MessagePart) -> String {
 /// is no HTML). Where there is none, the first inline text/html part: the
 /// root of a `multipart/related` that does not come first (MHTML).
 fn html_body(message: &mail_parser::Message) -> Option<String> {
-    let as_html = |p: &mail_parser::MessagePart| match &p.body {
-        PartType::Html(h) => Some(h.to_string()),
-        _ => None,
-    };
-    let bodies: Vec<String> = message
+    fn as_html<'m>(p: &'m mail_parser::MessagePart<'_>) -> Option<&'m str> {
+        match &p.body {
+            PartType::Html(h) => Some(h.as_ref()),
+            _ => None,
+        }
+    }
+    let bodies = message
         .html_bodies()
         .filter_map(as_html)
-        .take(MAX_BODY_PARTS)
-        .collect();
-    if !bodies.is_empty() {
-        return Some(bodies.join("\n"));
+        .take(MAX_BODY_PARTS);
+    let (joined, _) = join_capped(bodies, "\n", MAX_HTML_READ_BYTES);
+    if !joined.is_empty() {
+        return Some(joined);
     }
     message
         .parts
         .iter()
         .filter(|p| !p.content_disposition().is_some_and(|d| d.is_attachment()))
         .find_map(as_html)
+        .map(|h| join_capped([h], "", MAX_HTML_READ_BYTES).0)
+}
+
+/// The most of a mail's HTML that is read (the rest stays in the raw mail):
+/// enough for any letter, and a bound on what one mail can make us hold.
+const MAX_HTML_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most of a mail's text that is kept as its text (stored, shown,
+/// stripped); a longer one ends with [`TEXT_CUT_NOTE`]. The raw mail is
+/// kept whole.
+pub const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
+
+/// What ends a text cut at [`MAX_TEXT_BYTES`].
+pub const TEXT_CUT_NOTE: &str =
+    "\n\n[… the text goes on; it is too long to show here. The whole mail is kept as received.]";
+
+/// `parts` joined with `separator`, at most `max` bytes (cut at a
+/// character boundary), and whether anything was left out. Copies no more
+/// than it keeps.
+fn join_capped<'a>(
+    parts: impl IntoIterator<Item = &'a str>,
+    separator: &str,
+    max: usize,
+) -> (String, bool) {
+    let mut out = String::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        let separator = if i == 0 { "" } else { separator };
+        let room = max.saturating_sub(out.len());
+        if separator.len() + part.len() > room {
+            let mut end = room.saturating_sub(separator.len());
+            while end > 0 && !part.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(separator);
+            out.push_str(&part[..end]);
+            return (out, true);
+        }
+        out.push_str(separator);
+        out.push_str(part);
+    }
+    (out, false)
+}
+
+/// `text` at most [`MAX_TEXT_BYTES`], with [`TEXT_CUT_NOTE`] when cut.
+fn capped_text(text: String, already_cut: bool) -> String {
+    if text.len() <= MAX_TEXT_BYTES && !already_cut {
+        return text;
+    }
+    let (mut kept, _) = join_capped([text.as_str()], "", MAX_TEXT_BYTES);
+    kept.push_str(TEXT_CUT_NOTE);
+    kept
 }
 
 /// Body parts joined into the text at most: a mail of 100,000 text/html
@@ -348,8 +401,11 @@ fn body_text(message: &mail_parser::Message, html: Option<&str>) -> String {
         .collect();
     let has_text = plain.iter().any(|t| !t.trim().is_empty());
     match html {
-        Some(html) if !has_text => html_body_text(html),
-        _ => normalise_newlines(&plain.join("\n")),
+        Some(html) if !has_text => capped_text(html_body_text(html), false),
+        _ => {
+            let (joined, cut) = join_capped(plain, "\n", MAX_TEXT_BYTES);
+            capped_text(normalise_newlines(&joined), cut)
+        }
     }
 }
 

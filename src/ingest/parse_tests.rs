@@ -329,3 +329,30 @@ fn hostile_nesting_is_read_without_html2text_and_fast() {
         "Hello world"
     );
 }
+
+#[test]
+fn a_huge_body_keeps_a_bounded_text_and_says_so() {
+    // Issue 17: every copy of a mail's text downstream (strip, the stored
+    // message, the page) is bounded by this cut, not by the mail.
+    let line = "All work and no play makes Jack a dull boy. Ünïcödé.\n";
+    let body = line.repeat(3 * MAX_TEXT_BYTES / line.len());
+    let mail = parse(&single(
+        "text/plain; charset=utf-8",
+        "8bit",
+        body.as_bytes(),
+    ))
+    .unwrap();
+    assert!(mail.text.len() <= MAX_TEXT_BYTES + TEXT_CUT_NOTE.len());
+    assert!(mail.text.ends_with(TEXT_CUT_NOTE));
+    assert!(mail.text.starts_with(line));
+
+    let html = format!("<p>{}</p>", "word ".repeat(3 * MAX_HTML_READ_BYTES / 5));
+    let mail = parse(&single("text/html; charset=utf-8", "8bit", html.as_bytes())).unwrap();
+    assert!(mail.html.as_ref().unwrap().len() <= MAX_HTML_READ_BYTES);
+    assert!(mail.text.len() <= MAX_TEXT_BYTES + TEXT_CUT_NOTE.len());
+    assert!(mail.text.starts_with("word word"));
+
+    // A short one is untouched.
+    let mail = parse(&single("text/plain", "7bit", b"Hello\r\n")).unwrap();
+    assert_eq!(mail.text.trim(), "Hello");
+}

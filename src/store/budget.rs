@@ -261,7 +261,7 @@ mod tests {
         let (_dir, store, pipeline) = desk(Duration::ZERO);
         let raw = mail(1, false).raw;
         let report = store
-            .ingest_mail(&pipeline, &raw, &MailSource::Pipe, Utc::now())
+            .ingest_mail(&pipeline, raw.as_slice(), &MailSource::Pipe, Utc::now())
             .unwrap();
         let IngestReport::Quarantined { reason } = report else {
             panic!("not quarantined: {report:?}");
@@ -272,7 +272,7 @@ mod tests {
             "the ticket was kept"
         );
         let again = store
-            .ingest_mail(&pipeline, &raw, &MailSource::Pipe, Utc::now())
+            .ingest_mail(&pipeline, raw.as_slice(), &MailSource::Pipe, Utc::now())
             .unwrap();
         assert_eq!(again, IngestReport::Duplicate);
     }

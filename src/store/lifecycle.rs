@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, params};
 
 use super::Store;
-use super::ingest::{enqueue, insert_link};
 use super::lookup::ticket_info;
+use super::write::{enqueue, insert_link};
 use crate::domain::{Direction, MessageKind, Status, TicketNumber};
 use crate::ingest::Pipeline;
 

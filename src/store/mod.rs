@@ -16,6 +16,7 @@ mod pages;
 mod quarantine;
 mod ticket_lists;
 mod tickets;
+mod write;
 
 pub use ingest::{IngestReport, MailSource};
 pub use links::RotatedLinks;

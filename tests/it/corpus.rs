@@ -138,7 +138,7 @@ impl Ingester {
         std::thread::spawn(move || {
             for (raw, now) in job_rx {
                 let start = Instant::now();
-                let report = store.ingest_mail(&pipeline, &raw, &MailSource::Pipe, now);
+                let report = store.ingest_mail(&pipeline, raw.as_slice(), &MailSource::Pipe, now);
                 if done_tx.send((report, start.elapsed())).is_err() {
                     break;
                 }

@@ -1,0 +1,302 @@
+//! The rows one mail's outcome writes, inside the caller's transaction:
+//! the raw mail, the ticket change, participants, the message and its
+//! attachments, links, outbox rows, a bounce's mark on our delivery, or the
+//! quarantine. It decides nothing: what to write comes as a [`Plan`] or an
+//! [`Outcome`] from the pure pipeline.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+
+use super::ingest::{IngestReport, MailSource};
+use crate::domain::{Direction, Status, TicketNumber};
+use crate::ingest::Outcome;
+use crate::ingest::apply::{AccessLink, FailedDelivery, Plan, TicketChange};
+use crate::outbound::compose::OutgoingMail;
+
+/// A mail's bytes as they are kept in `raw_mails`.
+pub(super) struct RawMail<'a> {
+    pub bytes: &'a [u8],
+    pub sha256: &'a str,
+    pub source: &'a MailSource,
+    /// The mail's size: `bytes.len()`, or the declared full size when
+    /// `bytes` is only the header of an oversize mail (so a retry knows).
+    pub size: u64,
+}
+
+impl<'a> RawMail<'a> {
+    pub fn whole(bytes: &'a [u8], sha256: &'a str, source: &'a MailSource) -> RawMail<'a> {
+        RawMail {
+            bytes,
+            sha256,
+            source,
+            size: bytes.len() as u64,
+        }
+    }
+}
+
+pub(super) fn write_outcome(
+    tx: &Connection,
+    raw: &RawMail,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
+    match outcome {
+        Outcome::Duplicate => Ok(IngestReport::Duplicate),
+        Outcome::Quarantine {
+            reason,
+            dedup_key,
+            notice,
+        } => {
+            quarantine(tx, &dedup_key, raw, &reason, now)?;
+            if let Some(notice) = notice {
+                enqueue(tx, None, &notice, now)?;
+            }
+            tracing::warn!("A mail was quarantined: {reason}");
+            Ok(IngestReport::Quarantined { reason })
+        }
+        Outcome::Stored(plan) => write_plan(tx, raw, &plan, now),
+    }
+}
+
+fn write_plan(
+    tx: &Connection,
+    raw: &RawMail,
+    plan: &Plan,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
+    let raw_id = insert_raw(tx, &plan.dedup_key, raw, now)?;
+    let number = plan.ticket.number();
+    match &plan.ticket {
+        TicketChange::Create(t) => {
+            tx.prepare_cached(
+                "INSERT INTO tickets (number, subject, status, requester, requester_name,
+                   created_at, last_activity_at) VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?5)",
+            )?
+            .execute(params![
+                t.number.0,
+                t.subject,
+                t.requester.address,
+                t.requester.name,
+                now
+            ])?;
+        }
+        TicketChange::Update {
+            number,
+            status,
+            assignee,
+        } => {
+            tx.prepare_cached(
+                "UPDATE tickets SET last_activity_at = ?2, status = coalesce(?3, status),
+                   assignee = coalesce(?4, assignee)
+                 WHERE number = ?1",
+            )?
+            .execute(params![number.0, now, status.map(Status::as_str), assignee])?;
+        }
+    }
+    for (person, role) in &plan.participants {
+        // A proposed Cc is promoted when it is added for real (`#cc`, the
+        // requester's own mail); nobody is ever demoted by a later mail.
+        tx.prepare_cached(
+            "INSERT INTO participants (ticket_number, address, name, role)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (ticket_number, address) DO UPDATE
+               SET role = excluded.role, name = coalesce(excluded.name, participants.name)
+               WHERE participants.role = 'proposed' AND excluded.role <> 'proposed'",
+        )?
+        .execute(params![
+            number.0,
+            person.address,
+            person.name,
+            role.as_str()
+        ])?;
+    }
+    for address in &plan.removed_participants {
+        tx.prepare_cached(
+            "DELETE FROM participants WHERE ticket_number = ?1 AND address = ?2
+             AND role IN ('cc', 'proposed')",
+        )?
+        .execute(params![number.0, address])?;
+    }
+    let m = &plan.message;
+    tx.prepare_cached(
+        "INSERT INTO messages (ticket_number, raw_mail_id, message_id, direction, kind,
+           from_address, from_name, subject, date, text, quoted, thread_reason,
+           classification, created_at)
+         VALUES (?1, ?2, ?3, 'in', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        number.0,
+        raw_id,
+        m.message_id,
+        m.kind.as_str(),
+        m.from.address,
+        m.from.name,
+        m.subject,
+        m.date,
+        m.text,
+        m.quoted,
+        m.thread_reason,
+        m.classification,
+        now
+    ])?;
+    let message_row = tx.last_insert_rowid();
+    for a in &plan.attachments {
+        tx.prepare_cached(
+            "INSERT INTO blobs (sha256, size, bytes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![a.sha256, a.bytes.len() as i64, a.bytes])?;
+        tx.prepare_cached(
+            "INSERT INTO attachments (message_id, filename, media_type, content_id, sha256, size)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            message_row,
+            a.filename,
+            a.media_type,
+            a.content_id,
+            a.sha256,
+            a.bytes.len() as i64
+        ])?;
+    }
+    for link in &plan.links {
+        insert_link(tx, link, now)?;
+    }
+    for mail in &plan.outgoing {
+        enqueue(tx, Some(number), mail, now)?;
+    }
+    if let Some(failed) = &plan.failed_delivery {
+        record_bounce(tx, failed)?;
+    }
+    let queued = plan.outgoing.len();
+    Ok(match plan.ticket {
+        TicketChange::Create(_) => IngestReport::NewTicket { number, queued },
+        TicketChange::Update { .. } => IngestReport::FollowUp { number, queued },
+    })
+}
+
+/// Marks the reported delivery of ours failed, with the bounce's words.
+fn record_bounce(tx: &Connection, failed: &FailedDelivery) -> anyhow::Result<()> {
+    let error = format!(
+        "bounced{}{}",
+        failed
+            .status
+            .as_deref()
+            .map(|s| format!(" with status {s}"))
+            .unwrap_or_default(),
+        if failed.recipients.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", failed.recipients.join(", "))
+        }
+    );
+    for id in &failed.message_ids {
+        tx.prepare_cached(
+            "UPDATE outbox SET status = 'failed', last_error = ?2 WHERE message_id = ?1",
+        )?
+        .execute(params![id, error])?;
+    }
+    Ok(())
+}
+
+pub(super) fn insert_link(
+    tx: &Connection,
+    link: &AccessLink,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let (token, scope, ticket, requester) = match link {
+        AccessLink::Ticket { token, ticket } => (token, "ticket", Some(ticket.0), None),
+        AccessLink::Requester { token, address } => (token, "requester", None, Some(address)),
+    };
+    tx.prepare_cached(
+        "INSERT INTO access_tokens (token_hash, scope, ticket_number, requester, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        crate::tokens::hash_token(token),
+        scope,
+        ticket,
+        requester,
+        now
+    ])?;
+    Ok(())
+}
+
+fn insert_raw(
+    tx: &Connection,
+    dedup_key: &str,
+    raw: &RawMail,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO raw_mails (dedup_key, sha256, size, bytes, source, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        dedup_key,
+        raw.sha256,
+        i64::try_from(raw.size).unwrap_or(i64::MAX),
+        raw.bytes,
+        raw.source.describe(),
+        now
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Keeps the raw mail and puts it in the quarantine with its reason.
+pub(super) fn quarantine(
+    tx: &Connection,
+    dedup_key: &str,
+    raw: &RawMail,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let raw_id = insert_raw(tx, dedup_key, raw, now)?;
+    tx.prepare_cached(
+        "INSERT INTO quarantine (raw_mail_id, reason, created_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![raw_id, reason, now])?;
+    Ok(())
+}
+
+/// Queues an outgoing mail and records it as an outbound message of its
+/// ticket.
+pub(super) fn enqueue(
+    tx: &Connection,
+    ticket: Option<TicketNumber>,
+    mail: &OutgoingMail,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO outbox (message_id, ticket_number, kind, envelope_from, recipients, raw,
+           automatic, status, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8)",
+    )?
+    .execute(params![
+        mail.message_id,
+        ticket.map(|t| t.0),
+        mail.kind.as_str(),
+        mail.envelope_from,
+        mail.recipients.join(","),
+        mail.raw,
+        mail.automatic_reply,
+        now
+    ])?;
+    if let Some(ticket) = ticket {
+        tx.prepare_cached(
+            "INSERT INTO messages (ticket_number, message_id, direction, kind, from_address,
+               subject, date, text, thread_reason, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'sent by postdesk', ?7)",
+        )?
+        .execute(params![
+            ticket.0,
+            mail.message_id,
+            Direction::Out.as_str(),
+            mail.kind.as_str(),
+            mail.envelope_from,
+            mail.subject,
+            now,
+            mail.text
+        ])?;
+    }
+    Ok(())
+}

@@ -78,6 +78,7 @@ pub struct SupportSettings {
     pub reopen_days: f64,
     pub autoclose_days: f64,
     pub trusted_authserv_id: String,
+    pub trusted_results_below_received: bool,
     pub agent_token_days: f64,
 }
 

@@ -6,7 +6,7 @@
 //! for the agent's domain (or an aligned `spf=pass`). Pure.
 
 use crate::domain::{Address, Status, TicketNumber};
-use crate::ingest::authresults;
+use crate::ingest::authresults::{self, TrustedServer};
 use crate::ingest::parse::ParsedMail;
 use crate::tokens::{IssueDay, Purpose, Signer};
 use chrono::{DateTime, Utc};
@@ -17,26 +17,31 @@ pub struct AgentAuth {
     pub agent: String,
     pub ticket: Option<TicketNumber>,
     pub how: String,
-    /// The day of the token that authenticated, `None` for DKIM/SPF.
+    /// The day of the newest token of ours the mail answers, if any.
     pub issued: Option<IssueDay>,
+    /// The trusted receiving server vouched for the sender (DKIM/SPF),
+    /// which needs no token and does not age.
+    pub server_vouched: bool,
 }
 
 impl AgentAuth {
     /// Whether the authentication still holds at `now`: a token older
-    /// than `max_days` (`support.agent_token_days`) no longer does.
+    /// than `max_days` (`support.agent_token_days`) no longer does, unless
+    /// the trusted server vouched for the mail as well.
     pub fn is_fresh(&self, now: DateTime<Utc>, max_days: f64) -> bool {
-        self.issued.is_none_or(|day| day.is_fresh(now, max_days))
+        self.server_vouched || self.issued.is_some_and(|day| day.is_fresh(now, max_days))
     }
 }
 
 /// Checks an agent's mail. `agent_list` is the shared notification
-/// address, whose tokens are signed for nobody in particular.
+/// address, whose tokens are signed for nobody in particular. Of several
+/// tokens the newest counts (a reply's References carry old ones too).
 pub fn authenticate(
     mail: &ParsedMail,
     signer: &Signer,
     agents: &[String],
     agent_list: Option<&str>,
-    trusted_authserv_id: &str,
+    trusted: TrustedServer,
 ) -> Option<AgentAuth> {
     let from = mail.from.as_ref()?.address.to_string();
     if !agents.iter().any(|a| a.eq_ignore_ascii_case(&from)) {
@@ -48,42 +53,45 @@ pub fn authenticate(
             .chain(mail.cc.iter())
             .map(|m| m.address.to_string()),
     );
-    for text in candidates {
-        if let Some(r) = signer.verify(&text, Some(&from)) {
-            return Some(AgentAuth {
-                agent: from,
-                ticket: Some(r.ticket),
-                how: "a token signed for this agent".to_string(),
-                issued: Some(r.issued),
-            });
-        }
-        let shared = agent_list
-            .and_then(|_| signer.verify(&text, None))
-            .filter(|r| r.purpose == Purpose::Notification);
-        if let Some(r) = shared {
-            return Some(AgentAuth {
-                agent: from,
-                ticket: Some(r.ticket),
-                how: "a token of the agents' list".to_string(),
-                issued: Some(r.issued),
-            });
-        }
-    }
-    dkim_or_spf_pass(mail, &from, trusted_authserv_id).map(|how| AgentAuth {
+    let newest = candidates
+        .filter_map(|text| {
+            if let Some(r) = signer.verify(&text, Some(&from)) {
+                return Some((r, "a token signed for this agent"));
+            }
+            agent_list
+                .and_then(|_| signer.verify(&text, None))
+                .filter(|r| r.purpose == Purpose::Notification)
+                .map(|r| (r, "a token of the agents' list"))
+        })
+        .max_by_key(|(r, _)| r.issued);
+    let vouched = dkim_or_spf_pass(mail, &from, trusted);
+    let (ticket, issued, how) = match (newest, &vouched) {
+        (Some((r, how)), Some(server)) => (
+            Some(r.ticket),
+            Some(r.issued),
+            format!("{how} and {server}"),
+        ),
+        (Some((r, how)), None) => (Some(r.ticket), Some(r.issued), how.to_string()),
+        (None, Some(server)) => (None, None, server.clone()),
+        (None, None) => return None,
+    };
+    Some(AgentAuth {
         agent: from,
-        ticket: None,
+        ticket,
         how,
-        issued: None,
+        issued,
+        server_vouched: vouched.is_some(),
     })
 }
 
 /// The trusted receiving server's verdict on the From domain, read only
 /// from the header that server wrote (see [`authresults`]).
-fn dkim_or_spf_pass(mail: &ParsedMail, from: &str, trusted: &str) -> Option<String> {
+fn dkim_or_spf_pass(mail: &ParsedMail, from: &str, trusted: TrustedServer) -> Option<String> {
     let domain = from.rsplit('@').next()?.to_ascii_lowercase();
+    let id = trusted.id;
     match authresults::passed_for(&mail.headers, trusted, &domain)? {
-        "dkim" => Some(format!("dkim=pass for {domain} by {trusted}")),
-        _ => Some(format!("aligned spf=pass for {domain} by {trusted}")),
+        "dkim" => Some(format!("dkim=pass for {domain} by {id}")),
+        _ => Some(format!("aligned spf=pass for {domain} by {id}")),
     }
 }
 
@@ -313,6 +321,13 @@ mod tests {
         assert_eq!(m.text, "Customer sounds upset.");
     }
 
+    fn trusting(id: &str) -> TrustedServer<'_> {
+        TrustedServer {
+            id,
+            below_own_received: false,
+        }
+    }
+
     #[test]
     fn only_a_token_signed_for_that_agent_authenticates() {
         let signer = Signer::new("k");
@@ -326,28 +341,73 @@ mod tests {
             .unwrap();
         let raw =
             |from: &str| format!("From: {from}\r\nIn-Reply-To: <{id}>\r\nSubject: x\r\n\r\nhi\r\n");
+        let none = trusting("");
         let ok = parse(raw("alice@support.test").as_bytes()).unwrap();
-        let auth = authenticate(&ok, &signer, &agents(), None, "").unwrap();
+        let auth = authenticate(&ok, &signer, &agents(), None, none).unwrap();
         assert_eq!(auth.ticket, Some(TicketNumber(3)));
         let other_agent = parse(raw("bob@support.test").as_bytes()).unwrap();
         assert_eq!(
-            authenticate(&other_agent, &signer, &agents(), None, ""),
+            authenticate(&other_agent, &signer, &agents(), None, none),
             None
         );
         let stranger = parse(raw("eve@evil.test").as_bytes()).unwrap();
-        assert_eq!(authenticate(&stranger, &signer, &agents(), None, ""), None);
+        assert_eq!(
+            authenticate(&stranger, &signer, &agents(), None, none),
+            None
+        );
+    }
+
+    #[test]
+    fn of_several_tokens_the_newest_counts() {
+        let signer = Signer::new("k");
+        let now: DateTime<Utc> = "2026-12-05T10:00:00Z".parse().unwrap();
+        let token = |ticket: i64, days_ago: i64| {
+            let day = IssueDay::of(now - chrono::Duration::days(days_ago));
+            signer
+                .token_on(
+                    TicketNumber(ticket),
+                    Purpose::Notification,
+                    Some("alice@support.test"),
+                    day,
+                )
+                .unwrap()
+        };
+        let raw = format!(
+            "From: alice@support.test\r\nIn-Reply-To: <pd.{}@support.test>\r\n\
+             References: <pd.{}@support.test> <pd.{}@support.test>\r\nSubject: x\r\n\r\nhi\r\n",
+            token(4, 90),
+            token(4, 2),
+            token(4, 60)
+        );
+        let mail = parse(raw.as_bytes()).unwrap();
+        let auth = authenticate(&mail, &signer, &agents(), None, trusting("")).unwrap();
+        assert_eq!(
+            auth.issued,
+            Some(IssueDay::of(now - chrono::Duration::days(2)))
+        );
+        assert!(auth.is_fresh(now, 30.0));
+        assert!(!auth.is_fresh(now + chrono::Duration::days(40), 30.0));
     }
 
     #[test]
     fn dkim_pass_from_the_trusted_server_authenticates_a_fresh_mail() {
-        let raw = "From: alice@support.test\r\nAuthentication-Results: mx.support.test; dkim=pass header.d=support.test header.s=s1\r\nSubject: x\r\n\r\nhi\r\n";
+        let received = "Received: from mail.support.test by mx.support.test with ESMTPS\r\n";
+        let raw = format!(
+            "Authentication-Results: mx.support.test; dkim=pass header.d=support.test header.s=s1\r\n{received}From: alice@support.test\r\nSubject: x\r\n\r\nhi\r\n"
+        );
         let mail = parse(raw.as_bytes()).unwrap();
         let signer = Signer::new("k");
-        assert!(authenticate(&mail, &signer, &agents(), None, "mx.support.test").is_some());
-        assert!(authenticate(&mail, &signer, &agents(), None, "other.test").is_none());
-        assert!(authenticate(&mail, &signer, &agents(), None, "").is_none());
-        let forged = "From: alice@support.test\r\nAuthentication-Results: mx.support.test; dkim=fail header.d=support.test\r\nSubject: x\r\n\r\nhi\r\n";
+        let auth =
+            authenticate(&mail, &signer, &agents(), None, trusting("mx.support.test")).unwrap();
+        assert!(auth.server_vouched && auth.is_fresh(Utc::now(), 30.0));
+        assert!(authenticate(&mail, &signer, &agents(), None, trusting("other.test")).is_none());
+        assert!(authenticate(&mail, &signer, &agents(), None, trusting("")).is_none());
+        let forged = format!(
+            "Authentication-Results: mx.support.test; dkim=fail header.d=support.test\r\n{received}From: alice@support.test\r\nAuthentication-Results: mx.support.test; dkim=pass header.d=support.test\r\nSubject: x\r\n\r\nhi\r\n"
+        );
         let mail = parse(forged.as_bytes()).unwrap();
-        assert!(authenticate(&mail, &signer, &agents(), None, "mx.support.test").is_none());
+        assert!(
+            authenticate(&mail, &signer, &agents(), None, trusting("mx.support.test")).is_none()
+        );
     }
 }

@@ -2,12 +2,16 @@
 //! headers (RFC 8601) were written by the receiving server we trust, and
 //! what that one header says about a domain. Anybody can write such a
 //! header into the mail they send, so a header naming the trusted server
-//! counts only where that server put it: above the first `Received` it
-//! wrote, or in the run of trace headers right below it (Gmail writes its
-//! results there), never among the headers that came from outside (RFC
-//! 8601 §5). More than one such header, or one that says both pass and
-//! fail for the domain, is a conflict and authenticates nothing. Pure; it
-//! must not decide who is an agent (that is `agent`'s job).
+//! counts only where that server put it: above the first (topmost)
+//! `Received` it wrote, whose `by` names it (RFC 8601 §5). Everything below
+//! came from outside. Without such a `Received`, nothing counts. Some
+//! servers (Gmail) write their results just below their own `Received`;
+//! only where the operator says so (`below_own_received`) does the run of
+//! trace headers right below it count too, because a stranger's first
+//! header lands there when such a server wrote none. More than one such
+//! header, or one that says both pass and fail for the domain, is a
+//! conflict and authenticates nothing. Pure; it must not decide who is an
+//! agent (that is `agent`'s job).
 
 /// Trace headers a receiving server writes beside its own `Received`.
 const TRACE: [&str; 5] = [
@@ -18,6 +22,17 @@ const TRACE: [&str; 5] = [
     "arc-authentication-results",
 ];
 
+/// Whose results count, and where that server writes them.
+#[derive(Debug, Clone, Copy)]
+pub struct TrustedServer<'a> {
+    /// Its authserv-id, which is also the host its `Received` names after
+    /// `by`; empty: nobody is trusted.
+    pub id: &'a str,
+    /// It writes its results right below its own `Received` (Gmail), and
+    /// on every mail.
+    pub below_own_received: bool,
+}
+
 /// What the trusted server's one header says about `domain`: the
 /// mechanism that passed (`"dkim"`, or `"spf"` when aligned with the
 /// domain), or `None` when it says nothing that authenticates, when it
@@ -26,13 +41,13 @@ const TRACE: [&str; 5] = [
 /// in order, names lower-cased.
 pub fn passed_for(
     headers: &[(String, String)],
-    trusted: &str,
+    server: TrustedServer,
     domain: &str,
 ) -> Option<&'static str> {
-    if trusted.is_empty() {
+    if server.id.is_empty() {
         return None;
     }
-    let mut claims = trusted_headers(headers, trusted);
+    let mut claims = trusted_headers(headers, server);
     let header = claims.next()?;
     if claims.next().is_some() {
         return None; // the trusted server writes one per delivery: a conflict
@@ -44,36 +59,37 @@ pub fn passed_for(
 /// within the part of the header section that server wrote.
 fn trusted_headers<'a>(
     headers: &'a [(String, String)],
-    trusted: &'a str,
+    server: TrustedServer<'a>,
 ) -> impl Iterator<Item = &'a str> + 'a {
-    let end = trusted_zone_end(headers, trusted);
+    let end = trusted_zone_end(headers, server);
     headers[..end]
         .iter()
         .filter(|(name, _)| name == "authentication-results")
         .map(|(_, value)| value.as_str())
-        .filter(move |value| authserv_id(value).is_some_and(|id| id.eq_ignore_ascii_case(trusted)))
+        .filter(move |value| {
+            authserv_id(value).is_some_and(|id| id.eq_ignore_ascii_case(server.id))
+        })
 }
 
-/// Where the headers the trusted server vouches for end: after the run of
-/// trace headers below the first `Received` it wrote; without such a
-/// `Received`, at the first `Received` of all (a milter's results sit
-/// above its server's `Received`).
-fn trusted_zone_end(headers: &[(String, String)], trusted: &str) -> usize {
-    let first_received = headers.iter().position(|(name, _)| name == "received");
+/// Where the headers the trusted server vouches for end: at the first
+/// `Received` it wrote (a milter's results sit above it), or after the run
+/// of trace headers below it for a server that writes there; 0 (nothing)
+/// without such a `Received`.
+fn trusted_zone_end(headers: &[(String, String)], server: TrustedServer) -> usize {
     let own = headers
         .iter()
-        .position(|(name, value)| name == "received" && received_by(value, trusted));
-    match own {
-        Some(at) => {
-            let below = &headers[at + 1..];
-            let run = below
-                .iter()
-                .take_while(|(name, _)| TRACE.contains(&name.as_str()))
-                .count();
-            at + 1 + run
-        }
-        None => first_received.unwrap_or(headers.len()),
+        .position(|(name, value)| name == "received" && received_by(value, server.id));
+    let Some(at) = own else {
+        return 0;
+    };
+    if !server.below_own_received {
+        return at;
     }
+    let run = headers[at + 1..]
+        .iter()
+        .take_while(|(name, _)| TRACE.contains(&name.as_str()))
+        .count();
+    at + 1 + run
 }
 
 /// Whether a `Received` value names `host` after `by`.
@@ -145,7 +161,14 @@ fn strip_comments(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const MX: &str = "mx.support.test";
+    const MX: TrustedServer = TrustedServer {
+        id: "mx.support.test",
+        below_own_received: false,
+    };
+    const GMAIL_LIKE: TrustedServer = TrustedServer {
+        id: "mx.support.test",
+        below_own_received: true,
+    };
 
     fn headers(raw: &[(&str, &str)]) -> Vec<(String, String)> {
         raw.iter()
@@ -153,8 +176,45 @@ mod tests {
             .collect()
     }
 
+    /// One header of the trusted server, above its own `Received`.
+    fn one(results: &str) -> Vec<(String, String)> {
+        headers(&[
+            ("Authentication-Results", results),
+            (
+                "Received",
+                "from mail.support.test by mx.support.test with ESMTPS",
+            ),
+            ("From", "alice@support.test"),
+        ])
+    }
+
     #[test]
-    fn gmail_shape_results_below_its_own_received_count() {
+    fn results_above_the_servers_own_received_count() {
+        // A milter's results sit above its server's Received; the mail
+        // store's own Received (Dovecot LMTP) may come on top of both.
+        let h = headers(&[
+            (
+                "Received",
+                "from mx.support.test by store.support.test (Dovecot) with LMTP",
+            ),
+            (
+                "Authentication-Results",
+                "mx.support.test; spf=pass smtp.mailfrom=support.test",
+            ),
+            (
+                "Received",
+                "from mail.support.test by mx.support.test (Postfix) with ESMTPS",
+            ),
+            ("From", "alice@support.test"),
+        ]);
+        assert_eq!(passed_for(&h, MX, "support.test"), Some("spf"));
+        assert_eq!(passed_for(&h, MX, "other.test"), None);
+        let nobody = TrustedServer { id: "", ..MX };
+        assert_eq!(passed_for(&h, nobody, "support.test"), None);
+    }
+
+    #[test]
+    fn gmail_shape_results_below_its_own_received_count_only_when_configured() {
         let h = headers(&[
             (
                 "Received",
@@ -175,25 +235,8 @@ mod tests {
             ("Received", "from laptop by mail.support.test"),
             ("From", "alice@support.test"),
         ]);
-        assert_eq!(passed_for(&h, MX, "support.test"), Some("dkim"));
-        assert_eq!(passed_for(&h, MX, "other.test"), None);
-        assert_eq!(passed_for(&h, "", "support.test"), None);
-    }
-
-    #[test]
-    fn milter_shape_results_above_the_servers_received_count() {
-        let h = headers(&[
-            (
-                "Authentication-Results",
-                "mx.support.test; spf=pass smtp.mailfrom=support.test",
-            ),
-            (
-                "Received",
-                "from mail.support.test by mail.example.net (Postfix) with ESMTPS",
-            ),
-            ("From", "alice@support.test"),
-        ]);
-        assert_eq!(passed_for(&h, MX, "support.test"), Some("spf"));
+        assert_eq!(passed_for(&h, GMAIL_LIKE, "support.test"), Some("dkim"));
+        assert_eq!(passed_for(&h, MX, "support.test"), None);
     }
 
     #[test]
@@ -213,32 +256,35 @@ mod tests {
             ),
         ]);
         assert_eq!(passed_for(&h, MX, "support.test"), None);
+        assert_eq!(passed_for(&h, GMAIL_LIKE, "support.test"), None);
     }
 
     #[test]
-    fn a_forged_pass_with_no_real_header_authenticates_nothing() {
+    fn a_forged_pass_right_below_a_server_that_wrote_none_authenticates_nothing() {
+        // Sent straight to an MX that writes no results of its own (an
+        // OpenDKIM default for unsigned mail): the stranger's first header
+        // sits right below the server's Received.
         let h = headers(&[
             ("Received", "from evil.test by mx.support.test with ESMTP"),
-            ("From", "alice@support.test"),
-            ("Subject", "x"),
             (
                 "Authentication-Results",
                 "mx.support.test; dkim=pass header.d=support.test",
             ),
+            ("From", "alice@support.test"),
         ]);
         assert_eq!(passed_for(&h, MX, "support.test"), None);
-        // Sent straight to the MX, the forged header is the first one of the
-        // mail, right below the server's trace run: two claims, a conflict.
+        // A server configured as writing below always writes: then the
+        // stranger's claim is a second one, a conflict.
         let h = headers(&[
+            ("Received", "from evil.test by mx.support.test with ESMTP"),
             ("Authentication-Results", "mx.support.test; dkim=none"),
-            ("Received", "from evil.test by mx.support.test with ESMTP"),
             (
                 "Authentication-Results",
                 "mx.support.test; dkim=pass header.d=support.test",
             ),
             ("From", "alice@support.test"),
         ]);
-        assert_eq!(passed_for(&h, MX, "support.test"), None);
+        assert_eq!(passed_for(&h, GMAIL_LIKE, "support.test"), None);
     }
 
     #[test]
@@ -249,36 +295,53 @@ mod tests {
                 "mx.support.test; dkim=fail header.d=support.test",
             ),
             ("Received", "from evil.test by mx.support.test with ESMTP"),
-            ("Received", "from x by mx.support.test"),
             (
                 "Authentication-Results",
                 "mx.support.test; dkim=pass header.d=support.test",
             ),
+            ("Received", "from x by mx.support.test"),
+        ]);
+        assert_eq!(passed_for(&h, MX, "support.test"), None);
+    }
+
+    #[test]
+    fn without_a_received_of_the_trusted_server_nothing_counts() {
+        let h = headers(&[
+            (
+                "Authentication-Results",
+                "mx.support.test; dkim=pass header.d=support.test",
+            ),
+            ("From", "alice@support.test"),
         ]);
         assert_eq!(passed_for(&h, MX, "support.test"), None);
     }
 
     #[test]
     fn contradictions_and_comments() {
-        let both = headers(&[(
-            "Authentication-Results",
+        let both = one(
             "mx.support.test; dkim=pass header.d=support.test; dkim=fail header.d=support.test",
-        )]);
+        );
         assert_eq!(passed_for(&both, MX, "support.test"), None);
-        let commented = headers(&[(
-            "Authentication-Results",
+        let commented = one(
             "mx.support.test (version 1); dkim=pass (header.d=evil.test is a comment) header.d=support.test",
-        )]);
+        );
         assert_eq!(passed_for(&commented, MX, "support.test"), Some("dkim"));
-        let comment_only = headers(&[(
-            "Authentication-Results",
-            "mx.support.test; dkim=pass (header.d=support.test) header.d=evil.test",
-        )]);
+        let comment_only =
+            one("mx.support.test; dkim=pass (header.d=support.test) header.d=evil.test");
         assert_eq!(passed_for(&comment_only, MX, "support.test"), None);
-        let other_server = headers(&[(
-            "Authentication-Results",
-            "mx.evil.test; dkim=pass header.d=support.test",
-        )]);
+        let other_server = one("mx.evil.test; dkim=pass header.d=support.test");
         assert_eq!(passed_for(&other_server, MX, "support.test"), None);
+        let two = headers(&[
+            (
+                "Authentication-Results",
+                "mx.support.test; dkim=pass header.d=support.test",
+            ),
+            (
+                "Authentication-Results",
+                "mx.support.test; dkim=pass header.d=support.test",
+            ),
+            ("Received", "from mail.support.test by mx.support.test"),
+        ]);
+        assert_eq!(passed_for(&two, MX, "support.test"), None, "two claims");
     }
 }

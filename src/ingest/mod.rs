@@ -18,6 +18,7 @@ mod respond;
 pub mod strip;
 pub mod subject;
 pub mod thread;
+mod unproven;
 
 use chrono::{DateTime, Utc};
 
@@ -58,6 +59,8 @@ pub struct Pipeline {
     pub agents: Vec<String>,
     pub agent_list: Option<String>,
     pub trusted_authserv_id: String,
+    /// The trusted server writes its results below its own `Received`.
+    pub trusted_results_below_received: bool,
     /// How long an agent's notification token authenticates (days).
     pub agent_token_days: f64,
     pub plus_addressing: bool,
@@ -99,6 +102,7 @@ impl Pipeline {
                 .collect(),
             agent_list: Some(support.agent_list.to_ascii_lowercase()).filter(|a| !a.is_empty()),
             trusted_authserv_id: support.trusted_authserv_id.clone(),
+            trusted_results_below_received: support.trusted_results_below_received,
             agent_token_days: support.agent_token_days,
             plus_addressing: support.plus_addressing,
             max_message_bytes: settings.limits.max_message_bytes,
@@ -229,7 +233,10 @@ impl Pipeline {
                         &self.signer,
                         &self.agents,
                         self.agent_list.as_deref(),
-                        &self.trusted_authserv_id,
+                        authresults::TrustedServer {
+                            id: &self.trusted_authserv_id,
+                            below_own_received: self.trusted_results_below_received,
+                        },
                     )
                 })
                 .flatten()
@@ -298,10 +305,20 @@ impl Pipeline {
             return Ok(Outcome::Duplicate);
         }
         // An agent's token older than `agent_token_days` no longer
-        // authenticates: the mail is a customer's, and the agent is told.
+        // authenticates. Mail from an agent's address that is not proven
+        // the agent's is kept as a note, and the agent is told (`unproven`).
         let fresh = |auth: &&agent::AgentAuth| auth.is_fresh(now, self.agent_token_days);
         if let Some(auth) = prepared.agent().filter(fresh).cloned() {
             return relay::agent_mail(self, &prepared, auth, lookup, now);
+        }
+        let from_agent = prepared
+            .mail
+            .from
+            .as_ref()
+            .is_some_and(|f| self.agents.iter().any(|a| *a == f.address.as_str()));
+        if from_agent && prepared.class.kind == MailKind::Human {
+            let stale = prepared.agent();
+            return unproven::agent_address_mail(self, &prepared, threading, stale, lookup, now);
         }
         respond::customer_mail(self, &prepared, threading, lookup, now)
     }

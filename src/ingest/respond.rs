@@ -84,9 +84,6 @@ pub fn customer_mail(
             now,
         )?);
     }
-    if let Some(notice) = unauthenticated_commands(p, mail, &message.from, &message.text, now)? {
-        outgoing.push(notice);
-    }
     Ok(Outcome::Stored(Box::new(Plan {
         dedup_key: mail.dedup_key(),
         ticket,
@@ -98,48 +95,6 @@ pub fn customer_mail(
         links,
         failed_delivery: failed_delivery(class),
     })))
-}
-
-/// Commands in a mail from an agent's address that did not authenticate
-/// run nothing; the real agent is told why (rule 4).
-fn unauthenticated_commands(
-    p: &Pipeline,
-    mail: &ParsedMail,
-    from: &Mailbox,
-    text: &str,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Option<OutgoingMail>> {
-    if !p.agents.iter().any(|a| *a == from.address) {
-        return Ok(None);
-    }
-    let read = crate::ingest::agent::read_commands(text, &p.agents);
-    if read.commands.is_empty() && read.refused.is_empty() {
-        return Ok(None);
-    }
-    let why = format!(
-        "this mail was not authenticated as yours (it answers no notification of ours from \
-         the last {} days), so it was handled as a customer's mail: no command ran and \
-         nothing was relayed; reply to a recent notification instead",
-        p.agent_token_days
-    );
-    let lines: Vec<(String, String)> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with('#'))
-        .take(5)
-        .map(|l| (l.to_string(), why.clone()))
-        .collect();
-    let message_id = format!("pd.refused.{}@{}", random_token()?, p.domain);
-    let notice = notify::refused(
-        &p.identity,
-        from,
-        &mail.subject,
-        &lines,
-        &message_id,
-        reply_thread(mail),
-        now,
-    )?;
-    Ok(Some(notice))
 }
 
 /// A bounce marks the delivery it reports on as failed.

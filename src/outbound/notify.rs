@@ -189,6 +189,50 @@ pub fn status_change(
     compose::build(me, draft, now)
 }
 
+/// The answer to a mail from an agent's address that could not be proven
+/// the agent's: what became of it, and a fresh token to reply to.
+#[derive(Debug, Clone)]
+pub struct Unproven<'a> {
+    pub ticket: TicketNumber,
+    pub agent: &'a Mailbox,
+    pub subject: &'a str,
+    /// Why it did not count as the agent's.
+    pub why: &'a str,
+    /// A Message-ID with a fresh token signed for the agent.
+    pub message_id: &'a str,
+    pub reply_to: String,
+    pub thread: ThreadHeaders,
+}
+
+pub fn unproven(me: &Identity, u: &Unproven, now: DateTime<Utc>) -> anyhow::Result<OutgoingMail> {
+    let text = format!(
+        "Your mail \"{subject}\" came from your address but was not authenticated as yours: \
+         {why}.\n\n\
+         So nothing of it was sent to the customer and no command ran. It is kept as an \
+         internal note on ticket #{number}.\n\n\
+         If you wrote it, reply to this mail with your text and commands again: this mail \
+         carries a fresh token, so a reply to it counts as yours.\n\n{COMMAND_HELP}\n",
+        subject = compose::shorten(u.subject, 200),
+        why = u.why,
+        number = u.ticket,
+    );
+    let draft = Draft {
+        kind: MessageKind::Notification,
+        auto_submitted: Some("auto-replied"),
+        // Counts toward the per-address limit: a stranger forging an
+        // agent's From cannot make us flood the agent.
+        automatic_reply: true,
+        from_name: me.name.clone(),
+        to: vec![u.agent.clone()],
+        reply_to: Some(u.reply_to.clone()),
+        subject: format!("Not applied: {}", u.subject),
+        text,
+        message_id: u.message_id,
+        thread: u.thread.clone(),
+    };
+    compose::build(me, draft, now)
+}
+
 /// The answer to an agent whose mail was not applied.
 pub fn refused(
     me: &Identity,

@@ -109,23 +109,29 @@ fn bearers(headers: &HeaderMap) -> Vec<&str> {
 }
 
 /// Why the request may not see agent pages, if it may not: admitted
-/// (`None`) with the key (Bearer) or a live cookie; else the 404 of a
-/// closed route, or 429 while `client` is throttled. A wrong Bearer counts
-/// against `client`.
+/// (`None`) with a live cookie, or with the key (Bearer) unless `client`
+/// is throttled; else the 404 of a closed route, or 429 while `client` is
+/// throttled. A wrong Bearer counts against `client`. A live cookie is
+/// admitted even then: it carries a MAC no one can guess, so a stranger
+/// guessing keys from a shared address (a proxy, an office NAT) cannot
+/// lock out the agents already signed in.
 pub(super) fn refusal(state: &WebState, headers: &HeaderMap, client: IpAddr) -> Option<Response> {
+    let now = chrono::Utc::now().timestamp();
+    if let Some(key) = &state.agent
+        && cookie_values(headers, COOKIE)
+            .iter()
+            .any(|value| key.is_cookie(value, now))
+    {
+        return None;
+    }
     if let Some(wait) = state.guesses.blocked_for(client, Instant::now()) {
         return Some(too_many_guesses(wait));
     }
     let bearers = bearers(headers);
-    if let Some(key) = &state.agent {
-        let now = chrono::Utc::now().timestamp();
-        if bearers.iter().any(|b| key.is_key(b))
-            || cookie_values(headers, COOKIE)
-                .iter()
-                .any(|value| key.is_cookie(value, now))
-        {
-            return None;
-        }
+    if let Some(key) = &state.agent
+        && bearers.iter().any(|b| key.is_key(b))
+    {
+        return None;
     }
     if !bearers.is_empty() {
         state.guesses.record_failure(client, Instant::now());

@@ -117,9 +117,11 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// A new connection owes its first request's headers from the start:
+    /// one that never sends a byte gets the header timeout, not the idle one.
     fn new(now: Instant) -> Activity {
         Activity {
-            phase: Mutex::new(Phase::Idle(now)),
+            phase: Mutex::new(Phase::Headers(now)),
             changed: Notify::new(),
             shed: AtomicBool::new(false),
         }
@@ -281,12 +283,16 @@ mod tests {
         };
         let start = Instant::now();
         let activity = Arc::new(Activity::new(start));
-        assert_eq!(activity.phase().deadline(&timeouts), start + timeouts.idle);
+        assert_eq!(
+            activity.phase().deadline(&timeouts),
+            start + timeouts.header,
+            "a new connection owes its headers"
+        );
         tokio::time::advance(Duration::from_secs(5)).await;
         activity.on_read();
-        let headers_from = start + Duration::from_secs(5);
+        let headers_from = start;
         assert_eq!(activity.phase(), Phase::Headers(headers_from));
-        tokio::time::advance(Duration::from_secs(5)).await;
+        tokio::time::advance(Duration::from_secs(4)).await;
         activity.on_read();
         assert_eq!(
             activity.phase().deadline(&timeouts),

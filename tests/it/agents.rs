@@ -275,8 +275,8 @@ async fn a_forged_agent_gets_nothing_done() {
         .find(|m| m.text.contains("FORGED TEXT"));
     assert_eq!(
         forged.map(|m| m.kind.as_str()),
-        Some("customer"),
-        "stored as a customer's mail"
+        Some("note"),
+        "kept as an internal note, never shown to the customer"
     );
     let told = wait_for_mail(
         &stack,

@@ -90,7 +90,7 @@ fn a_forged_authentication_results_below_the_servers_own_makes_nobody_an_agent()
     );
     ingest(&db, &forged);
     let ticket = show(&db, 1);
-    assert_ne!(ticket["status"], "resolved", "no command ran");
+    assert_eq!(ticket["status"], "new", "no command ran, nothing reopened");
     assert!(!relayed_phish(&ticket), "nothing relayed to the customer");
     let stored = ticket["messages"]
         .as_array()
@@ -98,7 +98,20 @@ fn a_forged_authentication_results_below_the_servers_own_makes_nobody_an_agent()
         .iter()
         .find(|m| m["message_id"] == "forged@support.test")
         .expect("the forged mail is kept");
-    assert_eq!(stored["kind"], "customer", "handled as a customer's mail");
+    assert_eq!(stored["kind"], "note", "kept as an internal note");
+    assert!(notice_to_agent(&ticket).is_some(), "the agent is told");
+
+    // Sent straight to an MX that wrote no results of its own: the
+    // stranger's header right below the server's Received counts neither.
+    let forged = agent_mail(
+        "forged-2",
+        "Received: from evil.test (evil.test [198.51.100.7]) by mx.support.test with ESMTP\r\n\
+         Authentication-Results: mx.support.test; dkim=pass header.d=support.test\r\n",
+    );
+    ingest(&db, &forged);
+    let ticket = show(&db, 1);
+    assert_eq!(ticket["status"], "new");
+    assert!(!relayed_phish(&ticket));
 
     // The same mail with only the server's own verdict (pass) works: the
     // fixture is an agent's mail in every other respect.
@@ -130,13 +143,32 @@ fn an_agent_token_works_for_its_ticket_for_agent_token_days_then_no_more() {
     };
     ingest(&db, &agent_mail("old-token", &token_from(40)));
     let ticket = show(&db, 1);
-    assert_ne!(
-        ticket["status"], "resolved",
-        "a 40-day-old token runs nothing"
-    );
+    assert_eq!(ticket["status"], "new", "a 40-day-old token runs nothing");
     assert!(!relayed_phish(&ticket));
 
+    // The agent's answer carries a fresh token: replying to it works.
+    let notice = notice_to_agent(&ticket).expect("the agent is told");
+    let answer = format!("In-Reply-To: <{notice}>\r\n");
+    ingest(&db, &agent_mail("answer-to-notice", &answer));
+    let ticket = show(&db, 1);
+    assert_eq!(
+        ticket["status"], "resolved",
+        "a reply to the fresh notice works"
+    );
+
+    let dir = temp_dir();
+    let db = desk_with_one_ticket(dir.path());
     ingest(&db, &agent_mail("fresh-token", &token_from(2)));
     let ticket = show(&db, 1);
     assert_eq!(ticket["status"], "resolved", "a 2-day-old token works");
+}
+
+/// The Message-ID of our answer to an agent whose mail was not proven.
+fn notice_to_agent(ticket: &Value) -> Option<String> {
+    ticket["messages"].as_array()?.iter().find_map(|m| {
+        let text = m["text"].as_str()?;
+        let ours = m["direction"] == "out" && text.contains("not authenticated as yours");
+        ours.then(|| m["message_id"].as_str().map(str::to_string))
+            .flatten()
+    })
 }

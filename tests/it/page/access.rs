@@ -100,6 +100,16 @@ async fn wrong_keys_are_throttled_per_client_address() {
     // Other clients are not locked out, and customer links still work.
     let signed = get_from(&router, AGENT_DESK, &format!("/agent?key={AGENT_KEY}"), &[]).await;
     assert_eq!(signed.status, StatusCode::OK);
+    // An agent already signed in behind the same (shared) address keeps
+    // working: a live cookie is not a guess.
+    let cookie = signed.header(header::SET_COOKIE).to_string();
+    let pair = cookie.split(';').next().expect("name=value").to_string();
+    let behind_proxy = get_from(&router, MALLORY, "/agent", &[(header::COOKIE, &pair)]).await;
+    assert_eq!(
+        behind_proxy.status,
+        StatusCode::OK,
+        "a live cookie still works"
+    );
     let queue = get_from(
         &router,
         AGENT_DESK,

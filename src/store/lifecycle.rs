@@ -250,11 +250,24 @@ mod tests {
         let detail = store.ticket_detail(TicketNumber(1)).unwrap().unwrap();
         assert_eq!(detail.proposed_cc, vec!["mallory@evil.test".to_string()]);
         assert!(!detail.participants.iter().any(|p| p == "mallory@evil.test"));
-        // A second forged mail naming the requester as Cc demotes nobody.
+        // A stranger's mail naming the requester as Cc (a proposed Cc, were
+        // she not the requester) demotes nobody.
         let again = forged
-            .replace("Mallory <mallory@evil.test>", "ann@customer.test")
-            .replace("<f@", "<g@");
+            .replace("From: ann@customer.test", "From: bob@elsewhere.test")
+            .replace(
+                "Mallory <mallory@evil.test>",
+                "ann@customer.test, carl@elsewhere.test",
+            )
+            .replace(
+                "Message-ID: <f@",
+                "In-Reply-To: <t1@customer.test>\r\nMessage-ID: <g@",
+            );
         ingest(&store, &pipeline, &again);
+        assert_eq!(
+            role(&store, 1, "carl@elsewhere.test"),
+            Some(Role::Proposed),
+            "the mail went to ticket 1"
+        );
         assert_eq!(role(&store, 1, "ann@customer.test"), Some(Role::Requester));
 
         let agent_mail = |n: u32, body: &str| {

@@ -3,15 +3,17 @@
 //! checked against the link that asks for them, one ticket in full for
 //! agents, and the counts behind `/metrics`.
 //! Reads only, on reader connections. A customer-facing read must never
-//! return another ticket's data, nor a message kind that is not public.
+//! return another ticket's data, nor a message `customer_sees` refuses
+//! (a note, automatic mail, a stranger's mail threaded onto the ticket).
 
 use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ticket_lists::{counts_by_status, requester_of};
+use super::tickets::{SENDER_TAKES_PART, customer_sees, detail};
 use super::{Store, TicketDetail};
-use crate::domain::{MessageKind, Status, TicketNumber};
+use crate::domain::{Status, TicketNumber};
 
 /// One ticket as agents see it: every message, plus who holds it.
 #[derive(Debug, Clone)]
@@ -41,26 +43,23 @@ pub struct StoreMetrics {
 }
 
 impl Store {
-    /// A ticket opened from a requester's list: public messages only, and
-    /// only if the ticket is that requester's.
+    /// A ticket opened from a requester's list: only what `customer_sees`,
+    /// and only if the ticket is that requester's.
     pub fn requester_ticket(
         &self,
         token: &str,
         number: TicketNumber,
     ) -> anyhow::Result<Option<TicketDetail>> {
-        let owned = self.read(|c| owns_ticket(c, token, number))?;
-        if !owned {
-            return Ok(None);
-        }
-        let mut detail = self.ticket_detail(number)?;
-        if let Some(ticket) = detail.as_mut() {
-            ticket.messages.retain(|m| is_public_kind(&m.kind));
-        }
-        Ok(detail)
+        self.read(|c| {
+            if !owns_ticket(c, token, number)? {
+                return Ok(None);
+            }
+            detail(c, number, true)
+        })
     }
 
-    /// An attachment through a ticket link: only one on a public message
-    /// of that link's ticket.
+    /// An attachment through a ticket link: only one on a message of that
+    /// link's ticket that the customer's page shows.
     pub fn ticket_attachment(
         &self,
         token: &str,
@@ -82,8 +81,8 @@ impl Store {
         })
     }
 
-    /// An attachment through a requester link: only one on a public
-    /// message of a ticket of that requester.
+    /// An attachment through a requester link: only one on a message the
+    /// customer's page shows, of a ticket of that requester.
     pub fn requester_attachment(
         &self,
         token: &str,
@@ -148,10 +147,6 @@ impl Store {
     }
 }
 
-fn is_public_kind(kind: &str) -> bool {
-    MessageKind::parse(kind).is_some_and(MessageKind::is_public)
-}
-
 /// Whether a live requester token names the requester of ticket `number`.
 fn owns_ticket(c: &Connection, token: &str, number: TicketNumber) -> anyhow::Result<bool> {
     let Some(requester) = requester_of(c, token)? else {
@@ -167,34 +162,34 @@ fn owns_ticket(c: &Connection, token: &str, number: TicketNumber) -> anyhow::Res
     Ok(owner.is_some_and(|owner| owner == requester))
 }
 
-/// An attachment of ticket `number`; with `public_only`, only one on a
-/// message the customer may see.
+/// An attachment of ticket `number`; with `customer_view`, only one on a
+/// message the customer's page shows.
 fn attachment_of(
     c: &Connection,
     number: TicketNumber,
     attachment: i64,
-    public_only: bool,
+    customer_view: bool,
 ) -> anyhow::Result<Option<AttachmentFile>> {
+    let sql = format!(
+        "SELECT a.filename, a.media_type, m.kind, {SENDER_TAKES_PART}, b.bytes
+         FROM attachments a
+         JOIN messages m ON m.id = a.message_id
+         JOIN blobs b ON b.sha256 = a.sha256
+         WHERE a.id = ?1 AND m.ticket_number = ?2"
+    );
     let found = c
-        .query_row(
-            "SELECT a.filename, a.media_type, m.kind, b.bytes FROM attachments a
-             JOIN messages m ON m.id = a.message_id
-             JOIN blobs b ON b.sha256 = a.sha256
-             WHERE a.id = ?1 AND m.ticket_number = ?2",
-            params![attachment, number.0],
-            |r| {
-                Ok((
-                    AttachmentFile {
-                        filename: r.get(0)?,
-                        media_type: r.get(1)?,
-                        bytes: r.get(3)?,
-                    },
-                    r.get::<_, String>(2)?,
-                ))
-            },
-        )
+        .query_row(&sql, params![attachment, number.0], |r| {
+            let kind: String = r.get(2)?;
+            let shown = customer_sees(&kind, r.get(3)?);
+            let file = AttachmentFile {
+                filename: r.get(0)?,
+                media_type: r.get(1)?,
+                bytes: r.get(4)?,
+            };
+            Ok((file, shown))
+        })
         .optional()?;
     Ok(found
-        .filter(|(_, kind)| !public_only || is_public_kind(kind))
+        .filter(|(_, shown)| !customer_view || *shown)
         .map(|(file, _)| file))
 }

@@ -1,12 +1,14 @@
 //! Ticket read models: lists, one ticket in full, the customer's page by
 //! token, `explain`, the quarantine. Reads only, on reader connections.
+//! What a customer's page may show is decided here, once
+//! (`customer_sees`), for every customer-facing read.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
-use crate::domain::{Status, TicketNumber};
+use crate::domain::{MessageKind, Status, TicketNumber};
 
 /// One row of `tickets list`.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +38,8 @@ pub struct MessageView {
     /// For outbound mail: pending, sending, sent or failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
+    /// Whether the customer's pages show it (`customer_sees`).
+    pub shown_to_customer: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +84,27 @@ pub struct QuarantineItem {
     pub created_at: DateTime<Utc>,
 }
 
+/// SQL over a message row `m`: whether its sender takes part in its
+/// ticket, as the requester or a `cc` participant (a `proposed` Cc does
+/// not). Anyone who learned one of the ticket's Message-IDs can thread a
+/// mail onto it; only these senders' mail reaches the customer's page.
+pub(super) const SENDER_TAKES_PART: &str = "(lower(m.from_address) = (SELECT lower(tr.requester)
+        FROM tickets tr WHERE tr.number = m.ticket_number)
+    OR EXISTS (SELECT 1 FROM participants pc WHERE pc.ticket_number = m.ticket_number
+        AND pc.role = 'cc' AND lower(pc.address) = lower(m.from_address)))";
+
+/// Whether a customer's page shows a message of `kind`: an agent's reply,
+/// or a customer mail whose sender takes part in the ticket (see
+/// `SENDER_TAKES_PART`); never notes, automatic mail or our own copies.
+/// Every customer-facing read, attachments included, goes through this.
+pub(super) fn customer_sees(kind: &str, sender_takes_part: bool) -> bool {
+    match MessageKind::parse(kind) {
+        Some(MessageKind::Customer) => sender_takes_part,
+        Some(other) => other.is_public(),
+        None => false,
+    }
+}
+
 const SUMMARY_COLUMNS: &str = "t.number, t.subject, t.status, t.requester, t.created_at,
     t.last_activity_at, (SELECT count(*) FROM messages m WHERE m.ticket_number = t.number)";
 
@@ -116,8 +141,8 @@ impl Store {
         self.read(|c| detail(c, number, false))
     }
 
-    /// The customer's view of the ticket a link token opens: public
-    /// messages only. `None` for an unknown or revoked token.
+    /// The customer's view of the ticket a link token opens: only what
+    /// `customer_sees`. `None` for an unknown or revoked token.
     pub fn ticket_page(&self, token: &str) -> anyhow::Result<Option<TicketDetail>> {
         let hash = crate::tokens::hash_token(token);
         self.read(|c| {
@@ -200,10 +225,12 @@ impl Store {
     }
 }
 
-fn detail(
+/// Ticket `number` with its people and messages; with `customer_view`,
+/// only the messages the customer's pages show.
+pub(super) fn detail(
     c: &Connection,
     number: TicketNumber,
-    public_only: bool,
+    customer_view: bool,
 ) -> anyhow::Result<Option<TicketDetail>> {
     let sql = format!("SELECT {SUMMARY_COLUMNS} FROM tickets t WHERE t.number = ?1");
     let Some(summary) = c.query_row(&sql, [number.0], summary_row).optional()? else {
@@ -222,9 +249,8 @@ fn detail(
     let participants = taking_part.into_iter().map(|p| p.0).collect();
     let proposed_cc = proposed.into_iter().map(|p| p.0).collect();
     let mut messages = messages(c, number)?;
-    if public_only {
-        messages
-            .retain(|m| crate::domain::MessageKind::parse(&m.kind).is_some_and(|k| k.is_public()));
+    if customer_view {
+        messages.retain(|m| m.shown_to_customer);
     }
     Ok(Some(TicketDetail {
         summary,
@@ -235,13 +261,16 @@ fn detail(
 }
 
 fn messages(c: &Connection, number: TicketNumber) -> anyhow::Result<Vec<MessageView>> {
-    let mut stmt = c.prepare_cached(
+    let sql = format!(
         "SELECT m.id, m.message_id, m.from_address, m.from_name, m.direction, m.kind, m.date,
-                m.text, m.quoted, m.thread_reason, o.status
+                m.text, m.quoted, m.thread_reason, o.status, {SENDER_TAKES_PART}
          FROM messages m LEFT JOIN outbox o ON o.message_id = m.message_id
-         WHERE m.ticket_number = ?1 ORDER BY m.id",
-    )?;
+         WHERE m.ticket_number = ?1 ORDER BY m.id"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
     let rows = stmt.query_map([number.0], |r| {
+        let kind: String = r.get(5)?;
+        let shown_to_customer = customer_sees(&kind, r.get(11)?);
         Ok((
             r.get::<_, i64>(0)?,
             MessageView {
@@ -249,13 +278,14 @@ fn messages(c: &Connection, number: TicketNumber) -> anyhow::Result<Vec<MessageV
                 from: r.get(2)?,
                 from_name: r.get(3)?,
                 direction: r.get(4)?,
-                kind: r.get(5)?,
+                kind,
                 date: r.get(6)?,
                 text: r.get(7)?,
                 quoted: r.get(8)?,
                 thread_reason: r.get(9)?,
                 attachments: Vec::new(),
                 delivery: r.get(10)?,
+                shown_to_customer,
             },
         ))
     })?;
@@ -327,5 +357,26 @@ impl Store {
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_agents_replies_and_mail_of_people_taking_part_reach_the_customer() {
+        assert!(customer_sees("agent", false));
+        assert!(customer_sees("customer", true));
+        assert!(!customer_sees("customer", false), "a stranger's mail");
+        for kind in MessageKind::ALL
+            .map(MessageKind::as_str)
+            .into_iter()
+            .chain(["bogus"])
+        {
+            if !["agent", "customer"].contains(&kind) {
+                assert!(!customer_sees(kind, true), "{kind}");
+            }
+        }
     }
 }

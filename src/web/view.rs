@@ -61,6 +61,8 @@ pub struct Entry {
     pub badge: Option<&'static str>,
     /// Agents only: address, threading reason, delivery.
     pub detail: Option<String>,
+    /// Agents only: why a customer's mail is not on the customer's page.
+    pub withheld: Option<&'static str>,
     pub when: When,
     pub text: String,
     pub quoted: String,
@@ -95,6 +97,7 @@ pub fn customer_entries(
                 side: if from_support { "support" } else { "customer" },
                 badge: from_support.then_some("Support"),
                 detail: None,
+                withheld: None,
                 when: When::of(m.date),
                 text: m.text.clone(),
                 quoted: m.quoted.clone(),
@@ -103,6 +106,9 @@ pub fn customer_entries(
         })
         .collect()
 }
+
+/// The agents' mark on a customer mail the customer's page leaves out.
+pub const WITHHELD: &str = "Not shown to the customer: the sender takes no part in this ticket.";
 
 /// The agents' view: every message, with address, kind and reasons.
 pub fn agent_entries(messages: &[MessageView], attachment_base: &str) -> Vec<Entry> {
@@ -128,11 +134,16 @@ pub fn agent_entries(messages: &[MessageView], attachment_base: &str) -> Vec<Ent
             if let Some(delivery) = &m.delivery {
                 detail.push_str(&format!(" · delivery: {delivery}"));
             }
+            // The store decided; here it is only said, for customer mail
+            // (notes and automatic mail are never shown, as agents know).
+            let withheld =
+                (kind == Some(MessageKind::Customer) && !m.shown_to_customer).then_some(WITHHELD);
             Entry {
                 sender,
                 side,
                 badge: Some(kind.map_or("Unknown kind", kind_label)),
                 detail: Some(detail),
+                withheld,
                 when: When::of(m.date),
                 text: m.text.clone(),
                 quoted: m.quoted.clone(),

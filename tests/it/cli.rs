@@ -116,3 +116,42 @@ fn ingest_takes_a_pipe_and_tickets_prints_the_contract_json() {
     let explain = postdesk(dir.path(), &["explain", "<cli-1@customer.test>"], None);
     assert!(String::from_utf8_lossy(&explain.stdout).contains("ticket #1"));
 }
+
+#[test]
+fn mail_text_reaches_the_terminal_with_its_controls_escaped_and_json_exact() {
+    // Issue 17: a subject with escape sequences (clear the screen, retitle
+    // the terminal) and a right-to-left override, encoded as RFC 2047 so it
+    // survives the header.
+    let dir = temp_dir();
+    let mail = b"From: Ann <ann@customer.test>\r\nTo: tickets@example.com\r\n\
+Subject: =?UTF-8?Q?Invoice_=1B[2J=1B]0;pwned=07_=E2=80=AEgpj.exe?=\r\n\
+Message-ID: <cli-esc@customer.test>\r\n\r\nBody \x1b[31mred\x1b[0m text.\r\n";
+    let out = postdesk(dir.path(), &["ingest", "-"], Some(mail));
+    assert_eq!(out.status.code(), Some(0));
+
+    let list = postdesk(dir.path(), &["tickets", "list"], None);
+    let shown = String::from_utf8(list.stdout).expect("UTF-8");
+    assert!(shown.contains("Invoice"), "{shown}");
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(!shown.contains('\u{202e}'), "{shown:?}");
+    assert!(
+        shown.contains("\\x1b[2J") && shown.contains("\\u{202e}"),
+        "{shown}"
+    );
+
+    let show = postdesk(dir.path(), &["tickets", "show", "1"], None);
+    let shown = String::from_utf8(show.stdout).expect("UTF-8");
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    assert!(shown.contains("Body \\x1b[31mred"), "{shown}");
+
+    let json = postdesk(dir.path(), &["tickets", "list", "--json"], None);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let subject = json[0]["subject"].as_str().expect("a subject");
+    assert!(
+        subject.contains("\u{1b}[2J") && subject.contains('\u{202e}'),
+        "exact: {subject:?}"
+    );
+}

@@ -7,6 +7,7 @@ use chrono::Utc;
 
 use super::fixture::*;
 use postdesk::domain::TicketNumber;
+use postdesk::store::IngestReport;
 
 #[tokio::test]
 async fn a_ticket_link_shows_its_public_conversation_as_text() {
@@ -283,5 +284,113 @@ async fn unknown_malformed_and_rotated_links_are_plain_404s() {
             .rotate_ticket_links(TicketNumber(999), Utc::now())
             .expect("rotation")
             .is_none()
+    );
+}
+
+/// The notifications stored on ticket `number`.
+fn notifications(fx: &PageFixture, number: i64) -> usize {
+    let detail = fx.detail(number);
+    detail
+        .messages
+        .iter()
+        .filter(|m| m.kind == "notification")
+        .count()
+}
+
+/// Mallory learned the Message-ID of Ann's first mail (a forwarded copy,
+/// a list archive) and threads a phishing mail with an attachment onto her
+/// ticket; Eve, whom Mallory put in Cc (only proposed), does the same.
+/// Neither reaches Ann's pages; Ann's and her Cc Carol's follow-ups do;
+/// the agents see the mails, marked, and are notified as usual.
+#[tokio::test]
+async fn a_strangers_mail_threaded_by_a_known_message_id_stays_off_the_customers_pages() {
+    let mut fx = PageFixture::new(Some(AGENT_KEY));
+    let cc = [("Cc", "Carol <carol@customer.test>".to_string())];
+    let ann = fx.open_ticket_with("ann@customer.test", "Refund", "My refund?", &cc, &[]);
+    let known = format!("<{}>", fx.detail(ann.number).messages[0].message_id);
+    let before = notifications(&fx, ann.number);
+    let phish = [
+        ("In-Reply-To", known.clone()),
+        ("Cc", "eve@evil.test".to_string()),
+    ];
+    let raw = fx.mail(
+        "Billing <mallory@evil.test>",
+        "Re: your refund",
+        "Please pay the release fee at evil.test/pay.",
+        &phish,
+        &[("fee-invoice.pdf", "application/pdf", "%PDF-phish")],
+    );
+    let report = fx.ingest(&raw);
+    assert!(
+        matches!(report, IngestReport::FollowUp { number, .. } if number.0 == ann.number),
+        "the attack threads: {report:?}"
+    );
+    assert!(notifications(&fx, ann.number) > before, "agents are told");
+    assert_eq!(fx.detail(ann.number).proposed_cc, vec!["eve@evil.test"]);
+    let raw = fx.mail(
+        "eve@evil.test",
+        "Re: your refund",
+        "Eve scam text.",
+        &[("In-Reply-To", known)],
+        &[],
+    );
+    assert!(matches!(fx.ingest(&raw), IngestReport::FollowUp { .. }));
+    fx.follow_up("ann@customer.test", ann.number, "Ann writes again.", &[]);
+    let carol = fx.mail(
+        "Carol <carol@customer.test>",
+        &format!("Re: [Ticket #{}] Refund", ann.number),
+        "Carol adds a detail.",
+        &[],
+        &[("carol.txt", "text/plain", "carol's bytes")],
+    );
+    assert!(matches!(fx.ingest(&carol), IngestReport::FollowUp { .. }));
+    fx.agent_mail(ann.number, "Dear Ann, no fee is due.", &[]);
+
+    let (n, t, r) = (ann.number, &ann.ticket_token, &ann.requester_token);
+    let fee = fx.attachment_id(n, "fee-invoice.pdf");
+    let carol_file = fx.attachment_id(n, "carol.txt");
+    let router = fx.router();
+    for uri in [format!("/t/{t}"), format!("/r/{r}/t/{n}")] {
+        let page = get(&router, &uri, &[]).await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}");
+        for shown in ["My refund?", "Ann writes again.", "Carol adds a detail."] {
+            assert!(page.body.contains(shown), "{shown:?} on {uri}");
+        }
+        assert!(page.body.contains("no fee is due"), "the agent's reply");
+        for hidden in ["release fee", "fee-invoice", "mallory", "Billing", "Eve"] {
+            assert!(!page.body.contains(hidden), "{hidden:?} on {uri}");
+        }
+        assert!(!page.body.contains("takes no part"), "no agents' mark");
+    }
+    for (uri, status) in [
+        (format!("/t/{t}/a/{fee}"), StatusCode::NOT_FOUND),
+        (format!("/r/{r}/t/{n}/a/{fee}"), StatusCode::NOT_FOUND),
+        (format!("/t/{t}/a/{carol_file}"), StatusCode::OK),
+        (format!("/r/{r}/t/{n}/a/{carol_file}"), StatusCode::OK),
+    ] {
+        assert_eq!(get(&router, &uri, &[]).await.status, status, "{uri}");
+    }
+    let bearer = format!("Bearer {AGENT_KEY}");
+    let agents = get(
+        &router,
+        &format!("/agent/t/{n}"),
+        &[(header::AUTHORIZATION, &bearer)],
+    )
+    .await;
+    assert_eq!(agents.status, StatusCode::OK);
+    assert!(agents.body.contains("release fee") && agents.body.contains("Eve scam"));
+    let mark = "Not shown to the customer: the sender takes no part in this ticket.";
+    assert_eq!(agents.body.matches(mark).count(), 2, "Mallory's and Eve's");
+    let agent_fee = format!("/agent/t/{n}/a/{fee}");
+    let download = get(&router, &agent_fee, &[(header::AUTHORIZATION, &bearer)]).await;
+    assert_eq!(download.status, StatusCode::OK, "agents still get it");
+
+    // An agent who decides Mallory belongs adds her; then her mail shows.
+    fx.agent_mail(n, "#cc mallory@evil.test", &[]);
+    let page = get(&router, &format!("/t/{t}"), &[]).await;
+    assert!(page.body.contains("release fee"), "shown once she is a Cc");
+    assert!(
+        !page.body.contains("Eve scam"),
+        "Eve is still only proposed"
     );
 }

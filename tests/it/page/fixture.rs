@@ -153,7 +153,19 @@ impl PageFixture {
         body: &str,
         attachments: &[(&str, &str, &str)],
     ) -> Opened {
-        let raw = self.mail(from, subject, body, &[], attachments);
+        self.open_ticket_with(from, subject, body, &[], attachments)
+    }
+
+    /// `open_ticket` with extra headers (a Cc, say).
+    pub fn open_ticket_with(
+        &mut self,
+        from: &str,
+        subject: &str,
+        body: &str,
+        headers: &[(&str, String)],
+        attachments: &[(&str, &str, &str)],
+    ) -> Opened {
+        let raw = self.mail(from, subject, body, headers, attachments);
         let number = match self.ingest(&raw) {
             IngestReport::NewTicket { number, .. } => number.0,
             other => panic!("expected a new ticket, got {other:?}"),

@@ -237,10 +237,20 @@ async fn serve_and_measure(
     links: Vec<String>,
     args: &Args,
 ) -> anyhow::Result<()> {
-    let router = postdesk::web::router(store, &settings, Arc::new(ImapStatus::default()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(axum::serve(listener, router).into_future());
+    // The daemon's own accept loop (timeouts, connection cap), as served.
+    let mut settings = settings;
+    settings.web.listen = "127.0.0.1:0".to_string();
+    let servers = postdesk::web::Servers::bind(&settings.web).await?;
+    let base = format!("http://{}", servers.addr()?);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            servers
+                .serve(store, &settings, Arc::new(ImapStatus::default()), stop)
+                .await
+        })
+    };
     let script = std::env::temp_dir().join(format!("page-bench-{}.lua", std::process::id()));
     std::fs::write(&script, lua_script(&links))?;
     let first = format!("{base}{}", links[0]);
@@ -255,7 +265,8 @@ async fn serve_and_measure(
             list.display()
         );
         tokio::signal::ctrl_c().await?;
-        server.abort();
+        stop.cancel();
+        let _ = server.await;
         return Ok(());
     }
     let (threads, connections, duration) = (args.threads, args.connections, args.duration);
@@ -266,7 +277,8 @@ async fn serve_and_measure(
         bail!("wrk failed: {}", String::from_utf8_lossy(&warm.stderr));
     }
     let run = run_wrk(threads, connections, duration, &script, &base).await?;
-    server.abort();
+    stop.cancel();
+    let _ = server.await;
     let _ = std::fs::remove_file(&script);
     let report = String::from_utf8_lossy(&run.stdout).into_owned();
     println!("{report}");

@@ -3,7 +3,8 @@
 //! savepoint and within the time budget (`budget`), has `write` put down
 //! its outcome, and moves the IMAP checkpoint, all or nothing. A panic, an
 //! error or an overrun in one mail is contained to that mail: it goes to
-//! the quarantine.
+//! the quarantine; so does a mail the process died on three times
+//! (`inflight`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use rusqlite::{Connection, params};
 
 use super::Store;
 use super::budget::{self, Preparer, Step};
+use super::inflight::{CRASHED_REASON, Inflight, Refusal};
 use super::lookup::TxLookup;
 use super::write::{RawMail, quarantine, write_outcome};
 use crate::domain::TicketNumber;
@@ -84,9 +86,18 @@ impl Store {
         let mails: Arc<[FetchedMail]> = Arc::from(vec![FetchedMail::whole(0, raw.into())]);
         let mut conn = self.write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let report = ingest_all(&tx, pipeline, &mails, |_| source.clone(), now)?
-            .pop()
-            .ok_or_else(|| anyhow::anyhow!("ingest gave no report for the mail"))?;
+        let mut inflight = Inflight::open(&self.path)?;
+        let report = ingest_all(
+            &tx,
+            pipeline,
+            &mails,
+            &mut inflight,
+            |_| source.clone(),
+            now,
+        )?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("ingest gave no report for the mail"))?;
+        inflight.clear()?;
         tx.commit()?;
         Ok(report)
     }
@@ -107,12 +118,13 @@ impl Store {
         let mails: Arc<[FetchedMail]> = mails.into();
         let mut conn = self.write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut inflight = Inflight::open(&self.path)?;
         let source = |mail: &FetchedMail| MailSource::Imap {
             mailbox: mailbox.to_string(),
             uidvalidity,
             uid: mail.uid,
         };
-        let reports = ingest_all(&tx, pipeline, &mails, source, now)?;
+        let reports = ingest_all(&tx, pipeline, &mails, &mut inflight, source, now)?;
         if let Some(last) = mails.iter().map(|m| m.uid).max() {
             tx.prepare_cached(
                 "INSERT INTO imap_checkpoints (mailbox, uidvalidity, last_uid, updated_at)
@@ -123,47 +135,127 @@ impl Store {
             )?
             .execute(params![mailbox, uidvalidity, last, now])?;
         }
+        inflight.clear()?;
         tx.commit()?;
         Ok(reports)
     }
 }
 
 /// Every mail of `mails` inside the caller's transaction, each prepared on
-/// the preparing thread within the time budget. A mail whose preparing
-/// runs over it is quarantined, its thread abandoned (it ends by itself:
-/// every step is linear) and a fresh one prepares the mails after it.
+/// the preparing thread within the time budget and named in the in-flight
+/// marker while it is processed. A mail whose preparing runs over the
+/// budget is quarantined, its thread abandoned (it ends by itself: every
+/// step is linear) and a fresh one prepares the mails after it.
 fn ingest_all(
     tx: &Connection,
     pipeline: &Pipeline,
     mails: &Arc<[FetchedMail]>,
+    inflight: &mut Inflight,
     source: impl Fn(&FetchedMail) -> MailSource,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<IngestReport>> {
     let known_slow = Arc::new(budget::known_slow(tx)?);
-    let mut preparer = Preparer::start(pipeline, mails, 0, &known_slow)?;
+    // After a crash, nothing is prepared ahead: each mail is named in the
+    // marker before its preparing starts, so the count lands on the mail
+    // that took the process down, not on one the writer was still on.
+    let gated = inflight.after_crash();
+    let mut preparer = Preparer::start(pipeline, mails, 0, &known_slow, gated)?;
     let mut reports = Vec::with_capacity(mails.len());
     for (i, mail) in mails.iter().enumerate() {
         let source = source(mail);
-        let report = match preparer.next(pipeline.max_mail_time)? {
-            Some(Step::Ready(prepared)) => {
-                ingest_prepared(tx, pipeline, &mail.raw, prepared, &source, now)?
-            }
-            Some(Step::KnownSlow) => IngestReport::Duplicate,
-            Some(Step::HeaderOnly(size)) => {
-                let prepared = pipeline.prepare_truncated(&mail.raw, size, &source.server_copy());
-                ingest_prepared(tx, pipeline, &mail.raw, Ok(prepared), &source, now)?
-            }
-            None => {
-                preparer = Preparer::start(pipeline, mails, i + 1, &known_slow)?;
-                let reason = budget::over_budget_reason("reading the mail", pipeline.max_mail_time);
-                let sha256 = sha256_hex(&mail.raw);
+        let budget = pipeline.max_mail_time;
+        let report = match next_step(&preparer, inflight, &mail.raw, budget)? {
+            Next::Step(step) => ingest_step(tx, pipeline, &mail.raw, step, &source, now)?,
+            Next::Refused { sha256, refusal } => {
+                let reason = match refusal {
+                    Refusal::Crashed => CRASHED_REASON.to_string(),
+                    Refusal::OverBudget => budget::over_budget_reason("reading the mail", budget),
+                };
                 let raw = RawMail::whole(&mail.raw, &sha256, &source);
                 keep_failed(tx, &raw, reason, now)?
+            }
+            Next::OverBudget => {
+                let sha256 = sha256_hex(&mail.raw);
+                inflight.over_budget(&sha256)?;
+                preparer.abandon();
+                preparer = Preparer::start(pipeline, mails, i + 1, &known_slow, gated)?;
+                let reason = budget::over_budget_reason("reading the mail", budget);
+                keep_failed(
+                    tx,
+                    &RawMail::whole(&mail.raw, &sha256, &source),
+                    reason,
+                    now,
+                )?
             }
         };
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// What the writer does with the next mail.
+enum Next {
+    Step(Step),
+    /// Not processed: the marker of a dead process says so.
+    Refused {
+        sha256: String,
+        refusal: Refusal,
+    },
+    /// Its preparing took longer than the budget.
+    OverBudget,
+}
+
+/// The next mail's step, the mail named in the in-flight marker first:
+/// gated, before its preparing starts (its hash taken here); otherwise,
+/// to keep the hash on the preparing thread, once it is prepared (a crash
+/// in preparing is then counted against the mail before; the gated run
+/// after it puts the count right).
+fn next_step(
+    preparer: &Preparer,
+    inflight: &mut Inflight,
+    raw: &[u8],
+    budget: std::time::Duration,
+) -> anyhow::Result<Next> {
+    if preparer.gated() {
+        let sha256 = sha256_hex(raw);
+        if let Some(refusal) = inflight.enter(&sha256)? {
+            preparer.skip()?;
+            return Ok(Next::Refused { sha256, refusal });
+        }
+        return Ok(preparer.next(budget)?.map_or(Next::OverBudget, Next::Step));
+    }
+    let Some(step) = preparer.next(budget)? else {
+        return Ok(Next::OverBudget);
+    };
+    let sha256 = match &step {
+        Step::KnownSlow => return Ok(Next::Step(step)), // not processed
+        Step::Ready(Ok(prepared)) => prepared.raw_sha256().to_string(),
+        Step::Ready(Err(_)) | Step::HeaderOnly(_) => sha256_hex(raw),
+    };
+    // Ungated, nothing was carried from a dead process: never refused.
+    match inflight.enter(&sha256)? {
+        Some(refusal) => Ok(Next::Refused { sha256, refusal }),
+        None => Ok(Next::Step(step)),
+    }
+}
+
+/// One prepared mail (or what stands for it) inside the transaction.
+fn ingest_step(
+    tx: &Connection,
+    pipeline: &Pipeline,
+    raw: &[u8],
+    step: Step,
+    source: &MailSource,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
+    match step {
+        Step::Ready(prepared) => ingest_prepared(tx, pipeline, raw, prepared, source, now),
+        Step::KnownSlow => Ok(IngestReport::Duplicate),
+        Step::HeaderOnly(size) => {
+            let prepared = pipeline.prepare_truncated(raw, size, &source.server_copy());
+            ingest_prepared(tx, pipeline, raw, Ok(prepared), source, now)
+        }
+    }
 }
 
 /// One mail inside the caller's transaction, under a savepoint: whatever

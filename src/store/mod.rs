@@ -7,6 +7,7 @@
 
 mod budget;
 mod checkpointer;
+mod inflight;
 mod ingest;
 mod lifecycle;
 mod links;

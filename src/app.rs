@@ -191,12 +191,14 @@ impl MailSink for StoreSink {
         mailbox: &str,
         uidvalidity: u32,
         mails: Vec<FetchedMail>,
+        checkpoint: Option<u32>,
     ) -> anyhow::Result<()> {
         let store = Arc::clone(&self.store);
         let pipeline = Arc::clone(&self.pipeline);
         let mailbox = mailbox.to_string();
         let reports = tokio::task::spawn_blocking(move || {
-            store.ingest_batch(&pipeline, &mailbox, uidvalidity, mails, Utc::now())
+            let at = (&mailbox[..], uidvalidity, checkpoint);
+            store.ingest_batch_at(&pipeline, at, mails, Utc::now())
         })
         .await??;
         let mut queued = 0;

@@ -1,9 +1,10 @@
 //! The `postdesk` binary: clap → settings → telemetry → the command. The
 //! daemon (`run`) lives in `app`; the one-shot commands are thin calls on
 //! the store. Exit codes: 0 done, 2 invalid configuration or usage, 65
-//! unusable input, 75 temporary failure (sysexits, for MTA pipes).
+//! unusable input, 75 temporary failure (sysexits, for MTA pipes; `ingest`
+//! also gives 75 for a configuration it cannot use, so the MTA retries).
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -122,7 +123,13 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("postdesk: {err}");
-            return ExitCode::from(EX_USAGE_CONFIG);
+            // An MTA bounces the customer's mail on any other code; with 75
+            // it keeps the mail and retries once the config is fixed.
+            let code = match cli.command {
+                Command::Ingest { .. } => EX_TEMPFAIL,
+                _ => EX_USAGE_CONFIG,
+            };
+            return ExitCode::from(code);
         }
     };
     init_tracing(cli.log_format);
@@ -140,8 +147,10 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,refinery_core=warn"));
+    // Colour codes only for a person at a terminal, not for journald or files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -162,6 +171,9 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig => {
             print!("{}", settings.redacted_toml());
+            for warning in settings.warnings() {
+                eprintln!("postdesk: warning: {}", terminal::line(&warning));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { file } => ingest(&settings, &file),
@@ -228,6 +240,9 @@ fn run_daemon(settings: Settings) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    for warning in settings.warnings() {
+        tracing::warn!("Configuration: {warning}");
+    }
     runtime.block_on(async {
         let app = App::build(settings).await?;
         let shutdown = CancellationToken::new();

@@ -1,14 +1,19 @@
 //! Settings: the typed configuration tree. Layered (embedded
 //! `config/default.toml` → `--config` file → `POSTDESK__SECTION__KEY`
 //! environment variables), validated once at start-up, secrets redacted
-//! whenever they are printed. Owns no I/O beyond reading the config file.
+//! whenever they are printed. Environment values stay strings until a key's
+//! type asks for a number or a boolean (`007` stays `007`). Owns no I/O
+//! beyond reading the config file and the secret files (`secret_files`).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use config::{Config, Environment, File, FileFormat};
+use config::{Config, Environment, File, FileFormat, Source, Value, ValueKind};
 use serde::{Deserialize, Serialize, Serializer};
+
+mod safety;
+mod secret_files;
 
 /// The defaults, embedded so that the binary runs with no file at all.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -70,6 +75,7 @@ pub struct SupportSettings {
     pub address: String,
     pub name: String,
     pub tag: String,
+    #[serde(deserialize_with = "list_or_commas")]
     pub agents: Vec<String>,
     pub public_url: String,
     pub secret: Secret,
@@ -135,6 +141,7 @@ pub struct LimitSettings {
     pub max_message_bytes: u64,
     pub auto_replies_per_hour: u32,
     pub max_mail_seconds: u64,
+    pub confirm_max_age_hours: f64,
 }
 
 /// What happens to a mail on the IMAP server once it is stored.
@@ -212,18 +219,20 @@ impl Settings {
             }
             builder = builder.add_source(File::from(path).format(FileFormat::Toml));
         }
+        // No `try_parsing`: it turned `007` into 7 for every key. Strings
+        // become numbers and booleans where the key's type asks for one;
+        // `support.agents` splits its commas itself (`list_or_commas`).
         let environment = Environment::with_prefix("POSTDESK")
             .separator("__")
             .prefix_separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("support.agents")
             .source(Some(env.into_iter().collect()));
-        let config = builder
+        let mut root = builder
             .add_source(environment)
             .build()
+            .and_then(|config| config.collect())
             .map_err(|e| load_error(e.to_string()))?;
-        let settings: Settings = config
+        secret_files::resolve(&mut root)?;
+        let settings: Settings = Value::new(None, ValueKind::Table(root))
             .try_deserialize()
             .map_err(|e| load_error(e.to_string()))?;
         settings.validate()?;
@@ -262,6 +271,13 @@ impl Settings {
                 return invalid(key, "must be a number of days, 0 or more");
             }
         }
+        let hours = self.limits.confirm_max_age_hours;
+        if !(hours.is_finite() && hours >= 0.0) {
+            return invalid(
+                "limits.confirm_max_age_hours",
+                "must be a number of hours, 0 or more",
+            );
+        }
         let tag_ok = !self.support.tag.is_empty()
             && self
                 .support
@@ -295,6 +311,9 @@ impl Settings {
         }
         if self.smtp.max_attempts == 0 {
             return invalid("smtp.max_attempts", "must be at least 1");
+        }
+        if let Some((key, reason)) = safety::plaintext_refusal(self) {
+            return invalid(&key, &reason);
         }
         for (key, file) in [
             ("imap.ca_file", &self.imap.ca_file),
@@ -358,6 +377,12 @@ impl Settings {
         Ok(())
     }
 
+    /// Settings that are valid but probably a mistake, one line each (for
+    /// `check-config` and the daemon's start).
+    pub fn warnings(&self) -> Vec<String> {
+        safety::warnings(self)
+    }
+
     /// The settings as TOML, secrets shown as `***`.
     pub fn redacted_toml(&self) -> String {
         // Serialising a plain struct of strings and numbers cannot fail.
@@ -405,6 +430,26 @@ fn load_error(message: String) -> SettingsError {
     }
 }
 
+/// A list from a TOML array, or from one string of comma-separated items
+/// (as an environment variable gives it), each trimmed, empty ones dropped.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    let items = match ListOrCommas::deserialize(d)? {
+        ListOrCommas::List(items) => items,
+        ListOrCommas::Commas(text) => text.split(',').map(str::to_string).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_string())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
 fn is_address(value: &str) -> bool {
     match value.split_once('@') {
         Some((local, domain)) => {
@@ -434,6 +479,9 @@ fn to_toml(value: &serde_json::Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod env_tests;
 
 #[cfg(test)]
 mod tests {

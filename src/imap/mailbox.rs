@@ -79,6 +79,42 @@ pub(crate) async fn uids_after(
     Ok((uids, saw_exists))
 }
 
+/// What a first start (no checkpoint) sees of a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FirstLook {
+    /// The highest UID in the mailbox (0 when empty): the checkpoint once
+    /// the unread mails are stored.
+    pub top: u32,
+    /// How many messages are at or below `top`.
+    pub total: usize,
+    /// The unread ones among them, ascending: the only ones taken.
+    pub unseen: Vec<u32>,
+}
+
+/// Every UID, then the unread ones at or below the highest. A mail that
+/// arrives between the two searches is above `top` and is fetched later
+/// as any new mail; one read meanwhile is left alone.
+pub(crate) async fn first_look(
+    session: &mut ImapSession,
+    limit: Duration,
+) -> anyhow::Result<FirstLook> {
+    let (all, _) = search(session, "UID SEARCH ALL", limit).await?;
+    let Some(&top) = all.last() else {
+        return Ok(FirstLook {
+            top: 0,
+            total: 0,
+            unseen: Vec::new(),
+        });
+    };
+    let command = format!("UID SEARCH UID 1:{top} UNSEEN");
+    let (unseen, _) = search(session, &command, limit).await?;
+    Ok(FirstLook {
+        top,
+        total: all.len(),
+        unseen: unseen.into_iter().filter(|&uid| uid <= top).collect(),
+    })
+}
+
 async fn search(
     session: &mut ImapSession,
     command: &str,
@@ -305,7 +341,9 @@ async fn ensure_folder(
 /// Messages at or below the committed checkpoint that are still waiting for
 /// their mark, e.g. because the connection dropped between commit and
 /// STORE. Only for `seen` and `move:` — `delete` never removes a message
-/// this session did not itself see committed.
+/// this session did not itself see committed. For `move:` only unread
+/// ones: read mail below the checkpoint is what a first start left alone
+/// (we fetch with BODY.PEEK, so what we stored is still unread).
 pub(crate) async fn unmarked_committed(
     session: &mut ImapSession,
     after: &AfterIngest,
@@ -317,7 +355,7 @@ pub(crate) async fn unmarked_committed(
     }
     let command = match after {
         AfterIngest::Seen => format!("UID SEARCH UID 1:{last_uid} UNSEEN"),
-        AfterIngest::Move(_) => format!("UID SEARCH UID 1:{last_uid} UNDELETED"),
+        AfterIngest::Move(_) => format!("UID SEARCH UID 1:{last_uid} UNSEEN UNDELETED"),
         AfterIngest::Delete => return Ok(Vec::new()),
     };
     let (found, _) = search(session, &command, limit).await?;

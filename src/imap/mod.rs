@@ -1,6 +1,7 @@
 //! IMAP: connects to the support mailbox, waits for mail (IDLE, or polling
 //! where IDLE is off or unsupported), fetches every message above the UID
-//! checkpoint and hands the raw bytes to a [`MailSink`]. Only after the sink
+//! checkpoint (on a first start, with no checkpoint, only the unread ones)
+//! and hands the raw bytes to a [`MailSink`]. Only after the sink
 //! says the mail is committed does it flag, move or delete it on the server.
 //! Memory is bounded by the sizes the server declares (RFC822.SIZE) before
 //! any body is fetched: a batch holds at most [`FetchLimits::batch_bytes`],
@@ -47,16 +48,22 @@ pub trait MailSink: Send + Sync + 'static {
         mailbox: &str,
     ) -> impl Future<Output = anyhow::Result<Option<Checkpoint>>> + Send;
 
-    /// Stores `mails` durably, each with the checkpoint (mailbox,
-    /// uidvalidity, uid), and returns once committed. A mail that cannot be
-    /// processed is quarantined by the sink and still counts as committed.
-    /// An `Err` is a temporary failure: nothing is marked, the batch is
-    /// fetched again later.
+    /// Stores `mails` durably and, in the same transaction, moves the
+    /// checkpoint of `mailbox` (under `uidvalidity`) up to `checkpoint`
+    /// where one is given (never down); returns once committed. The
+    /// watcher passes the batch's highest UID, except on a first start
+    /// (see `watch.rs`): no checkpoint with the batches before the last,
+    /// the mailbox's highest UID with the last one (with no mails at all
+    /// when nothing was unread). A mail that cannot be processed is
+    /// quarantined by the sink and still counts as committed. An `Err` is
+    /// a temporary failure: nothing is marked, the batch is fetched again
+    /// later.
     fn ingest_batch(
         &self,
         mailbox: &str,
         uidvalidity: u32,
         mails: Vec<FetchedMail>,
+        checkpoint: Option<u32>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 

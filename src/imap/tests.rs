@@ -1,10 +1,14 @@
 //! Tests of the watch loop against the scripted server in `fake.rs`: what is
 //! fetched, when marks are sent relative to the sink's commit, UIDVALIDITY
 //! changes, hung servers, IDLE and shutdown. Each test is bounded in time.
-//! The size-bounded fetching is tested in `size_tests.rs`.
+//! The size-bounded fetching is tested in `size_tests.rs`, the first start
+//! of a mailbox in `first_tests.rs`.
 
 #[path = "size_tests.rs"]
 mod sizes;
+
+#[path = "first_tests.rs"]
+mod first;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,10 +61,10 @@ impl MailSink for FakeSink {
         mailbox: &str,
         uidvalidity: u32,
         mails: Vec<FetchedMail>,
+        checkpoint: Option<u32>,
     ) -> anyhow::Result<()> {
         assert_eq!(mailbox, "INBOX");
         let uids: Vec<String> = mails.iter().map(|m| m.uid.to_string()).collect();
-        let last_uid = mails.iter().map(|m| m.uid).max().unwrap_or(0);
         self.batches.lock().unwrap().push((uidvalidity, mails));
         if self.fail.load(Ordering::SeqCst) {
             self.events
@@ -69,14 +73,18 @@ impl MailSink for FakeSink {
                 .push(format!("INGEST FAILED {}", uids.join(",")));
             anyhow::bail!("database is locked");
         }
-        self.events
-            .lock()
-            .unwrap()
-            .push(format!("INGEST {}", uids.join(",")));
-        *self.checkpoint.lock().unwrap() = Some(Checkpoint {
-            uidvalidity,
-            last_uid,
-        });
+        let mut events = self.events.lock().unwrap();
+        events.push(format!("INGEST {}", uids.join(",")));
+        if let Some(last_uid) = checkpoint {
+            events.push(format!("CHECKPOINT {last_uid}"));
+            let mut stored = self.checkpoint.lock().unwrap();
+            let kept = stored.filter(|c| c.uidvalidity == uidvalidity);
+            let last_uid = kept.map_or(last_uid, |c| c.last_uid.max(last_uid));
+            *stored = Some(Checkpoint {
+                uidvalidity,
+                last_uid,
+            });
+        }
         Ok(())
     }
 }
@@ -418,7 +426,12 @@ async fn delete_flags_and_expunges() {
     bounded(async {
         let server = FakeServer::start(7, &[1, 2], &["UIDPLUS"]).await;
         server.flag(2, "\\Seen");
-        let sink = FakeSink::new(&server, None);
+        // Not a first start (that would leave the read mail 2 alone).
+        let checkpoint = Checkpoint {
+            uidvalidity: 7,
+            last_uid: 0,
+        };
+        let sink = FakeSink::new(&server, Some(checkpoint));
         let mut settings = settings(&server);
         settings.after_ingest = AfterIngest::Delete;
         let running = start(settings, &sink);

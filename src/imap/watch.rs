@@ -1,5 +1,6 @@
 //! The watch loop: keep one session on the support mailbox, fetch every
-//! message above the committed UID checkpoint in batches bounded by the
+//! message above the committed UID checkpoint (on a first start, with no
+//! checkpoint, only the unread ones: `first.rs`) in batches bounded by the
 //! sizes the server declares (`batch.rs`), hand each batch to the
 //! [`MailSink`], mark the batch only after the sink said it is committed,
 //! then wait (IDLE, or polling) and start over; reconnect with capped
@@ -26,6 +27,9 @@ use super::mailbox::{
 };
 use super::{FetchedMail, ImapStatus, MailSink};
 use crate::settings::{AfterIngest, ImapSettings};
+
+#[path = "first.rs"]
+mod first;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -165,8 +169,14 @@ impl<S: MailSink> Watcher<'_, S> {
         );
         self.catch_up(&mut session, &mut selected, cursor).await?;
         let mut sink_backoff = Backoff::default();
-        loop {
-            let synced = self
+        let mut synced = Synced::Quiet;
+        if checkpoint.is_none() {
+            synced = self
+                .first_sync(&mut session, &mut selected, &mut cursor, &mut sink_backoff)
+                .await?;
+        }
+        while let Synced::Quiet = synced {
+            synced = self
                 .sync(
                     &mut session,
                     &mut selected,
@@ -220,7 +230,10 @@ impl<S: MailSink> Watcher<'_, S> {
                 return Ok(Synced::Quiet);
             }
             rechecked = false;
-            match self.pipeline(session, selected, cursor, &uids).await? {
+            match self
+                .pipeline(session, selected, cursor, &uids, None)
+                .await?
+            {
                 Piped::Done => sink_backoff.reset(),
                 Piped::Stopping => return Ok(Synced::Stopping),
                 Piped::SinkFailed => {
@@ -239,13 +252,15 @@ impl<S: MailSink> Watcher<'_, S> {
     /// sizes, pipelined on the one session: while the sink stores batch k,
     /// the session marks batch k-1 (already committed) and fetches batch
     /// k+1. A batch is marked only after the sink said it is committed;
-    /// `cursor` follows the committed batches.
+    /// `cursor` follows the committed batches. `first_top` is the highest
+    /// UID of a first start: only the last batch records it.
     async fn pipeline(
         &self,
         session: &mut ImapSession,
         selected: &mut Selected,
         cursor: &mut u32,
         uids: &[u32],
+        first_top: Option<u32>,
     ) -> anyhow::Result<Piped> {
         let sizes = self.cancellable(sizes(session, uids, self.limit)).await?;
         let plan = batch::plan(&sizes, &self.limits);
@@ -259,6 +274,10 @@ impl<S: MailSink> Watcher<'_, S> {
         while let Some((batch, mails)) = next.take() {
             let following = batches.next();
             let stored = Committed::of(&mails);
+            let checkpoint = match first_top {
+                Some(top) => following.is_none().then_some(top),
+                None => mails.iter().map(|m| m.uid).max(),
+            };
             let (name, uidvalidity) = (selected.name.clone(), selected.uidvalidity);
             let previous = std::mem::take(&mut committed);
             let imap = async {
@@ -273,7 +292,8 @@ impl<S: MailSink> Watcher<'_, S> {
                 }
             };
             // Not cancellable: a batch in the sink's hands is finished.
-            let (stored_ok, fetched) = tokio::join!(self.store(&name, uidvalidity, mails), imap);
+            let storing = self.store(&name, uidvalidity, mails, checkpoint);
+            let (stored_ok, fetched) = tokio::join!(storing, imap);
             if !stored_ok {
                 fetched?;
                 return Ok(Piped::SinkFailed);
@@ -301,14 +321,25 @@ impl<S: MailSink> Watcher<'_, S> {
             .await
     }
 
-    /// Gives `mails` to the sink; `false` when it failed (they stay
-    /// unmarked on the server and are fetched again).
-    async fn store(&self, mailbox: &str, uidvalidity: u32, mails: Vec<FetchedMail>) -> bool {
+    /// Gives `mails` and the `checkpoint` they move to the sink; `false`
+    /// when it failed (they stay unmarked on the server and are fetched
+    /// again).
+    async fn store(
+        &self,
+        mailbox: &str,
+        uidvalidity: u32,
+        mails: Vec<FetchedMail>,
+        checkpoint: Option<u32>,
+    ) -> bool {
         let count = mails.len();
-        if count == 0 {
+        if count == 0 && checkpoint.is_none() {
             return true;
         }
-        if let Err(err) = self.sink.ingest_batch(mailbox, uidvalidity, mails).await {
+        let stored = self
+            .sink
+            .ingest_batch(mailbox, uidvalidity, mails, checkpoint)
+            .await;
+        if let Err(err) = stored {
             tracing::warn!(
                 "Storing {count} mails fetched from {mailbox} failed: {err:#}; \
                  they stay unmarked on the server."

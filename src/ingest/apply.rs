@@ -8,6 +8,8 @@
 //! requester's own, shown by a token we signed for this ticket; any other
 //! Cc is only *proposed* to the agents, who add it with `#cc`.
 
+mod age;
+
 use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::{Address, MessageKind, Role, Status, TicketNumber};
@@ -45,6 +47,9 @@ pub struct TicketInfo {
 pub struct Policy {
     pub auto_replies_per_hour: u32,
     pub reopen_days: f64,
+    /// A new ticket's mail older than this gets no confirmation
+    /// (`limits.confirm_max_age_hours`).
+    pub confirm_max_age_hours: f64,
 }
 
 /// A new ticket to create.
@@ -206,9 +211,18 @@ pub fn decide(
         }
     };
     let is_new = matches!(change, TicketChange::Create(_));
+    // Checked before the rate limit: an old mail costs no lookup.
+    let too_old = (is_new && !class.suppress_auto_reply)
+        .then(|| age::too_old_to_confirm(mail, now, policy.confirm_max_age_hours))
+        .flatten();
     let confirm = is_new
         && !class.suppress_auto_reply
+        && too_old.is_none()
         && within_rate_limit(lookup, &from.address, now, policy.auto_replies_per_hour)?;
+    let mut classification = with_dropped_note(&class.reason, &mail.dropped_addresses);
+    if let Some(why) = too_old {
+        classification = format!("{classification}; {why}");
+    }
     let stripped = prepared.stripped();
     let message = InboundMessage {
         message_id: mail.dedup_key(),
@@ -219,7 +233,7 @@ pub fn decide(
         text: stripped.new_text.clone(),
         quoted: stripped.quoted.clone(),
         thread_reason: reason,
-        classification: with_dropped_note(&class.reason, &mail.dropped_addresses),
+        classification,
     };
     Ok(Decision::Store {
         participants: participants(mail, &from, kind, is_new, vouched),
@@ -380,3 +394,6 @@ fn within_rate_limit(
     let sent = lookup.automatic_mails_since(address, now - Duration::hours(1))?;
     Ok(sent < per_hour)
 }
+
+#[cfg(test)]
+mod tests;

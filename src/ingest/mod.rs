@@ -110,6 +110,7 @@ impl Pipeline {
             policy: Policy {
                 auto_replies_per_hour: settings.limits.auto_replies_per_hour,
                 reopen_days: support.reopen_days,
+                confirm_max_age_hours: settings.limits.confirm_max_age_hours,
             },
         }
     }

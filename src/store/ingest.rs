@@ -116,6 +116,23 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<IngestReport>> {
         let mails: Arc<[FetchedMail]> = mails.into();
+        let last = mails.iter().map(|m| m.uid).max();
+        self.ingest_batch_at(pipeline, (mailbox, uidvalidity, last), mails, now)
+    }
+
+    /// [`Store::ingest_batch`] with the checkpoint given: `at` is (mailbox,
+    /// uidvalidity, the UID the checkpoint moves up to, if any). A first
+    /// start records the mailbox's highest UID with its last batch, or with
+    /// no mail at all (the read mail below it is left alone on purpose).
+    pub fn ingest_batch_at(
+        &self,
+        pipeline: &Pipeline,
+        at: (&str, u32, Option<u32>),
+        mails: impl Into<Arc<[FetchedMail]>>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<IngestReport>> {
+        let (mailbox, uidvalidity, checkpoint) = at;
+        let mails: Arc<[FetchedMail]> = mails.into();
         let mut conn = self.write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut inflight = Inflight::open(&self.path)?;
@@ -125,7 +142,7 @@ impl Store {
             uid: mail.uid,
         };
         let reports = ingest_all(&tx, pipeline, &mails, &mut inflight, source, now)?;
-        if let Some(last) = mails.iter().map(|m| m.uid).max() {
+        if let Some(last) = checkpoint {
             tx.prepare_cached(
                 "INSERT INTO imap_checkpoints (mailbox, uidvalidity, last_uid, updated_at)
                  VALUES (?1, ?2, ?3, ?4)

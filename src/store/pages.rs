@@ -1,13 +1,15 @@
 //! Page reads: what the status page needs beyond `ticket_page` and the
 //! ticket lists: a ticket opened from a requester's list, attachment bytes
 //! checked against the link that asks for them, one ticket in full for
-//! agents, and the counts behind `/metrics`.
+//! agents, the counts behind `/metrics` and the outbox backlog behind
+//! `/healthz`.
 //! Reads only, on reader connections. A customer-facing read must never
 //! return another ticket's data, nor a message `customer_sees` refuses
 //! (a note, automatic mail, a stranger's mail threaded onto the ticket).
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ticket_lists::{counts_by_status, requester_of};
@@ -122,6 +124,19 @@ impl Store {
         attachment: i64,
     ) -> anyhow::Result<Option<AttachmentFile>> {
         self.read(|c| attachment_of(c, number, attachment, false))
+    }
+
+    /// Outgoing mails not yet sent (or being sent), and when the oldest of
+    /// them was queued: for `/healthz`. Failed ones are not waiting.
+    pub fn outbox_backlog(&self) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*), min(created_at) FROM outbox
+                 WHERE status IN ('pending', 'sending')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
     }
 
     /// Counts for `/metrics`, in one read.

@@ -56,6 +56,8 @@ pub struct WebState {
     /// Whether cookies get `Secure` (the public URL is https).
     secure_cookies: bool,
     imap: Arc<ImapStatus>,
+    /// When `/healthz` counts IMAP as down.
+    health: metrics::HealthClock,
     /// Bounds the store reads in flight (see [`STORE_READS`]).
     reads: Arc<Semaphore>,
     /// Wrong agent keys per client address.
@@ -81,6 +83,7 @@ pub fn routers(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) ->
         agent: agent::AgentKey::new(settings.web.agent_token.expose()).map(Arc::new),
         secure_cookies: settings.support.public_url.starts_with("https://"),
         imap,
+        health: health_clock(settings),
         reads: Arc::new(Semaphore::new(STORE_READS)),
         guesses: Arc::new(throttle::GuessThrottle::default()),
     };
@@ -91,6 +94,21 @@ pub fn routers(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) ->
         .layer(axum::middleware::map_response(protect))
         .with_state(state.clone());
     (page_routes(state), admin)
+}
+
+/// Now, and the longest a live IMAP session goes without a look: the IDLE
+/// refresh (or the poll interval where the server has no IDLE).
+fn health_clock(settings: &Settings) -> metrics::HealthClock {
+    let imap = &settings.imap;
+    let look = if imap.idle {
+        imap.idle_refresh_seconds.max(imap.poll_seconds)
+    } else {
+        imap.poll_seconds
+    };
+    metrics::HealthClock {
+        started_unix: chrono::Utc::now().timestamp(),
+        imap_look_seconds: i64::try_from(look).unwrap_or(i64::MAX / 2),
+    }
 }
 
 fn page_routes(state: WebState) -> Router {

@@ -1,5 +1,6 @@
-//! The command line as scripts use it: exit codes, check-config's errors
-//! and redaction, ingest from a pipe, the JSON of `tickets`.
+//! The command line as scripts use it: exit codes, check-config's errors,
+//! warnings and redaction, ingest from a pipe (75 on a config it cannot
+//! use), the JSON of `tickets`.
 
 use std::process::Output;
 
@@ -154,4 +155,101 @@ Message-ID: <cli-esc@customer.test>\r\n\r\nBody \x1b[31mred\x1b[0m text.\r\n";
         subject.contains("\u{1b}[2J") && subject.contains('\u{202e}'),
         "exact: {subject:?}"
     );
+}
+
+#[test]
+fn ingest_with_an_unusable_config_exits_75_so_the_mta_retries() {
+    let dir = temp_dir();
+    let mail = b"From: Ann <ann@customer.test>\r\nSubject: Hi\r\nMessage-ID: <cli-75@customer.test>\r\n\r\nHello.\r\n";
+    let missing = dir.path().join("missing.toml");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[imap]\nport = \"not a port\"\n").unwrap();
+    for config in [&missing, &bad] {
+        let config = config.to_str().unwrap();
+        // No input: it fails before reading any (a pipe closed early would
+        // fail the test's write, not the daemon).
+        let out = postdesk(dir.path(), &["ingest", "--config", config, "-"], None);
+        assert_eq!(
+            out.status.code(),
+            Some(75),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Other commands still call it a usage error.
+        let out = postdesk(dir.path(), &["check-config", "--config", config], None);
+        assert_eq!(out.status.code(), Some(2));
+    }
+    let unreadable_secret = [("POSTDESK__IMAP__PASSWORD_FILE", "/nonexistent/postdesk-pw")];
+    let out = run_cli(
+        &dir.path().join("cli.db"),
+        &unreadable_secret,
+        &["ingest", "-"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(75));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("imap.password_file") && err.contains("/nonexistent/postdesk-pw"),
+        "{err}"
+    );
+    // Nothing was stored on the way: the retried mail is the first copy.
+    let out = postdesk(dir.path(), &["ingest", "-"], Some(mail));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "new ticket #1");
+}
+
+#[test]
+fn check_config_refuses_clear_text_to_another_host_and_warns_about_examples() {
+    let dir = temp_dir();
+    let db = dir.path().join("cli.db");
+    let out = run_cli(
+        &db,
+        &[
+            ("POSTDESK__SMTP__HOST", "smtp.provider.test"),
+            ("POSTDESK__SMTP__TLS", "none"),
+        ],
+        &["check-config"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("smtp.tls") && err.contains("smtp.provider.test"),
+        "{err}"
+    );
+
+    // The defaults: a loopback public_url and tickets@example.com.
+    let out = run_cli(
+        &db,
+        &[(
+            "POSTDESK__SUPPORT__AGENTS",
+            "ann@shop.test, bob@example.com",
+        )],
+        &["check-config"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().collect();
+    assert_eq!(warnings.len(), 3, "{err}");
+    assert!(warnings[0].starts_with("postdesk: warning: support.public_url "));
+    assert!(warnings[1].starts_with("postdesk: warning: support.address "));
+    assert!(warnings[2].starts_with("postdesk: warning: support.agents `bob@example.com`"));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains(r#"agents = ["ann@shop.test","bob@example.com"]"#),
+        "{shown}"
+    );
+
+    let out = run_cli(
+        &db,
+        &[
+            ("POSTDESK__SUPPORT__ADDRESS", "help@shop.test"),
+            ("POSTDESK__SUPPORT__PUBLIC_URL", "https://help.shop.test"),
+        ],
+        &["check-config"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

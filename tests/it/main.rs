@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod corpus;
 mod faults;
+mod first_start;
 mod forgery;
 mod fuzz;
 mod hostile;

@@ -75,11 +75,14 @@ async fn a_connection_cut_mid_fetch_and_before_a_mark_loses_and_doubles_nothing(
         "the cut FETCH is named:\n{}",
         log.text()
     );
+    // On a first start (no checkpoint yet, issue 12) the stored but
+    // unmarked mails are still unread: they are fetched again, recognised
+    // as stored and marked; past it, the catch-up marks them.
+    let text = log.text();
     assert!(
-        log.text()
-            .contains("were stored earlier but not marked (Seen); marking them now"),
-        "the swallowed mark is made up for on reconnect:\n{}",
-        log.text()
+        text.contains("were stored earlier but not marked (Seen); marking them now")
+            || text.contains("A mail was already stored; nothing changed."),
+        "the swallowed mark is made up for on reconnect:\n{text}"
     );
 }
 

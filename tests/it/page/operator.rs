@@ -95,12 +95,26 @@ async fn the_agent_queue_is_a_404_without_its_key() {
 #[tokio::test]
 async fn health_metrics_and_the_stylesheet() {
     let mut fx = PageFixture::new(Some(AGENT_KEY));
-    conversation(&mut fx);
     let router = fx.router();
     let health = get(&router, "/healthz", &[]).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.header(header::CONTENT_TYPE), "application/json");
     assert_eq!(
-        (health.status, health.body.as_str()),
-        (StatusCode::OK, "ok")
+        health.body,
+        r#"{"status":"ok","database":"ok","imap":{"connected":false,"last_fetch_seconds_ago":null},"outbox":{"pending":0,"oldest_pending_seconds":null}}"#
+    );
+    // The fixture's mail is dated 2025 and nothing sends it: the outbox's
+    // oldest mail is far over half an hour old, which is a 503.
+    conversation(&mut fx);
+    let stuck = get(&router, "/healthz", &[]).await;
+    assert_eq!(stuck.status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = serde_json::from_str(&stuck.body).unwrap();
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["database"], "ok");
+    assert!(body["outbox"]["pending"].as_i64().unwrap() > 0, "{body}");
+    assert!(
+        body["outbox"]["oldest_pending_seconds"].as_i64().unwrap() > 30 * 60,
+        "{body}"
     );
 
     let bearer = format!("Bearer {AGENT_KEY}");

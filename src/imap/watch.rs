@@ -2,10 +2,10 @@
 //! message above the committed UID checkpoint (on a first start, with no
 //! checkpoint, only the unread ones: `first.rs`) in batches bounded by the
 //! sizes the server declares (`batch.rs`), hand each batch to the
-//! [`MailSink`], mark the batch only after the sink said it is committed,
-//! then wait (IDLE, or polling) and start over; reconnect with capped
-//! backoff on any error; stop promptly when the shutdown token fires, but
-//! never in the middle of a batch the sink is storing. It owns the retry and
+//! [`MailSink`], mark the batch only after the sink said it is committed
+//! (`mark.rs`), then wait (IDLE, or polling) and start over; reconnect with
+//! capped backoff on any error; stop promptly when the shutdown token fires,
+//! but never in the middle of a batch the sink is storing. It owns the retry and
 //! shutdown policy and must not parse mail, touch the store or remember
 //! anything across restarts (the sink's checkpoint is the only memory).
 
@@ -20,16 +20,18 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{self, Batch, FetchLimits};
-use super::command::{is_refusal, within};
+use super::command::within;
 use super::connect::{ImapSession, connect, logout};
-use super::mailbox::{
-    FETCH_BATCH, Selected, fetch_batch, mark, select, sizes, uids_after, unmarked_committed,
-};
+use super::mailbox::{Selected, fetch_batch, select, sizes, uids_after};
 use super::{FetchedMail, ImapStatus, MailSink};
-use crate::settings::{AfterIngest, ImapSettings};
+use crate::settings::ImapSettings;
 
 #[path = "first.rs"]
 mod first;
+#[path = "mark.rs"]
+mod mark;
+
+use mark::Committed;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -353,72 +355,6 @@ impl<S: MailSink> Watcher<'_, S> {
         true
     }
 
-    /// Marks committed mails as `after_ingest` says; a refusal is logged
-    /// and passed over, a connection error returned.
-    async fn mark_stored(
-        &self,
-        session: &mut ImapSession,
-        selected: &mut Selected,
-        committed: &Committed,
-    ) -> anyhow::Result<()> {
-        for (after, uids) in committed.marks(&self.settings.after_ingest) {
-            if uids.is_empty() {
-                continue;
-            }
-            let marked = self
-                .finishing(mark(session, selected, &after, &uids, self.limit))
-                .await;
-            match marked {
-                Ok(()) => {}
-                Err(err) if is_refusal(&err) => {
-                    tracing::warn!(
-                        "Stored {} mails from {} but could not mark them ({after:?}): {err}",
-                        uids.len(),
-                        selected.name
-                    );
-                }
-                Err(err) => return Err(err.context("while marking stored mails")),
-            }
-        }
-        Ok(())
-    }
-
-    /// Marks messages that were committed in an earlier session but whose
-    /// mark never reached the server.
-    async fn catch_up(
-        &self,
-        session: &mut ImapSession,
-        selected: &mut Selected,
-        cursor: u32,
-    ) -> anyhow::Result<()> {
-        let after = &self.settings.after_ingest;
-        let uids = self
-            .cancellable(unmarked_committed(session, after, cursor, self.limit))
-            .await?;
-        if uids.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(
-            "{} mails in {} were stored earlier but not marked ({after:?}); marking them now.",
-            uids.len(),
-            selected.name
-        );
-        for chunk in uids.chunks(FETCH_BATCH) {
-            match self
-                .cancellable(mark(session, selected, after, chunk, self.limit))
-                .await
-            {
-                Ok(()) => {}
-                Err(err) if is_refusal(&err) => {
-                    tracing::warn!("Could not mark earlier stored mails: {err}");
-                    return Ok(());
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
-    }
-
     /// Waits for news: IDLE where enabled and offered, else `poll_seconds`.
     /// Returns the session and whether shutdown was requested.
     async fn wait(
@@ -498,43 +434,6 @@ impl<S: MailSink> Watcher<'_, S> {
         tokio::select! {
             result = fut => result,
             _ = grace => Err(anyhow!("shutting down before the server confirmed the marks")),
-        }
-    }
-}
-
-/// The UIDs of a committed batch, split by what was stored of them.
-#[derive(Debug, Default)]
-struct Committed {
-    whole: Vec<u32>,
-    /// Oversize: only the header was stored.
-    header_only: Vec<u32>,
-}
-
-impl Committed {
-    fn of(mails: &[FetchedMail]) -> Committed {
-        let (header_only, whole): (Vec<&FetchedMail>, Vec<&FetchedMail>) =
-            mails.iter().partition(|m| m.oversize.is_some());
-        Committed {
-            whole: whole.iter().map(|m| m.uid).collect(),
-            header_only: header_only.iter().map(|m| m.uid).collect(),
-        }
-    }
-
-    /// Which mark goes to which UIDs. Nothing is lost: of an oversize mail
-    /// only the header was stored, so `delete` must not remove it from the
-    /// server; it is flagged \Seen instead (`move:` keeps it whole in the
-    /// folder, so it is moved like the rest).
-    fn marks(&self, after: &AfterIngest) -> Vec<(AfterIngest, Vec<u32>)> {
-        match after {
-            AfterIngest::Delete => vec![
-                (AfterIngest::Delete, self.whole.clone()),
-                (AfterIngest::Seen, self.header_only.clone()),
-            ],
-            other => {
-                let mut all = [self.whole.as_slice(), self.header_only.as_slice()].concat();
-                all.sort_unstable();
-                vec![(other.clone(), all)]
-            }
         }
     }
 }

@@ -73,6 +73,23 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Copy the database to FILE (and its sent journal to FILE.sent) while
+    /// the daemon runs; never overwrites FILE.
+    Backup { file: PathBuf },
+    /// Replace the database with the backup FILE (and FILE.sent); refuses
+    /// while a daemon uses the database, and an existing one without --force.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Erase a customer's data (GDPR Art. 17) and print what was removed.
+    Erase {
+        address: String,
+        /// Only count what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,7 +200,70 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             command: TokensCommand::Rotate { number },
         } => rotate_links(&settings, &number),
         Command::Quarantine { command } => quarantine(&settings, command),
+        Command::Backup { file } => {
+            let r = postdesk::store::backup(&settings.database.path, &file)?;
+            println!(
+                "{} copied to {}: {} tickets, {} mails, {} bytes, {} sent-journal entries; integrity check: {}",
+                settings.database.path.display(),
+                file.display(),
+                r.tickets,
+                r.mails,
+                r.bytes,
+                r.journal_entries,
+                r.integrity
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { file, force } => {
+            let r = postdesk::store::restore(&file, &settings.database.path, force)?;
+            println!(
+                "{} restored from {}: {} tickets, {} mails, {} bytes, {} sent-journal entries; integrity check: {}",
+                settings.database.path.display(),
+                file.display(),
+                r.tickets,
+                r.mails,
+                r.bytes,
+                r.journal_entries,
+                r.integrity
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Erase { address, dry_run } => erase(&settings, &address, dry_run),
     }
+}
+
+/// `erase ADDRESS [--dry-run]`.
+fn erase(settings: &Settings, address: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let trimmed = address.trim();
+    if !trimmed.contains('@') || trimmed.chars().any(char::is_whitespace) {
+        eprintln!("postdesk: {address:?} is not an e-mail address");
+        return Ok(ExitCode::from(EX_USAGE_CONFIG));
+    }
+    let (store, _) = app::open_store(settings)?;
+    let r = store.erase_address(trimmed, dry_run, Utc::now())?;
+    println!(
+        "{} {}: {} tickets, {} messages, {} raw mails, {} attachments, {} blobs, {} links, \
+         {} outbox mails, {} participant entries, {} quarantined mails, {} sent-journal entries",
+        if dry_run { "Would erase" } else { "Erased" },
+        terminal::line(trimmed),
+        r.tickets,
+        r.messages,
+        r.raw_mails,
+        r.attachments,
+        r.blobs,
+        r.tokens,
+        r.outbox,
+        r.participants,
+        r.quarantined,
+        r.journal_entries
+    );
+    if r.wal_truncated == Some(false) {
+        eprintln!(
+            "postdesk: warning: a reader kept the WAL file busy; old pages stay in it until the \
+             next checkpoint (stop the daemon and run erase again to be sure)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `quarantine list|retry|drop`.

@@ -5,8 +5,10 @@
 //! `ticket_page`) so that another backend could sit behind it. Calls are
 //! blocking: async callers use `spawn_blocking`.
 
+mod backup;
 mod budget;
 mod checkpointer;
+mod erase;
 mod inflight;
 mod ingest;
 mod lifecycle;
@@ -19,6 +21,8 @@ mod ticket_lists;
 mod tickets;
 mod write;
 
+pub use backup::{BackupReport, RestoreReport, backup, restore};
+pub use erase::ErasureReport;
 pub use ingest::{IngestReport, MailSource};
 pub use links::RotatedLinks;
 pub use outbox::{DeliveryResult, OutboxItem};
@@ -54,6 +58,9 @@ pub struct Store {
     readers: Mutex<Vec<Connection>>,
     /// Last: its connection, closed after the others, checkpoints at exit.
     checkpointer: checkpointer::Checkpointer,
+    /// A shared lock on `DATABASE.lock` for the store's lifetime: `restore`
+    /// takes it exclusively, so it never replaces a database in use.
+    _in_use: std::fs::File,
 }
 
 /// The writer connection, held; releasing it wakes the checkpointer.
@@ -84,6 +91,7 @@ impl Drop for WriteGuard<'_> {
 impl Store {
     /// Opens (or creates) the database and runs pending migrations.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
+        let in_use = backup::hold_shared(path)?;
         let mut writer = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&writer)?;
@@ -109,11 +117,13 @@ impl Store {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             checkpointer,
+            _in_use: in_use,
         })
     }
 
     /// Runs pending migrations only; returns how many were applied.
     pub fn migrate(path: &Path) -> anyhow::Result<usize> {
+        let _in_use = backup::hold_shared(path)?;
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&conn)?;

@@ -13,5 +13,6 @@ mod hostile;
 mod hostile_web;
 mod loops;
 mod mailflow;
+mod ops;
 mod page;
 mod support;

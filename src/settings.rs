@@ -86,6 +86,8 @@ pub struct SupportSettings {
     pub trusted_authserv_id: String,
     pub trusted_results_below_received: bool,
     pub agent_token_days: f64,
+    #[serde(deserialize_with = "list_or_commas")]
+    pub lists: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

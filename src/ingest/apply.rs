@@ -7,8 +7,15 @@
 //! (the requester chose them); on a follow-up, only when the mail is the
 //! requester's own, shown by a token we signed for this ticket; any other
 //! Cc is only *proposed* to the agents, who add it with `#cc`.
+//!
+//! List mail (issue 12 §4) makes a ticket like a person's mail, threaded by
+//! its references, but is confirmed to nobody, never changes a ticket's
+//! status and adds only its writer (never the list in Cc). Other machine
+//! mail that answers no ticket (bounces, auto-replies, bulk mail) makes
+//! none. A mail through our own group alias counts as the person's.
 
 mod age;
+mod kinds;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -18,6 +25,7 @@ use crate::ingest::classify::{BounceInfo, MailKind};
 use crate::ingest::parse::{Attachment, Mailbox, ParsedMail};
 use crate::ingest::thread::{ThreadLookup, ThreadReason, Threading};
 use crate::outbound::compose::OutgoingMail;
+use kinds::{inbound_kind, makes_a_ticket};
 
 /// What apply needs from the store beyond threading.
 pub trait IngestLookup: ThreadLookup {
@@ -161,7 +169,7 @@ pub fn decide(
     signed_for: &[TicketNumber],
 ) -> anyhow::Result<Decision> {
     let (mail, class) = (&prepared.mail, &prepared.class);
-    let Some(from) = mail.from.clone() else {
+    let Some(from) = class.person.clone().or_else(|| mail.from.clone()) else {
         return Ok(Decision::Quarantine {
             reason: "the mail has no From address".to_string(),
         });
@@ -192,7 +200,7 @@ pub fn decide(
             (change, reason)
         }
         Threading::New { reason } => {
-            if kind != MessageKind::Customer {
+            if !makes_a_ticket(&class.kind) {
                 return Ok(Decision::Quarantine {
                     reason: format!(
                         "{} that answers no ticket: kept, nothing sent",
@@ -322,15 +330,6 @@ fn reopened(current: Status) -> Status {
     }
 }
 
-fn inbound_kind(kind: &MailKind) -> MessageKind {
-    match kind {
-        MailKind::Human => MessageKind::Customer,
-        MailKind::AutoReply | MailKind::OwnMail => MessageKind::AutoReply,
-        MailKind::Bounce(_) => MessageKind::Bounce,
-        MailKind::List => MessageKind::List,
-    }
-}
-
 /// The requester (for a new ticket) and everyone a person put in Cc: as
 /// `cc` on a new ticket or when the requester `vouched` for the mail,
 /// otherwise only as `proposed`.
@@ -341,12 +340,14 @@ fn participants(
     is_new: bool,
     vouched: bool,
 ) -> Vec<(Mailbox, Role)> {
-    if kind != MessageKind::Customer {
-        return Vec::new();
-    }
     let mut out = Vec::new();
-    if is_new {
+    let person = kind == MessageKind::Customer;
+    // A list ticket's writer is its requester; the list is nobody's Cc.
+    if is_new && (person || kind == MessageKind::List) {
         out.push((from.clone(), Role::Requester));
+    }
+    if !person {
+        return out;
     }
     let role = cc_role(is_new, vouched);
     out.extend(
@@ -395,5 +396,7 @@ fn within_rate_limit(
     Ok(sent < per_hour)
 }
 
+#[cfg(test)]
+mod list_tests;
 #[cfg(test)]
 mod tests;

@@ -29,12 +29,19 @@
 //!    `(X-)Precedence: auto_reply`, Apple/Exchange vacation headers,
 //!    notification robots without RFC 3834 headers (JIRA, ServiceNow), an
 //!    auto-responder `X-Mailer`, an out-of-office subject of many
-//!    languages. `Auto-Submitted` beats `Precedence: bulk`.
+//!    languages, other helpdesks' acknowledgements (RT, Znuny/OTRS,
+//!    Zammad; Zendesk and Freshdesk write `Auto-Submitted`) and
+//!    challenge-response systems (`helpdesks`). `Auto-Submitted` beats
+//!    `Precedence: bulk`.
 //! 4. **List**: `List-Id`, `List-Unsubscribe`, `List-Post`,
-//!    `X-Mailing-List`, `Mailing-List`, `(X-)Precedence: list|bulk|junk`.
-//!    `bulk` and `junk` are List, not AutoReply: they mark mass mail
-//!    (newsletters, list software), and RFC 3834 tells responders to treat
-//!    them like list mail.
+//!    `X-Mailing-List`, `Mailing-List`, `(X-)Precedence: list`. A person
+//!    wrote it to a list: it makes a ticket, nothing goes back.
+//!    **Bulk**: `(X-)Precedence: bulk|junk` with no list header: mass mail
+//!    (newsletters, notification systems), which RFC 3834 tells
+//!    responders to treat like list mail; it makes no ticket of its own.
+//!    A List-Id named in `support.lists` is our own group alias (`group`):
+//!    its list headers do not count, and the person behind a From the
+//!    alias rewrote to our address is the sender ([`Classification::person`]).
 //! 5. **Auto-reply (weak)**: a null Return-Path with no other signal: only
 //!    machines send from `<>`.
 //! 6. **Human**. `suppress_auto_reply` is still set for a no-reply,
@@ -44,14 +51,18 @@
 //!    also puts on normal mail, so it is never an auto-reply marker by
 //!    itself), or an abuse feedback report (RFC 5965, a person reads it).
 
+mod group;
+mod helpdesks;
 mod signals;
 
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod helpdesk_tests;
+#[cfg(test)]
 mod tests;
 
-use super::parse::ParsedMail;
+use super::parse::{Mailbox, ParsedMail};
 use signals::{has_header, header_token_in};
 
 /// Who sent a mail, as far as replying to it is concerned.
@@ -64,8 +75,11 @@ pub enum MailKind {
     AutoReply,
     /// A delivery status notification (RFC 3464) or other bounce.
     Bounce(BounceInfo),
-    /// Mailing-list or bulk mail.
+    /// Mailing-list mail: a person wrote it to a list.
     List,
+    /// Bulk mail (`Precedence: bulk|junk`, no list header): newsletters,
+    /// notification systems.
+    Bulk,
     /// Our own mail coming back (our Message-ID domain with our loop
     /// marker, or the loop header).
     OwnMail,
@@ -98,6 +112,8 @@ pub struct OwnIdentity {
     pub addresses: Vec<String>,
     pub message_id_domain: String,
     pub loop_header_value: String,
+    /// List-Ids of our own group alias (`support.lists`).
+    pub lists: Vec<String>,
 }
 
 /// The header we put on every mail we send: `X-Postdesk-Loop: <loop_header_value>`.
@@ -115,29 +131,53 @@ pub struct Classification {
     /// A short sentence saying why (stored and shown by `postdesk
     /// explain`), e.g. "Auto-Submitted: auto-replied (RFC 3834)".
     pub reason: String,
+    /// The person who wrote a mail that came through our own group alias
+    /// with its From rewritten to our address (`X-Original-From`, then
+    /// `Reply-To`): the sender and requester instead of that From.
+    pub person: Option<Mailbox>,
 }
 
 pub fn classify(mail: &ParsedMail, own: &OwnIdentity) -> Classification {
-    if let Some((kind, reason)) = machine_kind(mail, own) {
+    let alias = group::own_list(mail, own);
+    // Any list may rewrite From to our address when the alias is not
+    // configured (then the mail stays list mail, but its writer is known).
+    let rewritten = alias.is_some() || has_header(mail, "list-id");
+    let person = rewritten.then(|| group::person(mail, own)).flatten();
+    if let Some((kind, reason)) = machine_kind(mail, own, alias.is_some()) {
         return Classification {
             kind,
             suppress_auto_reply: true,
             reason,
+            person,
         };
     }
-    let (suppress_auto_reply, reason) = match human_suppression(mail, own) {
+    let sender = person.as_ref().or(mail.from.as_ref());
+    let sender = sender.map(|m| m.address.as_str()).unwrap_or("");
+    let (suppress_auto_reply, mut reason) = match human_suppression(mail, sender, own) {
         Some(why) => (true, format!("a person, but no automatic reply: {why}")),
         None => (false, "a person: no machine signal".to_string()),
     };
+    if let Some(id) = alias {
+        reason.push_str(&format!("; through our group alias <{id}>"));
+        if let Some(p) = &person {
+            reason.push_str(&format!(", written by {}", p.address.as_str()));
+        }
+    }
     Classification {
         kind: MailKind::Human,
         suppress_auto_reply,
         reason,
+        person,
     }
 }
 
-/// Steps 1 to 5 of the precedence; `None` for a person.
-fn machine_kind(mail: &ParsedMail, own: &OwnIdentity) -> Option<(MailKind, String)> {
+/// Steps 1 to 5 of the precedence; `None` for a person. `own_alias`: the
+/// mail came through our own group alias, whose list headers do not count.
+fn machine_kind(
+    mail: &ParsedMail,
+    own: &OwnIdentity,
+    own_alias: bool,
+) -> Option<(MailKind, String)> {
     if let Some(reason) = own_mail(mail, own) {
         return Some((MailKind::OwnMail, reason));
     }
@@ -165,8 +205,8 @@ fn machine_kind(mail: &ParsedMail, own: &OwnIdentity) -> Option<(MailKind, Strin
     if let Some(reason) = auto_reply_evidence(mail, report_type.as_deref()) {
         return Some((MailKind::AutoReply, reason));
     }
-    if let Some(reason) = list_evidence(mail) {
-        return Some((MailKind::List, reason));
+    if let Some(found) = list_evidence(mail).filter(|_| !own_alias) {
+        return Some(found);
     }
     if signals::null_return_path(mail) {
         return Some((
@@ -284,24 +324,27 @@ fn auto_reply_evidence(mail: &ParsedMail, report_type: Option<&str>) -> Option<S
     if signals::is_read_receipt(mail) {
         return Some(format!("Outlook read receipt {:?}", mail.subject));
     }
-    None
+    helpdesks::helpdesk_evidence(mail)
 }
 
-fn list_evidence(mail: &ParsedMail) -> Option<String> {
+fn list_evidence(mail: &ParsedMail) -> Option<(MailKind, String)> {
     if let Some(name) = signals::LIST_HEADERS.iter().find(|h| has_header(mail, h)) {
-        return Some(format!("mailing list: {name} header"));
+        return Some((MailKind::List, format!("mailing list: {name} header")));
     }
-    for name in ["precedence", "x-precedence"] {
-        if let Some(t) = header_token_in(mail, name, &["list", "bulk", "junk"]) {
-            return Some(format!("bulk mail: {name}: {t}"));
-        }
+    let precedence = |tokens: &[&str]| {
+        ["precedence", "x-precedence"]
+            .iter()
+            .find_map(|name| header_token_in(mail, name, tokens).map(|t| format!("{name}: {t}")))
+    };
+    if let Some(found) = precedence(&["list"]) {
+        return Some((MailKind::List, format!("mailing list: {found}")));
     }
-    None
+    precedence(&["bulk", "junk"]).map(|found| (MailKind::Bulk, format!("bulk mail: {found}")))
 }
 
-/// Why a person must still get nothing automatic, if so.
-fn human_suppression(mail: &ParsedMail, own: &OwnIdentity) -> Option<String> {
-    let from = mail.from.as_ref().map(|f| f.address.as_str()).unwrap_or("");
+/// Why a person must still get nothing automatic, if so. `from` is the
+/// sender's address (the person behind our group alias, if it named one).
+fn human_suppression(mail: &ParsedMail, from: &str, own: &OwnIdentity) -> Option<String> {
     if signals::is_machine_address(from) {
         return Some(format!("{from} is a no-reply or system address"));
     }

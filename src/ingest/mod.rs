@@ -91,6 +91,7 @@ impl Pipeline {
                 addresses: vec![support.address.to_ascii_lowercase()],
                 message_id_domain: domain.clone(),
                 loop_header_value: loop_value,
+                lists: support.lists.clone(),
             },
             signer: Signer::new(secret),
             domain,

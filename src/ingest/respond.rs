@@ -2,6 +2,9 @@
 //! customer's (or a machine's) mail goes, this composes what goes out: the
 //! confirmation of a new ticket and the agents' notifications, or the
 //! polite note for a mail too large to take. Pure.
+//!
+//! The agents hear of a person's mail and of list mail (issue 12 §4); a
+//! list gets nothing back (apply never confirms it).
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -64,7 +67,8 @@ pub fn customer_mail(
             outgoing.push(confirmation(p, mail, new, &message.text, &mut links, now)?);
         }
     }
-    if message.kind == crate::domain::MessageKind::Customer {
+    use crate::domain::MessageKind;
+    if matches!(message.kind, MessageKind::Customer | MessageKind::List) {
         let people = people_after(&ticket, &message, &participants, mail, lookup)?;
         let about = About {
             ticket: ticket.number(),

@@ -2,7 +2,8 @@
 //! projects' test suites, read in place and never copied: their licences
 //! vary) through the whole ingest into a real store: every message lands
 //! somewhere (a ticket, a follow-up, the quarantine with a reason, or a
-//! genuine duplicate) within 2 s, nothing automatic goes to a machine, and
+//! genuine duplicate) within 2 s, nothing automatic goes to a machine (list
+//! mail makes a ticket and tells the agents, nobody else: issue 12 §4), and
 //! the upstream labels of MANIFEST.tsv (machine kinds, texts, subjects,
 //! attachments) hold. Prints a score table.
 
@@ -16,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use postdesk::domain::TicketNumber;
 use postdesk::ingest::Pipeline;
-use postdesk::ingest::classify::{MailKind, classify};
+use postdesk::ingest::classify::{Classification, MailKind, classify};
 use postdesk::ingest::parse::{ParsedMail, parse};
 use postdesk::settings::Settings;
 use postdesk::store::{AttachmentView, IngestReport, MailSource, OutboxItem, Store};
@@ -25,6 +26,7 @@ use crate::support::temp_dir;
 
 pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const MAX_TIME: Duration = Duration::from_secs(2);
+const AGENT: &str = "agent@postdesk.test";
 /// How long to wait for one ingest before calling it a hang.
 const HANG: Duration = Duration::from_secs(30);
 /// Labelled `is_bounce=no` / `is_auto_reply=no` mails read right today; a
@@ -108,7 +110,7 @@ fn parse_labels(field: &str) -> Vec<(String, String)> {
 fn corpus_settings(dir: &Path) -> Settings {
     let env = [
         ("SUPPORT__ADDRESS", "support@postdesk.test".to_string()),
-        ("SUPPORT__AGENTS", "agent@postdesk.test".to_string()),
+        ("SUPPORT__AGENTS", AGENT.to_string()),
         (
             "DATABASE__PATH",
             dir.join("corpus.db").display().to_string(),
@@ -198,6 +200,7 @@ fn kind_name(kind: Option<&MailKind>) -> &'static str {
         Some(MailKind::AutoReply) => "AutoReply",
         Some(MailKind::Bounce(_)) => "Bounce",
         Some(MailKind::List) => "List",
+        Some(MailKind::Bulk) => "Bulk",
         Some(MailKind::OwnMail) => "OwnMail",
         None => "Unparsable",
     }
@@ -209,7 +212,7 @@ fn stored_kind(kind: &MailKind) -> &'static str {
         MailKind::Human => "customer",
         MailKind::AutoReply | MailKind::OwnMail => "auto_reply",
         MailKind::Bounce(_) => "bounce",
-        MailKind::List => "list",
+        MailKind::List | MailKind::Bulk => "list",
     }
 }
 
@@ -242,6 +245,7 @@ fn every_corpus_message_lands_somewhere_and_machines_get_nothing() {
     let mut scores: BTreeMap<String, CategoryScore> = BTreeMap::new();
     let mut times: Vec<(Duration, String)> = Vec::new();
     let mut unclean: Vec<String> = Vec::new();
+    let mut classes: BTreeMap<&'static str, usize> = BTreeMap::new();
 
     for (i, row) in rows.iter().enumerate() {
         let file = row.file.as_str();
@@ -289,6 +293,12 @@ fn every_corpus_message_lands_somewhere_and_machines_get_nothing() {
             }
         };
         seen.entry(key.clone()).or_insert_with(|| file.to_string());
+        if let (Some(class), Some(landed)) = (&class, &landed) {
+            // A duplicate counts as what it became in a store of its own.
+            if let Some(name) = section4_class(class, landed.ticket.is_some()) {
+                *classes.entry(name).or_default() += 1;
+            }
+        }
         if let Some(landed) = &landed {
             score.landed += 1;
             if let (Some(stored), Some(kind)) = (&landed.kind, kind)
@@ -313,14 +323,23 @@ fn every_corpus_message_lands_somewhere_and_machines_get_nothing() {
             _ => ["auto-replies", "bounces"].contains(&row.category.as_str()),
         };
         let is_machine = kind.is_some_and(|k| *k != MailKind::Human);
+        // List mail tells the agents (issue 12 §4), and nobody else.
+        let to_agents_only = kind.is_some_and(|k| matches!(k, MailKind::List | MailKind::Bulk));
         if machine_label || is_machine {
             let caused = Caused {
                 queued: &queued,
                 landed: landed.as_ref(),
                 now,
             };
-            check_nothing_automatic(&store, parsed.as_ref(), &caused, is_machine)
+            let nothing_at_all = is_machine && !to_agents_only;
+            check_nothing_automatic(&store, parsed.as_ref(), &caused, nothing_at_all)
                 .unwrap_or_else(|why| failures.push(format!("{file}: {why}")));
+        }
+        if to_agents_only && let Some(row) = queued.iter().find(|r| r.recipients != [AGENT]) {
+            failures.push(format!(
+                "{file}: list mail queued {} to {:?}, not only to the agents",
+                row.message_id, row.recipients
+            ));
         }
 
         // The labels: machine kinds.
@@ -369,6 +388,7 @@ fn every_corpus_message_lands_somewhere_and_machines_get_nothing() {
     }
 
     print_table(&scores, &times, negative);
+    println!("issue 12 §4 classes: {classes:?}");
     println!("texts with U+FFFD: {}", unclean.join(", "));
     println!("label mismatches ({}):", wrong_labels.len());
     for wrong in &wrong_labels {
@@ -379,6 +399,13 @@ fn every_corpus_message_lands_somewhere_and_machines_get_nothing() {
         "{} corpus failures:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+    // Issue 12 §4: every list mail of the corpus makes a ticket (10 today;
+    // they were all quarantined before).
+    assert_eq!(classes.get("list mail off a ticket"), None, "{classes:?}");
+    assert!(
+        classes.get("list mail on a ticket").copied().unwrap_or(0) >= 10,
+        "{classes:?}"
     );
     assert!(
         negative.right >= MIN_NEGATIVE_LABELS_RIGHT,
@@ -406,6 +433,25 @@ fn every_corpus_message_lands_somewhere_and_machines_get_nothing() {
         "attachment labels: {}, see above",
         attachments.show()
     );
+}
+
+/// The class of issue 12 §4 a mail falls in, for the score table.
+fn section4_class(class: &Classification, on_ticket: bool) -> Option<&'static str> {
+    let reason = class.reason.as_str();
+    match (&class.kind, on_ticket) {
+        (MailKind::List, true) => Some("list mail on a ticket"),
+        (MailKind::List, false) => Some("list mail off a ticket"),
+        (MailKind::Bulk, true) => Some("bulk mail on a ticket"),
+        (MailKind::Bulk, false) => Some("bulk mail kept apart"),
+        (MailKind::AutoReply, _) if reason.contains("challenge-response") => {
+            Some("challenge-response")
+        }
+        (MailKind::AutoReply, _) if ["RT", "OTRS", "X-Loop"].iter().any(|w| reason.contains(w)) => {
+            Some("other helpdesk")
+        }
+        (MailKind::Human, _) if reason.contains("group alias") => Some("own group alias"),
+        _ => None,
+    }
 }
 
 /// Where the mail went; an error says why that is not "somewhere".
@@ -568,8 +614,9 @@ struct Caused<'a> {
 }
 
 /// No outbox row to the sender (From, Reply-To, Return-Path) and no
-/// confirmation on its ticket; for a mail classified as a machine's, no
-/// outgoing mail at all (not even a notification to the agents).
+/// confirmation on its ticket; for a mail classified as a machine's other
+/// than list mail, no outgoing mail at all (not even a notification to the
+/// agents).
 fn check_nothing_automatic(
     store: &Store,
     mail: Option<&ParsedMail>,

@@ -1,8 +1,9 @@
 //! Machines and loops against the real Dovecot and Postfix: a scripted
-//! auto-responder answering everything postdesk sends (three kinds, the
-//! worst with no machine header at all), bounces (a permanent SMTP failure,
-//! and a DSN that quotes our Message-ID), Cc participants and a stranger's
-//! subject tag, and a mail over the size limit.
+//! auto-responder answering everything postdesk sends (four kinds: the
+//! worst with no machine header at all, and another helpdesk's
+//! acknowledgements), bounces (a permanent SMTP failure, and a DSN that
+//! quotes our Message-ID), Cc participants and a stranger's subject tag,
+//! and a mail over the size limit.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -38,6 +39,10 @@ enum Responder {
     /// every time (our tag is lost), so each answer looks like a new
     /// request from a person. Only the per-address limit can stop it.
     FixedSubject,
+    /// Another helpdesk (RT) acknowledging each mail as a new ticket of its
+    /// own: `[rt #N] AutoReply:`, `X-RT-Loop-Prevention`, no references
+    /// and no `Precedence: bulk` (without its markers, a new person each time).
+    OtherHelpdesk,
 }
 
 impl Responder {
@@ -66,6 +71,12 @@ impl Responder {
             }
             Responder::HumanLike => head.push_str(&format!("Subject: Re: {}\r\n", mail.subject)),
             Responder::FixedSubject => head.push_str("Subject: Thank you for your message\r\n"),
+            Responder::OtherHelpdesk => head.push_str(&format!(
+                "Subject: [rt.example.test #{}] AutoReply: {}\r\n\
+                 X-RT-Loop-Prevention: rt.example.test\r\n",
+                mail.subject.len(),
+                mail.subject
+            )),
         }
         format!("{head}\r\nI am away until Monday and will read your mail then.\r\n").into_bytes()
     }
@@ -91,6 +102,7 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
         Responder::OutOfOffice,
         Responder::HumanLike,
         Responder::FixedSubject,
+        Responder::OtherHelpdesk,
     ] {
         let support = fresh_support_box(&stack).await;
         let dir = temp_dir();
@@ -167,6 +179,10 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
             Responder::HumanLike => {
                 assert_eq!(sent, 1, "a follow-up gets no confirmation");
                 assert_eq!(tickets.len(), 1, "the tagged answer is a follow-up");
+            }
+            Responder::OtherHelpdesk => {
+                assert_eq!(sent, 1, "its acknowledgement is never answered");
+                assert_eq!(tickets.len(), 1, "nor made a ticket");
             }
             Responder::FixedSubject => {
                 assert_eq!(sent, LIMIT, "the limit, and only the limit, stops it");

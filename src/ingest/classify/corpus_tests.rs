@@ -58,6 +58,7 @@ fn kind_name(kind: &MailKind) -> &'static str {
         MailKind::AutoReply => "AutoReply",
         MailKind::Bounce(_) => "Bounce",
         MailKind::List => "List",
+        MailKind::Bulk => "Bulk",
         MailKind::OwnMail => "OwnMail",
     }
 }
@@ -72,6 +73,7 @@ fn corpus_labels_are_classified() {
         addresses: vec!["support@postdesk.test".to_string()],
         message_id_domain: "postdesk.test".to_string(),
         loop_header_value: "corpus-test-loop".to_string(),
+        lists: Vec::new(),
     };
     let mut auto_reply = Score::default();
     let mut bounce = Score::default();
@@ -130,7 +132,7 @@ fn corpus_labels_are_classified() {
         } else if category == "client-replies" {
             folder.record(name == "Human", file, &got);
         } else if category == "lists" {
-            folder.record(name == "List", file, &got);
+            folder.record(name == "List" || name == "Bulk", file, &got);
         } else if name != "Human" && !["auto-replies", "bounces"].contains(&category) {
             others.push(format!("{file}: {got}"));
         }

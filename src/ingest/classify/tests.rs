@@ -5,17 +5,18 @@ use proptest::prelude::*;
 use super::super::parse::{ParsedMail, parse};
 use super::*;
 
-fn own() -> OwnIdentity {
+pub(super) fn own() -> OwnIdentity {
     OwnIdentity {
         addresses: vec!["support@postdesk.test".to_string()],
         message_id_domain: "postdesk.test".to_string(),
         loop_header_value: "a1b2c3".to_string(),
+        lists: vec!["support.postdesk.test".to_string()],
     }
 }
 
 /// A mail from a person, with `extra` headers added (and replacing the
 /// default From or Subject when given).
-fn mail(extra: &[(&str, &str)], body: &str) -> ParsedMail {
+pub(super) fn mail(extra: &[(&str, &str)], body: &str) -> ParsedMail {
     let mut raw = String::new();
     let given = |name: &str| extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     if !given("From") {
@@ -33,7 +34,7 @@ fn mail(extra: &[(&str, &str)], body: &str) -> ParsedMail {
     parse(raw.as_bytes()).expect("the test mail parses")
 }
 
-fn kind_of(extra: &[(&str, &str)]) -> MailKind {
+pub(super) fn kind_of(extra: &[(&str, &str)]) -> MailKind {
     classify(&mail(extra, "Hello.\r\n"), &own()).kind
 }
 
@@ -307,11 +308,15 @@ fn list_headers_and_bulk_precedence_mark_lists() {
         ("List-Post", "<mailto:help@lists.example.test>"),
         ("X-Mailing-List", "help@lists.example.test"),
         ("Precedence", "list"),
-        ("Precedence", "bulk"),
-        ("Precedence", "junk"),
     ] {
         assert_eq!(kind_of(&[header]), MailKind::List, "{header:?}");
     }
+    for header in [("Precedence", "bulk"), ("X-Precedence", "junk")] {
+        assert_eq!(kind_of(&[header]), MailKind::Bulk, "{header:?}");
+    }
+    // A list header beside `bulk` is a list.
+    let both = [("Precedence", "bulk"), ("List-Id", "<a.example.test>")];
+    assert_eq!(kind_of(&both), MailKind::List);
 }
 
 #[test]

@@ -231,5 +231,9 @@ pub fn log_report(report: &IngestReport) -> usize {
             tracing::warn!("A mail went to the quarantine: {reason}");
             0
         }
+        IngestReport::Ignored { reason } => {
+            tracing::info!("A mail was ignored: {reason}");
+            0
+        }
     }
 }

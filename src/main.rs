@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use postdesk::app::{self, App};
 use postdesk::domain::{Status, TicketNumber};
 use postdesk::settings::Settings;
-use postdesk::store::{IngestReport, MailSource, RetryOutcome, Store};
+use postdesk::store::{IngestReport, Kept, MailSource, RetryOutcome, Store};
 use postdesk::terminal;
 
 const EX_USAGE_CONFIG: u8 = 2;
@@ -65,6 +65,12 @@ enum Command {
     Explain { message_id: String },
     /// Mails that could not be processed.
     Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// Machine mails (auto-replies, bounces, bulk mail) that answer no
+    /// ticket, kept apart from the quarantine; retry and drop as there.
+    Ignored {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
@@ -127,10 +133,11 @@ enum QuarantineCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Process quarantined mail ID again (after an upgrade or a raised
-    /// limit); on success it leaves the quarantine. Exit 1 if it still fails.
+    /// Process kept mail ID again (after an upgrade, a raised limit, or once
+    /// its ticket exists); on success it leaves the quarantine or the
+    /// ignored list. Exit 1 if it is still kept. Takes either kind's ID.
     Retry { id: i64 },
-    /// Delete quarantined mail ID and its stored bytes.
+    /// Delete kept mail ID (quarantined or ignored) and its stored bytes.
     Drop { id: i64 },
 }
 
@@ -199,7 +206,8 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Tokens {
             command: TokensCommand::Rotate { number },
         } => rotate_links(&settings, &number),
-        Command::Quarantine { command } => quarantine(&settings, command),
+        Command::Quarantine { command } => quarantine(&settings, command, Kept::Fault),
+        Command::Ignored { command } => quarantine(&settings, command, Kept::Ignored),
         Command::Backup { file } => {
             let r = postdesk::store::backup(&settings.database.path, &file)?;
             println!(
@@ -266,12 +274,22 @@ fn erase(settings: &Settings, address: &str, dry_run: bool) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// `quarantine list|retry|drop`.
-fn quarantine(settings: &Settings, command: QuarantineCommand) -> anyhow::Result<ExitCode> {
+/// `quarantine|ignored list|retry|drop`: `list` shows `kind`, retry and
+/// drop take an ID of either kind (one table).
+fn quarantine(
+    settings: &Settings,
+    command: QuarantineCommand,
+    kind: Kept,
+) -> anyhow::Result<ExitCode> {
     let (store, pipeline) = app::open_store(settings)?;
+    // Retry and drop take either kind's ID; the words follow the command.
+    let noun = match kind {
+        Kept::Fault => "quarantined mail",
+        Kept::Ignored => "ignored mail",
+    };
     match command {
         QuarantineCommand::List { json } => {
-            let items = store.quarantine_list()?;
+            let items = store.kept_list(kind)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
@@ -290,26 +308,34 @@ fn quarantine(settings: &Settings, command: QuarantineCommand) -> anyhow::Result
             match store.quarantine_retry(&pipeline, id, Utc::now())? {
                 Some(RetryOutcome::Ingested(report)) => {
                     app::log_report(&report);
-                    println!("quarantined mail {id}: {}", describe(&report));
+                    println!("{noun} {id}: {}", describe(&report));
                 }
                 Some(RetryOutcome::StillQuarantined { reason }) => {
                     eprintln!(
-                        "postdesk: quarantined mail {id} still cannot be processed: {reason}"
+                        "postdesk: {noun} {id} still cannot be processed: {}",
+                        terminal::line(&reason)
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Some(RetryOutcome::StillIgnored { reason }) => {
+                    eprintln!(
+                        "postdesk: mail {id} is still ignored: {}",
+                        terminal::line(&reason)
                     );
                     return Ok(ExitCode::FAILURE);
                 }
                 None => {
-                    eprintln!("postdesk: there is no quarantined mail {id}");
+                    eprintln!("postdesk: there is no {noun} {id}");
                     return Ok(ExitCode::FAILURE);
                 }
             }
         }
         QuarantineCommand::Drop { id } => {
             if !store.quarantine_drop(id)? {
-                eprintln!("postdesk: there is no quarantined mail {id}");
+                eprintln!("postdesk: there is no {noun} {id}");
                 return Ok(ExitCode::FAILURE);
             }
-            println!("quarantined mail {id} deleted");
+            println!("{noun} {id} deleted");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -394,6 +420,7 @@ fn describe(report: &IngestReport) -> String {
         IngestReport::Quarantined { reason } => {
             format!("quarantined: {}", terminal::line(reason))
         }
+        IngestReport::Ignored { reason } => format!("ignored: {}", terminal::line(reason)),
     }
 }
 
@@ -532,9 +559,13 @@ fn explain(settings: &Settings, message_id: &str) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(reason) = store.quarantine_reason(message_id)? {
+    if let Some((kind, reason)) = store.kept_reason(message_id)? {
+        let place = match kind {
+            Kept::Fault => "is in the quarantine",
+            Kept::Ignored => "was ignored (postdesk ignored list)",
+        };
         println!(
-            "<{}> is in the quarantine: {}.",
+            "<{}> {place}: {}.",
             terminal::line(message_id),
             terminal::line(&reason)
         );

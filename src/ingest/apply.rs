@@ -143,8 +143,14 @@ pub struct FailedDelivery {
 #[derive(Debug, Clone)]
 pub enum Decision {
     Duplicate,
-    /// Kept, but on no ticket: its reason is shown in the quarantine.
+    /// Kept, but on no ticket: it could not be processed; its reason is
+    /// shown in the quarantine.
     Quarantine {
+        reason: String,
+    },
+    /// Machine mail that answers no ticket: kept with its reason apart from
+    /// the quarantine (`postdesk ignored list`), nothing sent.
+    Ignored {
         reason: String,
     },
     Store {
@@ -201,7 +207,7 @@ pub fn decide(
         }
         Threading::New { reason } => {
             if !makes_a_ticket(&class.kind) {
-                return Ok(Decision::Quarantine {
+                return Ok(Decision::Ignored {
                     reason: format!(
                         "{} that answers no ticket: kept, nothing sent",
                         class.reason

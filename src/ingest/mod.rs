@@ -46,6 +46,10 @@ pub enum Outcome {
         dedup_key: String,
         notice: Option<Box<OutgoingMail>>,
     },
+    /// Machine mail (an auto-reply, a bounce, bulk mail) that answers no
+    /// ticket: kept apart from the quarantine with its reason, nothing
+    /// sent. Not a fault (issue 12 §4).
+    Ignored { reason: String, dedup_key: String },
 }
 
 /// The settings-derived context of ingest: who we are and our limits.

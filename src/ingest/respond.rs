@@ -48,6 +48,12 @@ pub fn customer_mail(
                 notice: None,
             });
         }
+        Decision::Ignored { reason } => {
+            return Ok(Outcome::Ignored {
+                reason,
+                dedup_key: mail.dedup_key(),
+            });
+        }
         Decision::Store {
             ticket,
             message,

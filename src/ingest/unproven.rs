@@ -4,9 +4,10 @@
 //! vouch for it). It may be a stranger's forgery or an agent answering an
 //! old notification; either way it runs no command, relays nothing,
 //! changes no status and is never shown to the customer: it is kept as an
-//! internal note on the ticket it threads to (quarantined when it names
-//! none), and the agent is answered with a mail carrying a fresh token, so
-//! that a reply to that gets the text through (rule 4). Pure.
+//! internal note on the ticket it threads to (kept as ignored, apart
+//! from the quarantine, when it names none), and the agent is answered
+//! with a mail carrying a fresh token, so that a reply to that gets the
+//! text through (rule 4). Pure.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -55,10 +56,9 @@ pub fn agent_address_mail(
         None => None,
     };
     let Some(info) = info else {
-        return Ok(Outcome::Quarantine {
+        return Ok(Outcome::Ignored {
             reason: format!("a mail from an agent's address that names no ticket, and {why}"),
             dedup_key: mail.dedup_key(),
-            notice: None,
         });
     };
     let notice = answer(p, prepared, info.number, &why, lookup, now)?;

@@ -17,6 +17,7 @@ use super::Store;
 use super::budget::{self, Preparer, Step};
 use super::inflight::{CRASHED_REASON, Inflight, Refusal};
 use super::lookup::TxLookup;
+use super::quarantine::Kept;
 use super::write::{RawMail, quarantine, write_outcome};
 use crate::domain::TicketNumber;
 use crate::imap::FetchedMail;
@@ -67,9 +68,22 @@ impl MailSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestReport {
     Duplicate,
-    NewTicket { number: TicketNumber, queued: usize },
-    FollowUp { number: TicketNumber, queued: usize },
-    Quarantined { reason: String },
+    NewTicket {
+        number: TicketNumber,
+        queued: usize,
+    },
+    FollowUp {
+        number: TicketNumber,
+        queued: usize,
+    },
+    /// Could not be processed: kept in the quarantine.
+    Quarantined {
+        reason: String,
+    },
+    /// Machine mail that answers no ticket: kept apart, nothing sent.
+    Ignored {
+        reason: String,
+    },
 }
 
 impl Store {
@@ -355,6 +369,6 @@ fn keep_failed(
     if TxLookup(tx).is_seen(&key)? {
         return Ok(IngestReport::Duplicate);
     }
-    quarantine(tx, &key, mail, &failure, now)?;
+    quarantine(tx, &key, mail, &failure, Kept::Fault, now)?;
     Ok(IngestReport::Quarantined { reason: failure })
 }

@@ -27,7 +27,7 @@ pub use ingest::{IngestReport, MailSource};
 pub use links::RotatedLinks;
 pub use outbox::{DeliveryResult, OutboxItem};
 pub use pages::{AgentTicket, AttachmentFile, StoreMetrics};
-pub use quarantine::RetryOutcome;
+pub use quarantine::{Kept, RetryOutcome};
 pub use ticket_lists::{
     FilterCounts, PAGE_SIZE, RequesterPage, TicketFilter, TicketListPage, TicketRow,
 };

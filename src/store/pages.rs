@@ -35,9 +35,12 @@ pub struct AttachmentFile {
 /// The counts behind `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct StoreMetrics {
-    /// Every mail stored, quarantined ones included.
+    /// Every mail stored, quarantined and ignored ones included.
     pub mails_ingested: i64,
+    /// Faults only: mail that could not be processed.
     pub mails_quarantined: i64,
+    /// Machine mail that answers no ticket, kept apart.
+    pub mails_ignored: i64,
     /// Every status, zero where there is none.
     pub tickets_by_status: BTreeMap<Status, i64>,
     pub outbox_pending: i64,
@@ -143,8 +146,12 @@ impl Store {
     pub fn store_metrics(&self) -> anyhow::Result<StoreMetrics> {
         self.read(|c| {
             let mails_ingested = c.query_row("SELECT count(*) FROM raw_mails", [], |r| r.get(0))?;
-            let mails_quarantined =
-                c.query_row("SELECT count(*) FROM quarantine", [], |r| r.get(0))?;
+            let (mails_quarantined, mails_ignored) = c.query_row(
+                "SELECT count(*) FILTER (WHERE kind = 'fault'),
+                        count(*) FILTER (WHERE kind = 'ignored') FROM quarantine",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
             let (outbox_pending, outbox_failed) = c.query_row(
                 "SELECT count(*) FILTER (WHERE status IN ('pending', 'sending')),
                         count(*) FILTER (WHERE status = 'failed') FROM outbox",
@@ -154,6 +161,7 @@ impl Store {
             Ok(StoreMetrics {
                 mails_ingested,
                 mails_quarantined,
+                mails_ignored,
                 tickets_by_status: counts_by_status(c, None)?,
                 outbox_pending,
                 outbox_failed,

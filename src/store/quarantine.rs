@@ -1,23 +1,48 @@
 //! The quarantine as the operator works it: `retry` runs ingest again on a
-//! quarantined mail's stored bytes (after an upgrade, or a raised limit),
-//! `drop` deletes it. Each call is one transaction. Listing and reasons are
-//! read models and live in `tickets.rs`; deciding what goes into the
-//! quarantine is ingest's job, not this file's.
+//! kept mail's stored bytes (after an upgrade, a raised limit, or once the
+//! ticket an ignored mail answers exists), `drop` deletes it, `list` shows
+//! one kind. Each call is one transaction. The table holds two kinds
+//! (issue 12 §4): faults, mail that could not be processed (the
+//! quarantine proper), and ignored machine mail that answers no ticket;
+//! retry and drop take either. Deciding which a mail is, is ingest's job,
+//! not this file's.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Store;
 use super::ingest::{IngestReport, MailSource, ingest_one};
+use super::{QuarantineItem, Store};
 use crate::ingest::Pipeline;
+
+/// Which of the two kinds a kept mail is (the `kind` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Could not be processed: the quarantine proper.
+    Fault,
+    /// Machine mail that answers no ticket.
+    Ignored,
+}
+
+impl Kept {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kept::Fault => "fault",
+            Kept::Ignored => "ignored",
+        }
+    }
+}
 
 /// What a retry came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryOutcome {
     /// Processed: the mail left the quarantine; where it went.
     Ingested(IngestReport),
-    /// Still unusable: it stays (same id), with this attempt's reason.
+    /// Still unusable: it stays (same id) as a fault, with this attempt's
+    /// reason.
     StillQuarantined { reason: String },
+    /// Still answers no ticket: it stays (same id) as ignored, with this
+    /// attempt's reason.
+    StillIgnored { reason: String },
 }
 
 impl Store {
@@ -40,20 +65,71 @@ impl Store {
         // dedup key is the Message-ID or the content hash): it goes first.
         delete_entry(&tx, id, entry.raw_id)?;
         let source = parse_source(&entry.source);
-        match ingest_one(&tx, pipeline, &entry.raw, entry.size, &source, now)? {
-            IngestReport::Quarantined { reason } => {
-                tx.rollback()?;
-                conn.execute(
-                    "UPDATE quarantine SET reason = ?2 WHERE id = ?1",
-                    params![id, reason],
-                )?;
-                Ok(Some(RetryOutcome::StillQuarantined { reason }))
-            }
+        // Kept again: the rollback restores the entry (same id), and only
+        // its reason and kind follow this attempt.
+        let report = ingest_one(&tx, pipeline, &entry.raw, entry.size, &source, now)?;
+        let (kind, reason) = match report {
+            IngestReport::Quarantined { reason } => (Kept::Fault, reason),
+            IngestReport::Ignored { reason } => (Kept::Ignored, reason),
             report => {
                 tx.commit()?;
-                Ok(Some(RetryOutcome::Ingested(report)))
+                return Ok(Some(RetryOutcome::Ingested(report)));
             }
-        }
+        };
+        tx.rollback()?;
+        conn.execute(
+            "UPDATE quarantine SET reason = ?2, kind = ?3 WHERE id = ?1",
+            params![id, reason, kind.as_str()],
+        )?;
+        Ok(Some(match kind {
+            Kept::Fault => RetryOutcome::StillQuarantined { reason },
+            Kept::Ignored => RetryOutcome::StillIgnored { reason },
+        }))
+    }
+
+    /// The kind and reason of a kept mail, by its dedup key (`explain`).
+    pub fn kept_reason(&self, dedup_key: &str) -> anyhow::Result<Option<(Kept, String)>> {
+        let key = dedup_key
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT q.kind, q.reason FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id
+                 WHERE r.dedup_key = ?1",
+                [key],
+                |r| {
+                    let kind = match r.get::<_, String>(0)?.as_str() {
+                        "ignored" => Kept::Ignored,
+                        _ => Kept::Fault,
+                    };
+                    Ok((kind, r.get(1)?))
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    /// The kept mails of one kind, newest first: `Kept::Fault` is
+    /// `quarantine list`, `Kept::Ignored` is `ignored list`.
+    pub fn kept_list(&self, kind: Kept) -> anyhow::Result<Vec<QuarantineItem>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT q.id, r.dedup_key, r.size, q.reason, q.created_at
+                 FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id
+                 WHERE q.kind = ?1 ORDER BY q.id DESC",
+            )?;
+            let rows = stmt.query_map([kind.as_str()], |r| {
+                Ok(QuarantineItem {
+                    id: r.get(0)?,
+                    dedup_key: r.get(1)?,
+                    size: r.get(2)?,
+                    reason: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
     }
 
     /// Deletes quarantined mail `id` and its stored bytes; `false` when

@@ -204,24 +204,10 @@ impl Store {
         })
     }
 
-    /// Every quarantined mail, newest first.
+    /// Every quarantined mail (the faults; ignored machine mail is
+    /// `kept_list(Kept::Ignored)`), newest first.
     pub fn quarantine_list(&self) -> anyhow::Result<Vec<QuarantineItem>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT q.id, r.dedup_key, r.size, q.reason, q.created_at
-                 FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id ORDER BY q.id DESC",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(QuarantineItem {
-                    id: r.get(0)?,
-                    dedup_key: r.get(1)?,
-                    size: r.get(2)?,
-                    reason: r.get(3)?,
-                    created_at: r.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        self.kept_list(super::Kept::Fault)
     }
 }
 

@@ -1,13 +1,14 @@
 //! The rows one mail's outcome writes, inside the caller's transaction:
 //! the raw mail, the ticket change, participants, the message and its
 //! attachments, links, outbox rows, a bounce's mark on our delivery, or the
-//! quarantine. It decides nothing: what to write comes as a [`Plan`] or an
+//! quarantine (a fault, or ignored machine mail). It decides nothing: what to write comes as a [`Plan`] or an
 //! [`Outcome`] from the pure pipeline.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 
 use super::ingest::{IngestReport, MailSource};
+use super::quarantine::Kept;
 use crate::domain::{Direction, Status, TicketNumber};
 use crate::ingest::Outcome;
 use crate::ingest::apply::{AccessLink, FailedDelivery, Plan, TicketChange};
@@ -47,12 +48,16 @@ pub(super) fn write_outcome(
             dedup_key,
             notice,
         } => {
-            quarantine(tx, &dedup_key, raw, &reason, now)?;
+            quarantine(tx, &dedup_key, raw, &reason, Kept::Fault, now)?;
             if let Some(notice) = notice {
                 enqueue(tx, None, &notice, now)?;
             }
             tracing::warn!("A mail was quarantined: {reason}");
             Ok(IngestReport::Quarantined { reason })
+        }
+        Outcome::Ignored { reason, dedup_key } => {
+            quarantine(tx, &dedup_key, raw, &reason, Kept::Ignored, now)?;
+            Ok(IngestReport::Ignored { reason })
         }
         Outcome::Stored(plan) => write_plan(tx, raw, &plan, now),
     }
@@ -242,19 +247,21 @@ fn insert_raw(
     Ok(tx.last_insert_rowid())
 }
 
-/// Keeps the raw mail and puts it in the quarantine with its reason.
+/// Keeps the raw mail with its reason on no ticket: in the quarantine
+/// (`Kept::Fault`) or apart from it (`Kept::Ignored`).
 pub(super) fn quarantine(
     tx: &Connection,
     dedup_key: &str,
     raw: &RawMail,
     reason: &str,
+    kind: Kept,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let raw_id = insert_raw(tx, dedup_key, raw, now)?;
     tx.prepare_cached(
-        "INSERT INTO quarantine (raw_mail_id, reason, created_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO quarantine (raw_mail_id, reason, kind, created_at) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![raw_id, reason, now])?;
+    .execute(params![raw_id, reason, kind.as_str(), now])?;
     Ok(())
 }
 

@@ -175,14 +175,20 @@ fn exposition(counts: &StoreMetrics, imap: &ImapStatus, now_unix: i64) -> String
     metric(
         "postdesk_mails_ingested_total",
         "counter",
-        "Mails stored, quarantined ones included.",
+        "Mails stored, quarantined and ignored ones included.",
         &one(counts.mails_ingested.to_string()),
     );
     metric(
         "postdesk_mails_quarantined_total",
         "counter",
-        "Mails kept in the quarantine.",
+        "Mails kept in the quarantine: they could not be processed.",
         &one(counts.mails_quarantined.to_string()),
+    );
+    metric(
+        "postdesk_mails_ignored_total",
+        "counter",
+        "Machine mails that answer no ticket, kept apart from the quarantine.",
+        &one(counts.mails_ignored.to_string()),
     );
     let by_status: Vec<(String, String)> = counts
         .tickets_by_status

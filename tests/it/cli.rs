@@ -253,3 +253,83 @@ fn check_config_refuses_clear_text_to_another_host_and_warns_about_examples() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+fn json_list(dir: &std::path::Path, which: &str) -> Vec<serde_json::Value> {
+    let out = postdesk(dir, &[which, "list", "--json"], None);
+    assert_eq!(out.status.code(), Some(0), "{which} list");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    list.as_array().expect("an array").clone()
+}
+
+/// Issue 12 §4: `postdesk ignored list` holds the machine mail that
+/// answers no ticket, `quarantine list` only what could not be processed;
+/// an ignored mail is retried (once its ticket exists) and dropped by ID.
+#[test]
+fn ignored_machine_mail_is_listed_apart_and_retried_once_its_ticket_exists() {
+    let dir = temp_dir();
+    // The customer's out-of-office answers her own mail, which the MTA
+    // hands over late: at first it answers no ticket.
+    let auto = b"From: Ann <ann@customer.test>\r\nTo: tickets@example.com\r\n\
+Subject: Auto: Broken\r\nMessage-ID: <ooo-cli@customer.test>\r\n\
+In-Reply-To: <cli-late@customer.test>\r\nAuto-Submitted: auto-replied\r\n\r\nI am away.\r\n";
+    let out = postdesk(dir.path(), &["ingest", "-"], Some(auto));
+    assert_eq!(out.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("ignored: ") && said.contains("answers no ticket"),
+        "{said}"
+    );
+    let junk = b"this is not a mail header\r\nneither is this\r\n\r\nbody\r\n";
+    let out = postdesk(dir.path(), &["ingest", "-"], Some(junk));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("quarantined: "));
+
+    let ignored = json_list(dir.path(), "ignored");
+    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    assert_eq!(ignored[0]["dedup_key"], "ooo-cli@customer.test");
+    for key in ["id", "size", "reason", "created_at"] {
+        assert!(ignored[0].get(key).is_some(), "ignored list has {key}");
+    }
+    let quarantined = json_list(dir.path(), "quarantine");
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(
+        quarantined[0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot be read")
+    );
+    let explain = postdesk(dir.path(), &["explain", "<ooo-cli@customer.test>"], None);
+    assert!(String::from_utf8_lossy(&explain.stdout).contains("was ignored"));
+
+    let id = ignored[0]["id"].to_string();
+    let early = postdesk(dir.path(), &["quarantine", "retry", &id], None);
+    assert_eq!(early.status.code(), Some(1), "still answers no ticket");
+    assert!(String::from_utf8_lossy(&early.stderr).contains("still ignored"));
+    assert_eq!(
+        json_list(dir.path(), "ignored").len(),
+        1,
+        "kept, same entry"
+    );
+
+    let mail = b"From: Ann <ann@customer.test>\r\nTo: tickets@example.com\r\n\
+Subject: Broken\r\nMessage-ID: <cli-late@customer.test>\r\n\r\nIt broke.\r\n";
+    assert_eq!(
+        postdesk(dir.path(), &["ingest", "-"], Some(mail))
+            .status
+            .code(),
+        Some(0)
+    );
+    let retried = postdesk(dir.path(), &["ignored", "retry", &id], None);
+    assert_eq!(
+        retried.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    assert!(String::from_utf8_lossy(&retried.stdout).contains("added to ticket #1"));
+    assert!(json_list(dir.path(), "ignored").is_empty());
+
+    let fault = quarantined[0]["id"].to_string();
+    let dropped = postdesk(dir.path(), &["quarantine", "drop", &fault], None);
+    assert_eq!(dropped.status.code(), Some(0));
+    assert!(json_list(dir.path(), "quarantine").is_empty());
+}

@@ -151,7 +151,9 @@ fn process(raw: &[u8]) -> Result<(), String> {
 /// automatic goes to a machine's or our own address.
 fn check_outcome(outcome: &Outcome) -> Result<(), String> {
     match outcome {
-        Outcome::Quarantine { reason, .. } if reason.trim().is_empty() => {
+        Outcome::Quarantine { reason, .. } | Outcome::Ignored { reason, .. }
+            if reason.trim().is_empty() =>
+        {
             Err("a quarantine without a reason".to_string())
         }
         Outcome::Stored(plan) => {

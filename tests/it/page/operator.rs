@@ -5,7 +5,7 @@
 use axum::http::{StatusCode, header};
 
 use super::fixture::*;
-use postdesk::store::Store;
+use postdesk::store::{IngestReport, Kept, Store};
 
 #[tokio::test]
 async fn the_agent_queue_is_a_404_without_its_key() {
@@ -201,4 +201,49 @@ fn tokens_rotate_prints_new_links_and_kills_the_old_ones() {
         postdesk(&["tokens", "rotate", "x"], None).status.code(),
         Some(2)
     );
+}
+
+/// Issue 12 §4: machine mail that answers no ticket (an auto-reply, a
+/// bounce) is kept apart as ignored, not in the quarantine; a mail that
+/// cannot be read is the other way round; `/metrics` counts each.
+#[tokio::test]
+async fn machine_mail_off_a_ticket_is_ignored_and_only_faults_are_quarantined() {
+    let mut fx = PageFixture::new(Some(AGENT_KEY));
+    let auto = "From: Bob <bob@customer.test>\r\nTo: tickets@example.com\r\n\
+        Subject: Out of office\r\nMessage-ID: <ooo-1@customer.test>\r\n\
+        Auto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n";
+    let bounce = "From: Mail Delivery System <MAILER-DAEMON@mx.customer.test>\r\n\
+        To: tickets@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+        Message-ID: <dsn-1@mx.customer.test>\r\n\r\nThe mail could not be delivered.\r\n";
+    for raw in [auto, bounce] {
+        match fx.ingest(raw) {
+            IngestReport::Ignored { reason } => {
+                assert!(reason.contains("answers no ticket"), "{reason}")
+            }
+            other => panic!("ignored expected: {other:?}"),
+        }
+    }
+    let unreadable = "this is not a mail header\r\nneither is this\r\n\r\nbody\r\n";
+    let fault = fx.ingest(unreadable);
+    assert!(
+        matches!(&fault, IngestReport::Quarantined { reason } if reason.contains("cannot be read")),
+        "{fault:?}"
+    );
+
+    let quarantined = fx.store.quarantine_list().unwrap();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(quarantined[0].reason.contains("cannot be read"));
+    let ignored = fx.store.kept_list(Kept::Ignored).unwrap();
+    let keys: Vec<&str> = ignored.iter().map(|i| i.dedup_key.as_str()).collect();
+    assert_eq!(keys, ["dsn-1@mx.customer.test", "ooo-1@customer.test"]);
+
+    let metrics = get(&fx.admin_router(), "/metrics", &[]).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    for line in [
+        "postdesk_mails_ingested_total 3\n",
+        "postdesk_mails_quarantined_total 1\n",
+        "postdesk_mails_ignored_total 2\n",
+    ] {
+        assert!(metrics.body.contains(line), "{line}: {}", metrics.body);
+    }
 }

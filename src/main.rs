@@ -209,31 +209,15 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Quarantine { command } => quarantine(&settings, command, Kept::Fault),
         Command::Ignored { command } => quarantine(&settings, command, Kept::Ignored),
         Command::Backup { file } => {
-            let r = postdesk::store::backup(&settings.database.path, &file)?;
-            println!(
-                "{} copied to {}: {} tickets, {} mails, {} bytes, {} sent-journal entries; integrity check: {}",
-                settings.database.path.display(),
-                file.display(),
-                r.tickets,
-                r.mails,
-                r.bytes,
-                r.journal_entries,
-                r.integrity
-            );
+            let report = postdesk::store::backup(&settings.database.path, &file)?;
+            let (db, file) = (settings.database.path.display(), file.display());
+            println!("{db} copied to {file}: {report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { file, force } => {
-            let r = postdesk::store::restore(&file, &settings.database.path, force)?;
-            println!(
-                "{} restored from {}: {} tickets, {} mails, {} bytes, {} sent-journal entries; integrity check: {}",
-                settings.database.path.display(),
-                file.display(),
-                r.tickets,
-                r.mails,
-                r.bytes,
-                r.journal_entries,
-                r.integrity
-            );
+            let report = postdesk::store::restore(&file, &settings.database.path, force)?;
+            let (db, file) = (settings.database.path.display(), file.display());
+            println!("{db} restored from {file}: {report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Erase { address, dry_run } => erase(&settings, &address, dry_run),

@@ -30,6 +30,16 @@ pub struct BackupReport {
 /// A restore's report is a backup's, read back from the restored copy.
 pub type RestoreReport = BackupReport;
 
+impl std::fmt::Display for BackupReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} tickets, {} mails, {} bytes, {} sent-journal entries; integrity check: {}",
+            self.tickets, self.mails, self.bytes, self.journal_entries, self.integrity
+        )
+    }
+}
+
 /// The file whose lock says a database is in use: `DATABASE.lock`.
 fn lock_path(database: &Path) -> PathBuf {
     beside(database, ".lock")

@@ -1,4 +1,5 @@
-//! Terminal: text from mail made safe to print on an operator's terminal.
+//! Terminal: text from mail made safe to print on an operator's terminal
+//! (and the one list of unsafe characters the page uses for file names).
 //! A subject or a body can carry escape sequences (ESC [ … that recolour,
 //! retitle or rewrite the screen), other control characters and bidi
 //! overrides (which make text read backwards); printed raw, a customer's
@@ -38,12 +39,16 @@ fn escape(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
 }
 
 /// C0 and C1 controls, DEL, and the bidi and invisible format characters
-/// that reorder or hide text.
+/// that reorder or hide text (embeddings, overrides and isolates, the
+/// marks, zero-width characters, line and paragraph separators), which
+/// make `invoice\u{202E}fdp.exe` read as `invoiceexe.pdf`. The one rule
+/// for the terminal and for file names on the page and in downloads.
 pub fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(c,
-            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}' | '\u{2029}'
-            | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+            '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}' | '\u{2029}'
+            | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}')
 }
 
 #[cfg(test)]

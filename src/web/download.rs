@@ -58,23 +58,12 @@ pub fn safe_media_type(declared: &str) -> &'static str {
         .unwrap_or("application/octet-stream")
 }
 
-/// Whether `c` must not appear in a file name shown or sent: control
-/// characters, and the invisible format characters that reorder or hide
-/// text (bidi embeddings, overrides and isolates, the marks, zero-width
-/// characters), which make `invoice\u{202E}fdp.exe` read as `invoiceexe.pdf`.
-fn is_hidden_or_control(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
-}
-
 /// A stored file name as the page may show it: control and bidi/format
 /// characters removed, at most 150 characters, never empty.
 pub fn display_name(filename: &str) -> String {
     let name: String = filename
         .chars()
-        .filter(|c| !is_hidden_or_control(*c))
+        .filter(|c| !crate::terminal::is_unsafe(*c))
         .take(150)
         .collect();
     let name = name.trim();
@@ -90,7 +79,7 @@ pub fn display_name(filename: &str) -> String {
 pub fn content_disposition(filename: &str) -> String {
     let cleaned: String = filename
         .chars()
-        .filter(|c| !is_hidden_or_control(*c))
+        .filter(|c| !crate::terminal::is_unsafe(*c))
         .collect();
     let base = cleaned
         .rsplit(['/', '\\'])

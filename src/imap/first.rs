@@ -51,10 +51,9 @@ impl<S: MailSink> Watcher<'_, S> {
                     sink_backoff.reset();
                     let read = look.total.saturating_sub(look.unseen.len());
                     tracing::info!(
-                        "First start of {}: {} read mails left alone, {} unread taken.",
+                        "First start of {}: {read} read mails left alone, {} unread taken.",
                         selected.name,
-                        thousands(read),
-                        thousands(look.unseen.len())
+                        look.unseen.len()
                     );
                     return Ok(Synced::Quiet);
                 }
@@ -69,29 +68,5 @@ impl<S: MailSink> Watcher<'_, S> {
                 }
             }
         }
-    }
-}
-
-/// `1234567` as "1,234,567", for log sentences.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_in_log_sentences_group_thousands() {
-        let shown: Vec<String> = [0, 5, 999, 1_234, 1_234_567].map(thousands).into();
-        assert_eq!(shown, ["0", "5", "999", "1,234", "1,234,567"]);
     }
 }

@@ -166,11 +166,6 @@ impl Store {
         result
     }
 
-    /// Whether the database answers (for `/healthz`).
-    pub fn ping(&self) -> anyhow::Result<()> {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
-    }
-
     /// The HMAC secret kept in the database, made on first use.
     pub fn installation_secret(&self) -> anyhow::Result<String> {
         let conn = self.write();

@@ -187,23 +187,6 @@ impl Store {
         })
     }
 
-    /// The quarantine's reason for a mail, by its dedup key.
-    pub fn quarantine_reason(&self, dedup_key: &str) -> anyhow::Result<Option<String>> {
-        let key = dedup_key
-            .trim()
-            .trim_start_matches('<')
-            .trim_end_matches('>');
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT q.reason FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id
-                 WHERE r.dedup_key = ?1",
-                [key],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-    }
-
     /// Every quarantined mail (the faults; ignored machine mail is
     /// `kept_list(Kept::Ignored)`), newest first.
     pub fn quarantine_list(&self) -> anyhow::Result<Vec<QuarantineItem>> {

@@ -223,8 +223,10 @@ async fn connection(
                     break;
                 }
             }
+            // A shed connection whose headers completed meanwhile finishes
+            // that request first (its end notifies again).
             _ = activity.changed.notified() => {
-                if activity.is_shed() {
+                if activity.is_shed() && !matches!(activity.phase(), Phase::InFlight(_)) {
                     tracing::debug!("Closing an idle web connection from {peer} to admit a new one.");
                     break;
                 }

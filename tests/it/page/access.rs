@@ -140,7 +140,7 @@ async fn wrong_keys_are_throttled_per_client_address() {
 }
 
 #[tokio::test]
-async fn a_tampered_or_stale_agent_cookie_is_refused() {
+async fn a_tampered_agent_cookie_is_refused() {
     let mut fx = PageFixture::new(Some(AGENT_KEY));
     conversation(&mut fx);
     let router = fx.router();

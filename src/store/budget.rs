@@ -195,7 +195,7 @@ pub(super) fn prepare_contained(pipeline: &Pipeline, raw: &[u8]) -> std::thread:
 pub(super) fn known_slow(tx: &Connection) -> anyhow::Result<HashSet<String>> {
     let mut statement = tx.prepare_cached(
         "SELECT r.sha256 FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id
-         WHERE q.reason LIKE ?1 OR q.reason = ?2",
+         WHERE q.kind = 'fault' AND (q.reason LIKE ?1 OR q.reason = ?2)",
     )?;
     let over_budget = format!("{OVER_BUDGET}%");
     let rows = statement.query_map([over_budget.as_str(), CRASHED_REASON], |r| {

@@ -17,14 +17,33 @@ pub struct AgentAuth {
     pub agent: String,
     pub ticket: Option<TicketNumber>,
     pub how: String,
-    /// The day of the newest token of ours the mail answers, if any.
+    /// The day of the chosen token (see [`AgentAuth::at`]), if any.
     pub issued: Option<IssueDay>,
+    /// Every token of ours the mail answers: its ticket and its day.
+    pub tokens: Vec<(TicketNumber, IssueDay)>,
     /// The trusted receiving server vouched for the sender (DKIM/SPF),
     /// which needs no token and does not age.
     pub server_vouched: bool,
 }
 
 impl AgentAuth {
+    /// The authentication as it stands at `now`: of the tokens found, the
+    /// newest one still fresh names the ticket and the day, so that an old
+    /// token in References (or one made before tokens carried a day, which
+    /// reads as a random day) never hides the fresh one the reply answers.
+    pub fn at(mut self, now: DateTime<Utc>, max_days: f64) -> AgentAuth {
+        let fresh = self
+            .tokens
+            .iter()
+            .filter(|(_, day)| day.is_fresh(now, max_days))
+            .max_by_key(|(_, day)| *day);
+        if let Some(&(ticket, day)) = fresh {
+            self.ticket = Some(ticket);
+            self.issued = Some(day);
+        }
+        self
+    }
+
     /// Whether the authentication still holds at `now`: a token older
     /// than `max_days` (`support.agent_token_days`) no longer does, unless
     /// the trusted server vouched for the mail as well.
@@ -53,7 +72,7 @@ pub fn authenticate(
             .chain(mail.cc.iter())
             .map(|m| m.address.to_string()),
     );
-    let newest = candidates
+    let found: Vec<_> = candidates
         .filter_map(|text| {
             if let Some(r) = signer.verify(&text, Some(&from)) {
                 return Some((r, "a token signed for this agent"));
@@ -63,7 +82,9 @@ pub fn authenticate(
                 .filter(|r| r.purpose == Purpose::Notification)
                 .map(|r| (r, "a token of the agents' list"))
         })
-        .max_by_key(|(r, _)| r.issued);
+        .collect();
+    let tokens = found.iter().map(|(r, _)| (r.ticket, r.issued)).collect();
+    let newest = found.into_iter().max_by_key(|(r, _)| r.issued);
     let vouched = dkim_or_spf_pass(mail, &from, trusted);
     let (ticket, issued, how) = match (newest, &vouched) {
         (Some((r, how)), Some(server)) => (
@@ -80,6 +101,7 @@ pub fn authenticate(
         ticket,
         how,
         issued,
+        tokens,
         server_vouched: vouched.is_some(),
     })
 }
@@ -387,6 +409,50 @@ mod tests {
         );
         assert!(auth.is_fresh(now, 30.0));
         assert!(!auth.is_fresh(now + chrono::Duration::days(40), 30.0));
+    }
+
+    #[test]
+    fn a_token_dated_in_the_future_never_hides_the_fresh_one() {
+        // A token made before tokens carried a day reads as a random one,
+        // most often far ahead: beside it, the fresh token still counts.
+        let signer = Signer::new("k");
+        let now: DateTime<Utc> = "2026-12-05T10:00:00Z".parse().unwrap();
+        let agent = Some("alice@support.test");
+        let odd = signer
+            .token_on(
+                TicketNumber(7),
+                Purpose::Notification,
+                agent,
+                IssueDay(u16::MAX),
+            )
+            .unwrap();
+        let fresh = signer
+            .token_on(
+                TicketNumber(4),
+                Purpose::Notification,
+                agent,
+                IssueDay::of(now),
+            )
+            .unwrap();
+        let raw = format!(
+            "From: alice@support.test\r\nIn-Reply-To: <pd.{fresh}@support.test>\r\n\
+             References: <pd.{odd}@support.test>\r\nSubject: x\r\n\r\nhi\r\n"
+        );
+        let mail = parse(raw.as_bytes()).unwrap();
+        let auth = authenticate(&mail, &signer, &agents(), None, trusting("")).unwrap();
+        assert_eq!(
+            auth.ticket,
+            Some(TicketNumber(7)),
+            "the newest day, unchecked"
+        );
+        assert!(!auth.is_fresh(now, 30.0));
+        let auth = auth.at(now, 30.0);
+        assert!(auth.is_fresh(now, 30.0));
+        assert_eq!(
+            auth.ticket,
+            Some(TicketNumber(4)),
+            "the fresh token's ticket"
+        );
     }
 
     #[test]

@@ -313,17 +313,23 @@ impl Pipeline {
         // An agent's token older than `agent_token_days` no longer
         // authenticates. Mail from an agent's address that is not proven
         // the agent's is kept as a note, and the agent is told (`unproven`).
-        let fresh = |auth: &&agent::AgentAuth| auth.is_fresh(now, self.agent_token_days);
-        if let Some(auth) = prepared.agent().filter(fresh).cloned() {
+        let days = self.agent_token_days;
+        let auth = prepared.agent().cloned().map(|auth| auth.at(now, days));
+        if let Some(auth) = auth.clone().filter(|auth| auth.is_fresh(now, days)) {
             return relay::agent_mail(self, &prepared, auth, lookup, now);
         }
-        let from_agent = prepared
-            .mail
-            .from
+        // The sender as classify sees it: behind our own group alias, the
+        // person it names, who must not pass for a customer when that is
+        // an agent's address either.
+        let sender = prepared
+            .class
+            .person
             .as_ref()
-            .is_some_and(|f| self.agents.iter().any(|a| *a == f.address.as_str()));
+            .or(prepared.mail.from.as_ref());
+        let from_agent =
+            sender.is_some_and(|f| self.agents.iter().any(|a| *a == f.address.as_str()));
         if from_agent && prepared.class.kind == MailKind::Human {
-            let stale = prepared.agent();
+            let stale = auth.as_ref();
             return unproven::agent_address_mail(self, &prepared, threading, stale, lookup, now);
         }
         respond::customer_mail(self, &prepared, threading, lookup, now)

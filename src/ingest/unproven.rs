@@ -31,7 +31,7 @@ pub fn agent_address_mail(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Outcome> {
     let mail = &prepared.mail;
-    let Some(agent) = mail.from.clone() else {
+    let Some(agent) = sender(prepared).cloned() else {
         anyhow::bail!("an agent's mail without a From address");
     };
     let why = match stale {
@@ -103,7 +103,7 @@ fn answer(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<OutgoingMail>> {
     let mail = &prepared.mail;
-    let Some(agent) = &mail.from else {
+    let Some(agent) = sender(prepared) else {
         return Ok(None);
     };
     let sent = lookup.automatic_mails_since(agent.address.as_str(), now - Duration::hours(1))?;
@@ -122,4 +122,14 @@ fn answer(
         thread: reply_thread(mail),
     };
     Ok(Some(notify::unproven(&p.identity, &u, now)?))
+}
+
+/// The agent's address the mail came from: the From, or the person our
+/// own group alias names behind its rewritten From (as classify reads it).
+fn sender(prepared: &PreparedMail) -> Option<&crate::ingest::parse::Mailbox> {
+    prepared
+        .class
+        .person
+        .as_ref()
+        .or(prepared.mail.from.as_ref())
 }

@@ -192,3 +192,21 @@ fn an_unconfigured_group_alias_is_list_mail_with_the_person_as_requester() {
     assert_eq!(plan.message.kind, MessageKind::List);
     assert_eq!(recipients(&plan), vec![AGENT], "nobody is confirmed");
 }
+
+#[test]
+fn an_agent_named_behind_our_group_alias_does_not_pass_for_a_customer() {
+    // The headers that name the person behind the alias are the sender's
+    // to write: naming an agent there proves nothing, and must not open a
+    // customer's ticket confirmed to the agent either.
+    let outcome = outcome(&format!(
+        "From: 'Alice' via Support <{SUPPORT}>\r\nMessage-ID: <g3@customer.test>\r\n\
+         X-Original-From: Alice <{AGENT}>\r\n\
+         List-Id: Support <support.support.test>\r\nList-Post: <mailto:{SUPPORT}>\r\n"
+    ));
+    match outcome {
+        Outcome::Ignored { reason, .. } => {
+            assert!(reason.contains("agent's address"), "{reason}")
+        }
+        other => panic!("an unproven agent's mail naming no ticket is set aside: {other:?}"),
+    }
+}

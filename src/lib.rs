@@ -16,9 +16,11 @@
 //! - [`web`]: the read-only status page.
 //! - [`tokens`]: random and HMAC-signed tokens.
 //! - [`terminal`]: mail text made safe for the command line's output.
+//! - [`cli`]: the larger command-line handlers.
 //! - [`app`]: builds and owns the daemon's tasks and their shutdown.
 
 pub mod app;
+pub mod cli;
 pub mod domain;
 pub mod imap;
 pub mod ingest;

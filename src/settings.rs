@@ -64,6 +64,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub web: WebSettings,
     pub limits: LimitSettings,
+    pub lmtp: LmtpSettings,
+    pub oauth: OAuthSettings,
 }
 
 /// The shortest `web.agent_token` or `support.secret` accepted.
@@ -72,6 +74,8 @@ const MIN_SECRET_CHARS: usize = 16;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SupportSettings {
+    /// The name of the first queue (the `[support]` address's tickets).
+    pub queue: String,
     pub address: String,
     pub name: String,
     pub tag: String,
@@ -93,6 +97,8 @@ pub struct SupportSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapSettings {
+    pub enabled: bool,
+    pub auth: AuthMethod,
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
@@ -110,6 +116,7 @@ pub struct ImapSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
+    pub auth: AuthMethod,
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
@@ -144,6 +151,45 @@ pub struct LimitSettings {
     pub auto_replies_per_hour: u32,
     pub max_mail_seconds: u64,
     pub confirm_max_age_hours: f64,
+}
+
+/// How postdesk logs in to IMAP or SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// `username` and `password` (LOGIN / AUTH PLAIN).
+    Password,
+    /// SASL XOAUTH2 with an access token from the `[oauth]` section.
+    Xoauth2,
+}
+
+/// LMTP intake: the MTA hands mail straight to postdesk.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmtpSettings {
+    /// `HOST:PORT` or `unix:PATH`; empty: no LMTP server.
+    pub listen: String,
+}
+
+/// OAuth2 for `auth = "xoauth2"`: where access tokens come from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSettings {
+    /// "microsoft", "google" or "custom".
+    pub provider: String,
+    /// Microsoft's tenant (a GUID, a domain, or "common"/"organizations").
+    pub tenant: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Empty: the provider's preset; required for "custom".
+    pub token_url: String,
+    /// Empty: the provider's preset; required for "custom".
+    pub device_url: String,
+    /// Empty: the provider's preset.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub scopes: Vec<String>,
+    /// Where the refresh token is kept (written back when it rotates).
+    pub refresh_token_file: String,
 }
 
 /// What happens to a mail on the IMAP server once it is stored.
@@ -399,6 +445,16 @@ impl Settings {
             .rsplit('@')
             .next()
             .unwrap_or("localhost")
+    }
+
+    /// The queue whose support address `address` is (or a plus-address
+    /// of it: `support+anything@domain`), compared without case.
+    pub fn queue_of_address(&self, address: &str) -> Option<&str> {
+        let (local, domain) = address.trim().rsplit_once('@')?;
+        let local = local.split_once('+').map_or(local, |(base, _)| base);
+        let (own_local, own_domain) = self.support.address.rsplit_once('@')?;
+        (local.eq_ignore_ascii_case(own_local) && domain.eq_ignore_ascii_case(own_domain))
+            .then_some(self.support.queue.as_str())
     }
 
     pub fn is_agent(&self, address: &str) -> bool {

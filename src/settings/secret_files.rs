@@ -9,8 +9,9 @@ use config::{Map, Value, ValueKind};
 use super::SettingsError;
 
 /// Each secret that may come from a file: (section, key).
-pub(super) const SECRETS: [(&str, &str); 4] = [
+pub(super) const SECRETS: [(&str, &str); 5] = [
     ("imap", "password"),
+    ("oauth", "client_secret"),
     ("smtp", "password"),
     ("support", "secret"),
     ("web", "agent_token"),

@@ -91,6 +91,8 @@ impl MailSink for FakeSink {
 
 pub(super) fn settings(server: &FakeServer) -> ImapSettings {
     ImapSettings {
+        enabled: true,
+        auth: crate::settings::AuthMethod::Password,
         host: "127.0.0.1".into(),
         port: server.addr.port(),
         tls: TlsMode::None,

@@ -115,7 +115,7 @@ pub(crate) async fn first_look(
     })
 }
 
-async fn search(
+pub(crate) async fn search(
     session: &mut ImapSession,
     command: &str,
     limit: Duration,

@@ -70,6 +70,7 @@ pub trait MailSink: Send + Sync + 'static {
 mod batch;
 mod command;
 mod connect;
+mod history;
 mod mailbox;
 mod watch;
 
@@ -83,6 +84,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 pub use batch::FetchLimits;
 pub use command::Refused;
 pub use connect::{ImapSession, ImapStream, append, connect, logout};
+pub use history::{HistoryCount, read_history};
 pub use mailbox::read_mailbox;
 pub use watch::run;
 

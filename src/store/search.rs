@@ -1,0 +1,300 @@
+//! Search: agents find tickets by what their subjects and messages said
+//! (SQLite FTS5, table `message_search`, kept by triggers in the message's
+//! own transaction; see migration V6). Owns the query language (plain
+//! words all required, `"quoted phrases"`, a trailing `*` for a prefix),
+//! which turns any input into a valid FTS5 expression or a clear
+//! [`QueryError`], never an SQL error; bm25 ranking, one hit per ticket;
+//! and snippets whose marks come as separate parts, never as markup, so
+//! each caller escapes text its own way. Reads only; it must not be
+//! offered on a customer's page (notes are searched).
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::Store;
+use crate::domain::{Status, TicketNumber};
+
+/// What opens and closes a match in `snippet()`; the triggers replace
+/// both in indexed text, so mail cannot forge a mark.
+const MARK_OPEN: char = '\u{2}';
+const MARK_CLOSE: char = '\u{3}';
+/// Tokens a snippet shows around the matches.
+const SNIPPET_TOKENS: i64 = 16;
+/// Subject matches weigh more than body matches (bm25 column weights).
+const SUBJECT_WEIGHT: f64 = 4.0;
+/// Bounds on one query, so that a pasted page cannot keep a reader busy.
+const MAX_QUERY_CHARS: usize = 500;
+const MAX_TERMS: usize = 16;
+
+/// Why a query cannot be searched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("the query has no words to search for (only punctuation or quotes)")]
+    NoWords,
+    #[error("the query is too long: at most {MAX_QUERY_CHARS} characters")]
+    TooLong,
+    #[error("the query has too many words: at most {MAX_TERMS}")]
+    TooManyTerms,
+}
+
+/// One thing every hit must contain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    /// A word (or a word with punctuation inside, e.g. `e-mail`, which
+    /// FTS5 reads as a phrase of its parts); `prefix` for `word*`.
+    Word { text: String, prefix: bool },
+    /// `"words in this order"`.
+    Phrase(String),
+}
+
+/// A parsed query: every term must match (AND).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    terms: Vec<Term>,
+}
+
+impl SearchQuery {
+    /// Reads what a person typed: words, `"phrases"` (an unclosed quote
+    /// runs to the end), `word*`. FTS5's own operators (`AND`, `OR`, `NOT`,
+    /// `NEAR`, `-`, `^`, `:`, parentheses) are plain text here. Pure.
+    pub fn parse(input: &str) -> Result<SearchQuery, QueryError> {
+        if input.chars().count() > MAX_QUERY_CHARS {
+            return Err(QueryError::TooLong);
+        }
+        let mut terms = Vec::new();
+        for (i, chunk) in input.split('"').enumerate() {
+            // Odd chunks were inside quotes.
+            if i % 2 == 1 {
+                if has_word(chunk) {
+                    terms.push(Term::Phrase(
+                        chunk.split_whitespace().collect::<Vec<_>>().join(" "),
+                    ));
+                }
+                continue;
+            }
+            for word in chunk.split_whitespace() {
+                let (text, prefix) = match word.strip_suffix('*') {
+                    Some(stem) => (stem.trim_end_matches('*'), true),
+                    None => (word, false),
+                };
+                if has_word(text) {
+                    terms.push(Term::Word {
+                        text: text.to_string(),
+                        prefix,
+                    });
+                }
+            }
+        }
+        match terms.len() {
+            0 => Err(QueryError::NoWords),
+            n if n > MAX_TERMS => Err(QueryError::TooManyTerms),
+            _ => Ok(SearchQuery { terms }),
+        }
+    }
+
+    /// The FTS5 expression: each term an FTS5 string (double quotes, inner
+    /// quotes doubled), so no input is ever read as FTS5 syntax.
+    pub fn fts_expression(&self) -> String {
+        let quoted = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        self.terms
+            .iter()
+            .map(|t| match t {
+                Term::Word { text, prefix: true } => format!("{} *", quoted(text)),
+                Term::Word { text, .. } | Term::Phrase(text) => quoted(text),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The terms as typed (phrases without their quotes, prefixes with `*`).
+    pub fn terms(&self) -> Vec<String> {
+        self.terms
+            .iter()
+            .map(|t| match t {
+                Term::Word { text, prefix } => format!("{text}{}", if *prefix { "*" } else { "" }),
+                Term::Phrase(text) => text.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Whether FTS5's tokenizer finds a token in `text` (letters or digits).
+fn has_word(text: &str) -> bool {
+    text.chars().any(char::is_alphanumeric)
+}
+
+/// A piece of a snippet: a match (`marked`) or the text around one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnippetPart {
+    pub text: String,
+    pub marked: bool,
+}
+
+/// A few words around the best match, whitespace folded to single spaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snippet {
+    pub parts: Vec<SnippetPart>,
+}
+
+impl Snippet {
+    /// Splits `snippet()` output at the marks. Pure.
+    fn from_marked(raw: &str) -> Snippet {
+        let folded = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut parts: Vec<SnippetPart> = Vec::new();
+        let mut marked = false;
+        let mut text = String::new();
+        let mut flush = |text: &mut String, marked: bool| {
+            if !text.is_empty() {
+                parts.push(SnippetPart {
+                    text: std::mem::take(text),
+                    marked,
+                });
+            }
+        };
+        for c in folded.chars() {
+            match c {
+                MARK_OPEN | MARK_CLOSE => {
+                    flush(&mut text, marked);
+                    marked = c == MARK_OPEN;
+                }
+                c => text.push(c),
+            }
+        }
+        flush(&mut text, marked);
+        Snippet { parts }
+    }
+
+    /// The snippet as plain text.
+    pub fn text(&self) -> String {
+        self.parts.iter().map(|p| p.text.as_str()).collect()
+    }
+
+    /// The marked words, in order, each once.
+    pub fn matches(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for p in self.parts.iter().filter(|p| p.marked) {
+            if !seen.contains(&p.text) {
+                seen.push(p.text.clone());
+            }
+        }
+        seen
+    }
+
+    /// The marks as `[start, end)` character offsets into [`Snippet::text`].
+    pub fn highlights(&self) -> Vec<(usize, usize)> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        for p in &self.parts {
+            let len = p.text.chars().count();
+            if p.marked {
+                out.push((at, at + len));
+            }
+            at += len;
+        }
+        out
+    }
+}
+
+/// One ticket found, with the best-matching message's snippet.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub number: TicketNumber,
+    pub subject: String,
+    pub status: Status,
+    /// bm25 of the best message (lower is better).
+    pub score: f64,
+    /// The kind of the message the snippet is from (`note`, `customer`, …).
+    pub kind: String,
+    pub snippet: Snippet,
+}
+
+impl Store {
+    /// The `limit` tickets that best match `query`, best first: each
+    /// ticket ranked by its best message (bm25, subject weighted), ties
+    /// to the newer ticket.
+    pub fn search_tickets(
+        &self,
+        query: &SearchQuery,
+        limit: usize,
+    ) -> anyhow::Result<Vec<SearchHit>> {
+        let expression = query.fts_expression();
+        self.read(|c| {
+            best_messages(c, &expression, limit)?
+                .into_iter()
+                .map(|(message, score)| hit(c, &expression, message, score))
+                .collect()
+        })
+    }
+}
+
+/// The best message of each of the `limit` best tickets, best first. A
+/// ticket ranks by its best message, so the first `limit` tickets among
+/// the best messages are the answer: no grouping of every match (a common
+/// word matches most messages). The window grows until it holds that many
+/// tickets or every match.
+fn best_messages(
+    c: &Connection,
+    expression: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<(i64, f64)>> {
+    let mut window = limit.saturating_mul(4).max(16);
+    loop {
+        let mut stmt = c.prepare_cached(
+            "SELECT rowid, ticket_number, bm25(message_search, ?2, 1.0) AS score
+               FROM message_search WHERE message_search MATCH ?1
+              ORDER BY score, ticket_number DESC LIMIT ?3",
+        )?;
+        let size = i64::try_from(window).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![expression, SUBJECT_WEIGHT, size], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, f64>(2)?,
+            ))
+        })?;
+        let rows = rows.collect::<Result<Vec<_>, _>>()?;
+        let every_match = rows.len() < window;
+        let mut tickets = BTreeSet::new();
+        let mut best = Vec::new();
+        for (message, ticket, score) in rows {
+            if best.len() < limit && tickets.insert(ticket) {
+                best.push((message, score));
+            }
+        }
+        if best.len() >= limit || every_match {
+            return Ok(best);
+        }
+        window = window.saturating_mul(4);
+    }
+}
+
+/// One hit: message `message`'s ticket and its snippet for `expression`.
+fn hit(c: &Connection, expression: &str, message: i64, score: f64) -> anyhow::Result<SearchHit> {
+    let mut stmt = c.prepare_cached(
+        "SELECT message_search.ticket_number, t.subject, t.status, m.kind,
+                snippet(message_search, -1, ?3, ?4, '…', ?5)
+           FROM message_search JOIN tickets t ON t.number = message_search.ticket_number
+           JOIN messages m ON m.id = message_search.rowid
+          WHERE message_search MATCH ?1 AND message_search.rowid = ?2",
+    )?;
+    let marks = (MARK_OPEN.to_string(), MARK_CLOSE.to_string());
+    let params = params![expression, message, marks.0, marks.1, SNIPPET_TOKENS];
+    Ok(stmt.query_row(params, |r| {
+        let status: String = r.get(2)?;
+        let snippet: String = r.get(4)?;
+        Ok(SearchHit {
+            number: TicketNumber(r.get(0)?),
+            subject: r.get(1)?,
+            status: Status::parse(&status).unwrap_or(Status::Open),
+            score,
+            kind: r.get(3)?,
+            snippet: Snippet::from_marked(&snippet),
+        })
+    })?)
+}
+
+#[cfg(test)]
+#[path = "search_tests.rs"]
+mod tests;

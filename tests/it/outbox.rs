@@ -1,0 +1,216 @@
+//! Failed mail and our own login (issue 13 §3), against the real Postfix:
+//! a refused SMTP login (535) keeps the mail pending, uncounted, and says
+//! so on `/healthz` and `/metrics` until the password is fixed, then the
+//! same mail (same Message-ID) goes out; a permanent refusal of the mail
+//! itself (554 relay denied) fails it, `outbox list --failed` shows it and
+//! `outbox retry ID` queues the very same bytes again.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+
+use postdesk::settings::{Secret, TlsMode};
+use postdesk::store::{OutboxEntry, Store};
+
+use crate::support::{
+    Daemon, Stack, eventually, fresh_support_box, run_cli, send, send_raw, settings, temp_dir,
+    unique, wait_for_mail,
+};
+
+const KEY: &str = "outbox-test-agent-key-0123456789";
+
+/// The confirmation whose subject contains `marker`, if there is one yet
+/// (the agents' notification has the same subject).
+fn row(store: &Store, marker: &str) -> Option<OutboxEntry> {
+    let (entries, _) = store.outbox_list(false, 100).expect("the outbox reads");
+    entries
+        .into_iter()
+        .find(|e| e.kind == "confirmation" && e.subject.contains(marker))
+}
+
+/// The bytes stored for outbox row `id`, read straight from the file.
+fn stored_bytes(db: &std::path::Path, id: i64) -> Vec<u8> {
+    let conn = rusqlite::Connection::open(db).expect("the database opens");
+    conn.query_row("SELECT raw FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+        .expect("the row exists")
+}
+
+async fn fetch(url: &str, bearer: Option<&str>) -> (StatusCode, String) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    let mut request = client.get(url);
+    if let Some(key) = bearer {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.expect("the daemon answers");
+    let status = StatusCode::from_u16(response.status().as_u16()).expect("a status");
+    (status, response.text().await.expect("a body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_keeps_mail_pending_until_the_password_is_fixed() {
+    let stack = Stack::from_env();
+    let support = fresh_support_box(&stack).await;
+    let dir = temp_dir();
+    let mut config = settings(&stack, &support, dir.path());
+    config.smtp.port = stack.submission_port;
+    config.smtp.tls = TlsMode::Starttls;
+    config.smtp.ca_file = stack.ca_file.clone();
+    config.smtp.username = support.clone();
+    config.smtp.password = Secret::new("not-the-password");
+    config.web.agent_token = Secret::new(KEY);
+    let daemon = Daemon::start(config.clone()).await;
+    let marker = unique("login");
+    send(
+        &stack,
+        "customer5@example.test",
+        &support,
+        &format!("Login {marker}"),
+        "hi",
+    )
+    .await;
+
+    let store = daemon.store.clone();
+    eventually("the refused login is recorded on the mail", || {
+        let refused = row(&store, &marker)
+            .and_then(|e| e.last_error)
+            .is_some_and(|e| e.contains("535"));
+        async move { refused }
+    })
+    .await;
+    let waiting = row(&store, &marker).expect("the confirmation's row");
+    assert_eq!(waiting.status, "pending", "our fault, not the mail's");
+    assert_eq!(waiting.attempts, 0, "no attempt counted");
+    let failure = store.smtp_auth_failure().unwrap().expect("recorded");
+    assert!(failure.error.contains("535"), "{failure:?}");
+
+    let (status, body) = fetch(&daemon.url("/healthz"), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["smtp"]["auth_failing"], true, "{body}");
+    let (_, metrics) = fetch(&daemon.url("/metrics"), Some(KEY)).await;
+    assert!(
+        metrics.contains("\npostdesk_smtp_auth_failing 1\n"),
+        "{metrics}"
+    );
+    let before = stored_bytes(&config.database.path, waiting.id);
+    daemon.stop().await;
+
+    // The operator fixes the password and restarts.
+    config.smtp.password = Secret::new(stack.password.clone());
+    let daemon = Daemon::start(config.clone()).await;
+    let confirmation = wait_for_mail(&stack, "customer5@example.test", &marker).await;
+    assert_eq!(
+        confirmation.message_id.as_deref(),
+        Some(waiting.message_id.as_str()),
+        "the same mail"
+    );
+    let sent = row(&daemon.store, &marker).expect("the row");
+    assert_eq!((sent.status.as_str(), sent.attempts), ("sent", 1));
+    assert_eq!(stored_bytes(&config.database.path, sent.id), before);
+    eventually("the login is known to work again", || {
+        let store = daemon.store.clone();
+        async move { store.smtp_auth_failure().unwrap().is_none() }
+    })
+    .await;
+    let (status, body) = fetch(&daemon.url("/healthz"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, metrics) = fetch(&daemon.url("/metrics"), Some(KEY)).await;
+    assert!(
+        metrics.contains("\npostdesk_smtp_auth_failing 0\n"),
+        "{metrics}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_fails_the_mail_and_retry_queues_the_same_bytes() {
+    let stack = Stack::from_env();
+    let support = fresh_support_box(&stack).await;
+    let dir = temp_dir();
+    let config = settings(&stack, &support, dir.path());
+    let db = config.database.path.clone();
+    let daemon = Daemon::start(config).await;
+    // Postfix relays nothing to other domains: our confirmation to this
+    // customer is refused for good (554 5.7.1 Relay access denied).
+    let marker = unique("relay");
+    let customer = "someone@outside.test";
+    let raw = format!(
+        "From: Someone <{customer}>\r\nTo: {support}\r\nSubject: Far away {marker}\r\n\
+         Message-ID: <{marker}@outside.test>\r\n\r\nHello from outside.\r\n"
+    );
+    send_raw(&stack, customer, &support, raw.as_bytes()).await;
+    let store = daemon.store.clone();
+    eventually("the confirmation has failed", || {
+        let failed = row(&store, &marker).is_some_and(|e| e.status == "failed");
+        async move { failed }
+    })
+    .await;
+    let failed = row(&store, &marker).expect("the row");
+    let error = failed.last_error.clone().unwrap_or_default();
+    assert!(error.contains("554"), "{error}");
+    assert_eq!(failed.attempts, 1, "a permanent refusal is not retried");
+    assert!(
+        store.smtp_auth_failure().unwrap().is_none(),
+        "not a login fault"
+    );
+    daemon.stop().await;
+    let before = stored_bytes(&db, failed.id);
+
+    let cli = |args: &[&str]| run_cli(&db, &[], args, None);
+    let out = cli(&["outbox", "list", "--failed", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], failed.id);
+    assert_eq!(listed[0]["recipients"], serde_json::json!([customer]));
+    assert_eq!(listed[0]["ticket"], 1);
+    assert!(
+        listed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Relay access denied")
+    );
+    let out = cli(&["outbox", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{}\tfailed\t#1\t{customer}", failed.id)),
+        "{text}"
+    );
+
+    let id = failed.id.to_string();
+    let out = cli(&["outbox", "retry", &id]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("queued again") && said.contains(&failed.message_id),
+        "{said}"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (status, attempts): (String, u32) = conn
+        .query_row(
+            "SELECT status, attempts FROM outbox WHERE id = ?1",
+            [failed.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("pending", 0));
+    let after = stored_bytes(&db, failed.id);
+    assert_eq!(after, before, "the very same bytes");
+    let header = format!("Message-ID: <{}>", failed.message_id);
+    assert!(String::from_utf8_lossy(&after).contains(&header));
+
+    let again = cli(&["outbox", "retry", &id]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already pending"));
+    let none = cli(&["outbox", "retry", "99999"]);
+    assert_eq!(none.status.code(), Some(1));
+    let all = cli(&["outbox", "retry", "--all-failed"]);
+    assert!(String::from_utf8_lossy(&all.stdout).contains("no failed mail"));
+    let neither = cli(&["outbox", "retry"]);
+    assert_eq!(neither.status.code(), Some(2), "an ID or --all-failed");
+}

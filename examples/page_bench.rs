@@ -25,7 +25,7 @@ use chrono::{TimeZone, Utc};
 use clap::Parser;
 
 use postdesk::domain::TicketNumber;
-use postdesk::imap::{FetchedMail, ImapStatus};
+use postdesk::imap::{FetchedMail, ImapBoard};
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
 use postdesk::store::Store;
@@ -247,7 +247,7 @@ async fn serve_and_measure(
         let stop = stop.clone();
         tokio::spawn(async move {
             servers
-                .serve(store, &settings, Arc::new(ImapStatus::default()), stop)
+                .serve(store, &settings, Arc::new(ImapBoard::default()), stop)
                 .await
         })
     };

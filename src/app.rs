@@ -1,5 +1,7 @@
-//! App: builds the daemon from its settings and owns its tasks (the IMAP
-//! watcher, the outbox sender, the web server). Shutdown is passed in as a
+//! App: builds the daemon from its settings and owns its tasks (one IMAP
+//! watcher per queue's mailbox unless its `imap.enabled = false`, each with
+//! its own checkpoint, backoff and status, the LMTP server when
+//! `lmtp.listen` is set, the outbox sender, the web server). Shutdown is passed in as a
 //! CancellationToken; every task ends on it, and `run` waits for them under
 //! a deadline. It must not hold business logic: it wires parts together.
 
@@ -12,9 +14,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::imap::{Checkpoint, FetchedMail, ImapStatus, MailSink};
+use crate::imap::{Checkpoint, FetchedMail, ImapBoard, ImapStatus, MailSink};
 use crate::ingest::Pipeline;
-use crate::settings::Settings;
+use crate::intake::Verdict;
+use crate::oauth::TokenSource;
+use crate::settings::{Queue, Settings};
 use crate::store::{IngestReport, Store};
 
 /// How long shutdown waits for the tasks to finish the work in hand.
@@ -27,7 +31,13 @@ pub struct App {
     pipeline: Arc<Pipeline>,
     web: crate::web::Servers,
     outbox_wake: Arc<Notify>,
-    imap_status: Arc<ImapStatus>,
+    /// One status per watched mailbox, by queue.
+    imap: Arc<ImapBoard>,
+    /// Each queue's OAuth2 token source (`None` where it logs in with a
+    /// password), in the order of `settings.queues()`.
+    tokens: Vec<Option<Arc<TokenSource>>>,
+    /// Bound in `build` when `lmtp.listen` is set.
+    lmtp: Option<crate::lmtp::Listener>,
 }
 
 /// Opens the store and the pipeline: what both the daemon and the
@@ -39,7 +49,15 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Arc<Store>, Arc<Pipeli
     } else {
         settings.support.secret.expose().to_string()
     };
-    let pipeline = Pipeline::new(settings, &secret);
+    let adopted = store.adopt_unqueued_tickets(&settings.support.queue)?;
+    if adopted > 0 {
+        tracing::info!(
+            "{adopted} tickets from before queues now belong to the first queue, `{}`.",
+            settings.support.queue
+        );
+    }
+    let templates = crate::outbound::templates::Templates::load(settings)?;
+    let pipeline = Pipeline::with_templates(settings, &secret, Arc::new(templates));
     Ok((Arc::new(store), Arc::new(pipeline)))
 }
 
@@ -47,14 +65,29 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let (store, pipeline) = open_store(&settings)?;
         let web = crate::web::Servers::bind(&settings.web).await?;
+        let lmtp = match settings.lmtp.listen.as_str() {
+            "" => None,
+            listen => Some(crate::lmtp::Listener::bind(listen).await?),
+        };
+        let tokens = token_sources(&settings)?;
+        let imap = imap_board(&settings, &tokens);
         Ok(App {
             settings,
             store,
             pipeline,
             web,
             outbox_wake: Arc::new(Notify::new()),
-            imap_status: Arc::new(ImapStatus::default()),
+            imap: Arc::new(imap),
+            tokens,
+            lmtp,
         })
+    }
+
+    /// The LMTP server's TCP address, when it listens on TCP (useful with port 0).
+    pub fn lmtp_addr(&self) -> Option<SocketAddr> {
+        self.lmtp
+            .as_ref()
+            .and_then(crate::lmtp::Listener::local_addr)
     }
 
     /// The address the status page listens on (useful with port 0).
@@ -72,30 +105,52 @@ impl App {
     }
 
     /// Runs until `shutdown` is cancelled, then drains.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
-        let sink = Arc::new(StoreSink {
-            store: Arc::clone(&self.store),
-            pipeline: Arc::clone(&self.pipeline),
-            outbox_wake: Arc::clone(&self.outbox_wake),
-        });
         tracing::info!(
-            "postdesk is running: mailbox {} on {}:{}, status page on http://{}",
-            self.settings.imap.mailbox,
-            self.settings.imap.host,
-            self.settings.imap.port,
+            "postdesk is running: {}, status page on http://{}",
+            self.intake_summary(),
             self.web_addr()?
         );
-        tracker.spawn(crate::imap::run(
-            self.settings.imap.clone(),
-            crate::imap::FetchLimits::new(self.settings.limits.max_message_bytes),
-            sink,
-            Arc::clone(&self.imap_status),
-            shutdown.clone(),
-        ));
+        for queue in self.settings.queues() {
+            // A queue without IMAP (LMTP or the pipe only) has no status.
+            let Some(status) = self.imap.of(&queue.name).cloned() else {
+                continue;
+            };
+            let sink = Arc::new(StoreSink {
+                store: Arc::clone(&self.store),
+                pipeline: Arc::clone(&self.pipeline),
+                outbox_wake: Arc::clone(&self.outbox_wake),
+                account: queue.imap.username.clone(),
+                checkpoint_key: queue.checkpoint_key(),
+            });
+            tracker.spawn(crate::imap::run(
+                queue.imap.clone(),
+                crate::imap::FetchLimits::new(self.settings.limits.max_message_bytes),
+                sink,
+                status,
+                shutdown.clone(),
+            ));
+        }
+        if let Some(listener) = self.lmtp.take() {
+            let ctx = crate::lmtp::Context {
+                store: Arc::clone(&self.store),
+                pipeline: Arc::clone(&self.pipeline),
+                settings: Arc::new(self.settings.clone()),
+                outbox_wake: Arc::clone(&self.outbox_wake),
+                host: lmtp_host(&self.settings.support.address),
+            };
+            tracker.spawn(crate::lmtp::run(listener, Arc::new(ctx), shutdown.clone()));
+        }
         let sender = crate::outbound::sender::run(
             Arc::clone(&self.store),
-            self.settings.smtp.clone(),
+            crate::outbound::routes::SmtpRoutes::new(
+                self.settings
+                    .queues()
+                    .into_iter()
+                    .zip(self.tokens.clone())
+                    .collect(),
+            ),
             crate::outbound::journal::SentJournal::beside(&self.settings.database.path),
             Arc::clone(&self.outbox_wake),
             shutdown.clone(),
@@ -108,7 +163,7 @@ impl App {
             }
         });
         let store = Arc::clone(&self.store);
-        let imap_status = Arc::clone(&self.imap_status);
+        let imap_status = Arc::clone(&self.imap);
         let web_settings = self.settings.clone();
         let web_shutdown = shutdown.clone();
         tracker.spawn(async move {
@@ -135,6 +190,87 @@ impl App {
         tracing::info!("postdesk stopped.");
         Ok(())
     }
+}
+
+impl App {
+    /// Where mail comes from, for the start-up line.
+    fn intake_summary(&self) -> String {
+        let mut parts = Vec::new();
+        for queue in self.settings.queues() {
+            let imap = &queue.imap;
+            if imap.enabled {
+                parts.push(format!(
+                    "queue {} from mailbox {} of {} on {}:{}",
+                    queue.name, imap.mailbox, imap.username, imap.host, imap.port
+                ));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("IMAP off".to_string());
+        }
+        if let Some(lmtp) = &self.lmtp {
+            parts.push(format!("LMTP on {}", lmtp.describe()));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Each queue's token source, where its IMAP or SMTP logs in with XOAUTH2.
+/// Queues with the same `[oauth]` settings (the same refresh token) share
+/// one source, so that only one of them refreshes and rotates the token.
+fn token_sources(settings: &Settings) -> anyhow::Result<Vec<Option<Arc<TokenSource>>>> {
+    let mut made: Vec<(String, Arc<TokenSource>)> = Vec::new();
+    let mut out = Vec::new();
+    for q in settings.queues() {
+        let key = format!(
+            "{}\0{}\0{}\0{}\0{}",
+            q.oauth.provider,
+            q.oauth.tenant,
+            q.oauth.client_id,
+            q.oauth.token_url,
+            q.oauth.refresh_token_file
+        );
+        if let Some((_, shared)) = made.iter().find(|(k, _)| *k == key) {
+            let used = [q.imap.auth, q.smtp.auth].contains(&crate::settings::AuthMethod::Xoauth2);
+            out.push(used.then(|| Arc::clone(shared)));
+            continue;
+        }
+        let source = TokenSource::for_logins(&q.imap, &q.smtp, &q.oauth, &q.name)?;
+        if let Some(source) = &source {
+            made.push((key, Arc::clone(source)));
+        }
+        out.push(source);
+    }
+    Ok(out)
+}
+
+/// One IMAP status per queue whose mailbox is read over IMAP, with that
+/// queue's token source.
+fn imap_board(settings: &Settings, tokens: &[Option<Arc<TokenSource>>]) -> ImapBoard {
+    let watched = settings
+        .queues()
+        .into_iter()
+        .zip(tokens.iter().cloned())
+        .filter(|(q, _)| q.imap.enabled);
+    ImapBoard::new(
+        watched
+            .map(|(q, oauth): (Queue, _)| {
+                let status = ImapStatus {
+                    oauth,
+                    ..ImapStatus::default()
+                };
+                (q.name, Arc::new(status))
+            })
+            .collect(),
+    )
+}
+
+/// The LMTP greeting's host name: the support address's domain.
+fn lmtp_host(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map_or("postdesk", |(_, domain)| domain)
+        .to_string()
 }
 
 /// How often resolved tickets are checked for closing by themselves.
@@ -172,18 +308,24 @@ async fn autoclose(
     }
 }
 
-/// The IMAP watcher's sink: the store, then a nudge to the sender.
+/// The IMAP watcher's sink: the intake seam, then a nudge to the sender.
 struct StoreSink {
     store: Arc<Store>,
     pipeline: Arc<Pipeline>,
     outbox_wake: Arc<Notify>,
+    /// The IMAP login: the account in each mail's source.
+    account: String,
+    /// The key of this mailbox's checkpoint (`Queue::checkpoint_key`).
+    checkpoint_key: String,
 }
 
 impl MailSink for StoreSink {
-    async fn checkpoint(&self, mailbox: &str) -> anyhow::Result<Option<Checkpoint>> {
+    // One sink per mailbox, and the watcher reads one folder: the key
+    // stands for that folder of that account.
+    async fn checkpoint(&self, _folder: &str) -> anyhow::Result<Option<Checkpoint>> {
         let store = Arc::clone(&self.store);
-        let mailbox = mailbox.to_string();
-        tokio::task::spawn_blocking(move || store.checkpoint(&mailbox)).await?
+        let key = self.checkpoint_key.clone();
+        tokio::task::spawn_blocking(move || store.checkpoint(&key)).await?
     }
 
     async fn ingest_batch(
@@ -195,17 +337,24 @@ impl MailSink for StoreSink {
     ) -> anyhow::Result<()> {
         let store = Arc::clone(&self.store);
         let pipeline = Arc::clone(&self.pipeline);
-        let mailbox = mailbox.to_string();
-        let reports = tokio::task::spawn_blocking(move || {
-            let at = (&mailbox[..], uidvalidity, checkpoint);
-            store.ingest_batch_at(&pipeline, at, mails, Utc::now())
+        let (account, folder) = (self.account.clone(), mailbox.to_string());
+        let key = self.checkpoint_key.clone();
+        let verdicts = tokio::task::spawn_blocking(move || {
+            let batch = crate::intake::ImapBatch {
+                account: &account,
+                folder: &folder,
+                checkpoint_key: &key,
+                uidvalidity,
+                checkpoint,
+            };
+            crate::intake::receive_batch(&store, &pipeline, &batch, mails, Utc::now())
         })
-        .await??;
-        let mut queued = 0;
-        for report in &reports {
-            queued += log_report(report);
+        .await?;
+        // Nothing is marked unless the whole batch committed.
+        if let Some(failure) = verdicts.iter().find(|v| !v.committed()) {
+            anyhow::bail!("the batch was not stored: {failure}");
         }
-        if queued > 0 {
+        if verdicts.iter().map(Verdict::queued).sum::<usize>() > 0 {
             self.outbox_wake.notify_one();
         }
         Ok(())
@@ -214,26 +363,7 @@ impl MailSink for StoreSink {
 
 /// Logs one ingest result as a sentence; returns how many mails it queued.
 pub fn log_report(report: &IngestReport) -> usize {
-    match report {
-        IngestReport::NewTicket { number, queued } => {
-            tracing::info!("A new mail opened ticket #{number}.");
-            *queued
-        }
-        IngestReport::FollowUp { number, queued } => {
-            tracing::info!("A mail was added to ticket #{number}.");
-            *queued
-        }
-        IngestReport::Duplicate => {
-            tracing::info!("A mail was already stored; nothing changed.");
-            0
-        }
-        IngestReport::Quarantined { reason } => {
-            tracing::warn!("A mail went to the quarantine: {reason}");
-            0
-        }
-        IngestReport::Ignored { reason } => {
-            tracing::info!("A mail was ignored: {reason}");
-            0
-        }
-    }
+    let verdict = Verdict::from(report.clone());
+    verdict.log("retry");
+    verdict.queued()
 }

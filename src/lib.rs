@@ -12,6 +12,10 @@
 //! - [`ingest`]: parse → classify → thread → strip → apply. Pure, no I/O.
 //! - [`outbound`]: composing outgoing mail (pure) and the outbox worker.
 //! - [`imap`]: fetches raw mail from the server; bytes in, nothing else.
+//! - [`oauth`]: OAuth2 access tokens for XOAUTH2 logins to IMAP and SMTP.
+//! - [`lmtp`]: the LMTP server the MTA delivers to (RFC 2033).
+//! - [`intake`]: the one receive seam of IMAP, LMTP and the pipe: typed
+//!   source in, verdict out.
 //! - [`store`]: the only place that speaks SQL.
 //! - [`web`]: the read-only status page.
 //! - [`tokens`]: random and HMAC-signed tokens.
@@ -24,6 +28,9 @@ pub mod cli;
 pub mod domain;
 pub mod imap;
 pub mod ingest;
+pub mod intake;
+pub mod lmtp;
+pub mod oauth;
 pub mod outbound;
 pub mod settings;
 pub mod store;

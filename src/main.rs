@@ -4,7 +4,7 @@
 //! unusable input, 75 temporary failure (sysexits, for MTA pipes; `ingest`
 //! also gives 75 for a configuration it cannot use, so the MTA retries).
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,11 +16,10 @@ use tokio_util::sync::CancellationToken;
 use postdesk::app::{self, App};
 use postdesk::domain::{Status, TicketNumber};
 use postdesk::settings::Settings;
-use postdesk::store::{IngestReport, Kept, MailSource, RetryOutcome, Store};
+use postdesk::store::{IngestReport, Kept, RetryOutcome, Store};
 use postdesk::terminal;
 
 const EX_USAGE_CONFIG: u8 = 2;
-const EX_DATAERR: u8 = 65;
 const EX_TEMPFAIL: u8 = 75;
 
 #[derive(Parser)]
@@ -56,6 +55,17 @@ enum Command {
     CheckConfig,
     /// Ingest one raw mail from FILE, or from standard input with `-`.
     Ingest { file: String },
+    /// Bring the mail already in a queue's IMAP folder in as history:
+    /// threaded, dated by itself, tickets closed, nothing sent, nothing
+    /// changed on the server.
+    Import {
+        /// Only this queue (default: every queue that reads IMAP).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only mail that arrived on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// List or show tickets.
     Tickets {
         #[command(subcommand)]
@@ -96,6 +106,62 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// OAuth2 for XOAUTH2 logins (Microsoft 365, Gmail): `oauth authorize`.
+    Oauth {
+        #[command(subcommand)]
+        command: postdesk::cli::oauth::OauthCommand,
+    },
+    /// Outgoing mail: list it, or queue failed mail again.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// The wording of our mails: `templates show NAME` prints the example.
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesCommand {
+    /// Print mail NAME (confirmation, status, notification, relay-footer,
+    /// oversize, refused, unproven) as a queue's templates word it.
+    Show {
+        name: String,
+        /// The queue (default: the first one).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Another language than the queue's (en, de, fr, es).
+        #[arg(long)]
+        language: Option<String>,
+        /// The HTML part instead of subject and text.
+        #[arg(long)]
+        html: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Outgoing mail, newest first: id, status, ticket, recipients, subject,
+    /// attempts, created and sent time, last error.
+    List {
+        /// Only mail that could not be delivered.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Queue failed mail ID again (the same bytes, so the same Message-ID;
+    /// attempts start again), or with --all-failed every failed mail.
+    Retry {
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        id: Option<i64>,
+        #[arg(long)]
+        all_failed: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +175,10 @@ enum TicketsCommand {
     List {
         #[arg(long)]
         status: Option<String>,
+        /// Only the tickets of this queue (`[support] queue` or a
+        /// `[[mailbox]]`'s `queue`).
+        #[arg(long)]
+        queue: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -116,6 +186,16 @@ enum TicketsCommand {
         number: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Tickets whose subject or messages (notes too) match, best first:
+    /// words (all required), "quoted phrases", word* for a prefix.
+    Search {
+        #[arg(required = true)]
+        query: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Set a ticket's status; the customer gets the status email.
     SetStatus {
@@ -194,13 +274,23 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig => {
+            if let Err(err) = postdesk::outbound::templates::Templates::load(&settings) {
+                eprintln!("postdesk: {err}");
+                return Ok(ExitCode::from(EX_USAGE_CONFIG));
+            }
             print!("{}", settings.redacted_toml());
             for warning in settings.warnings() {
                 eprintln!("postdesk: warning: {}", terminal::line(&warning));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { file } => ingest(&settings, &file),
+        Command::Ingest { file } => postdesk::cli::ingest::run(&settings, &file),
+        Command::Import { queue, since } => {
+            postdesk::cli::import::run(&settings, queue.as_deref(), since.as_deref())
+        }
+        Command::Tickets {
+            command: TicketsCommand::Search { query, json, limit },
+        } => postdesk::cli::search::run(&settings, &query, json, limit),
         Command::Tickets { command } => tickets(&settings, command),
         Command::Explain { message_id } => explain(&settings, &message_id),
         Command::Tokens {
@@ -221,6 +311,32 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Erase { address, dry_run } => erase(&settings, &address, dry_run),
+        Command::Oauth { command } => postdesk::cli::oauth::run(&settings, command),
+        Command::Templates {
+            command:
+                TemplatesCommand::Show {
+                    name,
+                    queue,
+                    language,
+                    html,
+                },
+        } => postdesk::cli::templates::show(
+            &settings,
+            &postdesk::cli::templates::Show {
+                name: &name,
+                queue: queue.as_deref(),
+                language: language.as_deref(),
+                html,
+            },
+        ),
+        Command::Outbox { command } => match command {
+            OutboxCommand::List {
+                failed,
+                json,
+                limit,
+            } => postdesk::cli::outbox::list(&settings, failed, json, limit),
+            OutboxCommand::Retry { id, .. } => postdesk::cli::outbox::retry(&settings, id),
+        },
     }
 }
 
@@ -358,60 +474,20 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-/// `ingest FILE|-`: exit 0 stored (or already stored), 65 unusable, 75
-/// temporary failure (the MTA keeps the mail and retries).
-fn ingest(settings: &Settings, file: &str) -> anyhow::Result<ExitCode> {
-    let raw = if file == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("cannot read standard input")?;
-        buf
-    } else {
-        match std::fs::read(file) {
-            Ok(raw) => raw,
-            Err(err) => {
-                eprintln!("postdesk: cannot read {file}: {err}");
-                return Ok(ExitCode::from(EX_DATAERR));
-            }
-        }
-    };
-    if raw.iter().all(|b| b.is_ascii_whitespace()) {
-        eprintln!("postdesk: the input is empty");
-        return Ok(ExitCode::from(EX_DATAERR));
-    }
-    let result = app::open_store(settings).and_then(move |(store, pipeline)| {
-        store.ingest_mail(&pipeline, raw, &MailSource::Pipe, Utc::now())
-    });
-    match result {
-        Ok(report) => {
-            app::log_report(&report);
-            println!("{}", describe(&report));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            eprintln!("postdesk: temporary failure, try again later: {err:#}");
-            Ok(ExitCode::from(EX_TEMPFAIL))
-        }
-    }
-}
-
 fn describe(report: &IngestReport) -> String {
-    match report {
-        IngestReport::NewTicket { number, .. } => format!("new ticket #{number}"),
-        IngestReport::FollowUp { number, .. } => format!("added to ticket #{number}"),
-        IngestReport::Duplicate => "already stored".to_string(),
-        IngestReport::Quarantined { reason } => {
-            format!("quarantined: {}", terminal::line(reason))
-        }
-        IngestReport::Ignored { reason } => format!("ignored: {}", terminal::line(reason)),
-    }
+    postdesk::intake::Verdict::from(report.clone()).to_string()
 }
 
 fn tickets(settings: &Settings, command: TicketsCommand) -> anyhow::Result<ExitCode> {
     let (store, pipeline) = app::open_store(settings)?;
     match command {
-        TicketsCommand::List { status, json } => {
+        // Dispatched before the store is opened here (`cli::search`).
+        TicketsCommand::Search { .. } => {}
+        TicketsCommand::List {
+            status,
+            queue,
+            json,
+        } => {
             let status = match status.map(|s| Status::parse(&s)).transpose() {
                 Ok(status) => status,
                 Err(err) => {
@@ -419,7 +495,20 @@ fn tickets(settings: &Settings, command: TicketsCommand) -> anyhow::Result<ExitC
                     return Ok(ExitCode::from(EX_USAGE_CONFIG));
                 }
             };
-            let list = store.list_tickets(status)?;
+            let queue = match queue.map(|q| settings.queue(&q).ok_or(q)).transpose() {
+                Ok(queue) => queue.map(|q| q.name),
+                Err(unknown) => {
+                    let known: Vec<String> =
+                        settings.queues().into_iter().map(|q| q.name).collect();
+                    eprintln!(
+                        "postdesk: there is no queue `{}`; the queues are: {}",
+                        terminal::line(&unknown),
+                        known.join(", ")
+                    );
+                    return Ok(ExitCode::from(EX_USAGE_CONFIG));
+                }
+            };
+            let list = store.list_tickets_in(status, queue.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

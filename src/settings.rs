@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use config::{Config, Environment, File, FileFormat, Source, Value, ValueKind};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod queues;
 mod safety;
 mod secret_files;
+
+pub use queues::{MailboxSettings, Queue};
 
 /// The defaults, embedded so that the binary runs with no file at all.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -66,6 +69,11 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub lmtp: LmtpSettings,
     pub oauth: OAuthSettings,
+    pub templates: TemplateSettings,
+    /// More support addresses, each a queue (`queues.rs`); typed apart so
+    /// that an error names its index.
+    #[serde(default, skip_deserializing)]
+    pub mailbox: Vec<MailboxSettings>,
 }
 
 /// The shortest `web.agent_token` or `support.secret` accepted.
@@ -92,6 +100,16 @@ pub struct SupportSettings {
     pub agent_token_days: f64,
     #[serde(deserialize_with = "list_or_commas")]
     pub lists: Vec<String>,
+    /// The language of the built-in wording of our mails (en, de, fr, es).
+    pub language: String,
+}
+
+/// The company's own wording of our mails (`outbound::templates`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// A folder of override files; empty: the built-in wording only.
+    pub dir: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -256,6 +274,7 @@ impl Settings {
         file: Option<&Path>,
         env: Vec<(String, String)>,
     ) -> Result<Settings, SettingsError> {
+        let (env, mailbox_env) = queues::split_env(env)?;
         let mut builder =
             Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
         if let Some(path) = file {
@@ -280,9 +299,11 @@ impl Settings {
             .and_then(|config| config.collect())
             .map_err(|e| load_error(e.to_string()))?;
         secret_files::resolve(&mut root)?;
-        let settings: Settings = Value::new(None, ValueKind::Table(root))
+        let mailbox = queues::take_mailboxes(&mut root, mailbox_env)?;
+        let mut settings: Settings = Value::new(None, ValueKind::Table(root))
             .try_deserialize()
             .map_err(|e| load_error(e.to_string()))?;
+        settings.mailbox = mailbox;
         settings.validate()?;
         Ok(settings)
     }
@@ -326,51 +347,14 @@ impl Settings {
                 "must be a number of hours, 0 or more",
             );
         }
-        let tag_ok = !self.support.tag.is_empty()
-            && self
-                .support
-                .tag
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
-        if !tag_ok {
+        if !queues::is_word(&self.support.tag) {
             return invalid("support.tag", "must be one word of letters, digits, - or _");
         }
         let url = &self.support.public_url;
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return invalid("support.public_url", "must start with http:// or https://");
         }
-        if self.imap.host.trim().is_empty() {
-            return invalid("imap.host", "must not be empty");
-        }
-        if self.imap.port == 0 {
-            return invalid("imap.port", "must be between 1 and 65535");
-        }
-        if self.imap.poll_seconds == 0 {
-            return invalid("imap.poll_seconds", "must be at least 1");
-        }
-        if self.imap.timeout_seconds == 0 {
-            return invalid("imap.timeout_seconds", "must be at least 1");
-        }
-        if self.smtp.host.trim().is_empty() {
-            return invalid("smtp.host", "must not be empty");
-        }
-        if self.smtp.port == 0 {
-            return invalid("smtp.port", "must be between 1 and 65535");
-        }
-        if self.smtp.max_attempts == 0 {
-            return invalid("smtp.max_attempts", "must be at least 1");
-        }
-        if let Some((key, reason)) = safety::plaintext_refusal(self) {
-            return invalid(&key, &reason);
-        }
-        for (key, file) in [
-            ("imap.ca_file", &self.imap.ca_file),
-            ("smtp.ca_file", &self.smtp.ca_file),
-        ] {
-            if !file.is_empty() && !Path::new(file).is_file() {
-                return invalid(key, &format!("the file `{file}` does not exist"));
-            }
-        }
+        queues::validate(self)?;
         if self.web.listen.parse::<SocketAddr>().is_err() {
             return invalid(
                 "web.listen",
@@ -447,20 +431,11 @@ impl Settings {
             .unwrap_or("localhost")
     }
 
-    /// The queue whose support address `address` is (or a plus-address
-    /// of it: `support+anything@domain`), compared without case.
-    pub fn queue_of_address(&self, address: &str) -> Option<&str> {
-        let (local, domain) = address.trim().rsplit_once('@')?;
-        let local = local.split_once('+').map_or(local, |(base, _)| base);
-        let (own_local, own_domain) = self.support.address.rsplit_once('@')?;
-        (local.eq_ignore_ascii_case(own_local) && domain.eq_ignore_ascii_case(own_domain))
-            .then_some(self.support.queue.as_str())
-    }
-
+    /// An agent of any queue.
     pub fn is_agent(&self, address: &str) -> bool {
-        self.support
-            .agents
-            .iter()
+        let agents = self.support.agents.iter();
+        agents
+            .chain(self.mailbox.iter().flat_map(|m| m.agents.iter()))
             .any(|a| a.eq_ignore_ascii_case(address))
     }
 }
@@ -520,22 +495,44 @@ fn is_address(value: &str) -> bool {
     }
 }
 
-/// A tiny JSON → TOML printer for `check-config` (two levels: sections of
-/// scalars and lists), so that no TOML serializer is needed.
+/// A tiny JSON → TOML printer for `check-config` (sections of scalars and
+/// lists; arrays of tables as `[[mailbox]]` with dotted keys for their
+/// sub-tables), so that no TOML serializer is needed.
 fn to_toml(value: &serde_json::Value) -> String {
     let mut out = String::new();
-    if let Some(sections) = value.as_object() {
-        for (section, fields) in sections {
-            out.push_str(&format!("[{section}]\n"));
-            if let Some(fields) = fields.as_object() {
-                for (key, v) in fields {
-                    out.push_str(&format!("{key} = {v}\n"));
+    let Some(sections) = value.as_object() else {
+        return out;
+    };
+    for (section, fields) in sections {
+        match fields {
+            serde_json::Value::Array(tables) => {
+                for table in tables {
+                    out.push_str(&format!("[[{section}]]\n"));
+                    toml_fields(&mut out, "", table);
+                    out.push('\n');
                 }
             }
-            out.push('\n');
+            fields => {
+                out.push_str(&format!("[{section}]\n"));
+                toml_fields(&mut out, "", fields);
+                out.push('\n');
+            }
         }
     }
     out
+}
+
+fn toml_fields(out: &mut String, prefix: &str, fields: &serde_json::Value) {
+    let Some(fields) = fields.as_object() else {
+        return;
+    };
+    for (key, v) in fields {
+        if v.is_object() {
+            toml_fields(out, &format!("{prefix}{key}."), v);
+        } else {
+            out.push_str(&format!("{prefix}{key} = {v}\n"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,3 +3,10 @@
 //! dispatches). Handlers print for people (or JSON with `--json`) and
 //! return the process's exit code; the work itself lives in the store, the
 //! pipeline or the outbound modules.
+
+pub mod import;
+pub mod ingest;
+pub mod oauth;
+pub mod outbox;
+pub mod search;
+pub mod templates;

@@ -1,6 +1,7 @@
 //! IMAP connection set-up: TCP with a timeout, then implicit TLS, STARTTLS
-//! or plain as configured, the greeting and LOGIN, giving a logged-in
-//! [`ImapSession`]. It owns the stream type ([`ImapStream`], one type for all
+//! or plain as configured, the greeting and LOGIN (or `AUTHENTICATE
+//! XOAUTH2` with a token from the mailbox's token source), giving a
+//! logged-in [`ImapSession`]. It owns the stream type ([`ImapStream`], one type for all
 //! three modes) and the TLS trust (system roots plus `imap.ca_file`). It must
 //! not select mailboxes, fetch mail, retry or sleep: callers decide what a
 //! failure means. Integration tests reuse [`connect`] and [`append`] to read
@@ -24,7 +25,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::command::{imap_error, within};
-use crate::settings::{ImapSettings, TlsMode};
+use crate::oauth::{TokenSource, Xoauth2Authenticator};
+use crate::settings::{AuthMethod, ImapSettings, TlsMode};
 
 /// A logged-in IMAP session over whichever transport the settings chose.
 pub type ImapSession = Session<ImapStream>;
@@ -98,9 +100,18 @@ impl AsyncWrite for ImapStream {
 }
 
 /// Connects to `settings.host:port`, sets up TLS as configured, reads the
-/// greeting and logs in as `settings.username`. Every step has
-/// `settings.timeout_seconds`.
+/// greeting and logs in as `settings.username` with its password. Every
+/// step has `settings.timeout_seconds`.
 pub async fn connect(settings: &ImapSettings) -> anyhow::Result<ImapSession> {
+    connect_with(settings, None).await
+}
+
+/// [`connect`], logging in as `settings.auth` says: with the password, or
+/// with XOAUTH2 and an access token from `tokens`.
+pub async fn connect_with(
+    settings: &ImapSettings,
+    tokens: Option<&TokenSource>,
+) -> anyhow::Result<ImapSession> {
     let limit = Duration::from_secs(settings.timeout_seconds.max(1));
     let host = settings.host.as_str();
     let port = settings.port;
@@ -143,6 +154,12 @@ pub async fn connect(settings: &ImapSettings) -> anyhow::Result<ImapSession> {
     };
 
     let user = settings.username.as_str();
+    if settings.auth == AuthMethod::Xoauth2 {
+        let tokens = tokens.ok_or_else(|| {
+            anyhow!("imap.auth is \"xoauth2\" but no OAuth2 token source was given")
+        })?;
+        return xoauth2_login(client, user, tokens, limit).await;
+    }
     let what = format!("logging in as {user}");
     let login = client.login(user, settings.password.expose());
     match tokio::time::timeout(limit, login).await {
@@ -154,6 +171,40 @@ pub async fn connect(settings: &ImapSettings) -> anyhow::Result<ImapSession> {
             "no answer within {} s while {what}",
             limit.as_secs()
         )),
+    }
+}
+
+/// `AUTHENTICATE XOAUTH2` with a current access token. A refusal may mean
+/// the token was revoked before its expiry: the token source forgets it
+/// and one more try goes with a fresh one; after that the caller's backoff.
+async fn xoauth2_login(
+    mut client: Client<ImapStream>,
+    user: &str,
+    tokens: &TokenSource,
+    limit: Duration,
+) -> anyhow::Result<ImapSession> {
+    let mut retried = false;
+    loop {
+        let token = tokens
+            .access_token()
+            .await
+            .with_context(|| format!("no OAuth2 access token for the IMAP login as {user}"))?;
+        let auth = client.authenticate("XOAUTH2", Xoauth2Authenticator::new(user, token.secret()));
+        match tokio::time::timeout(limit, auth).await {
+            Ok(Ok(session)) => return Ok(session),
+            Ok(Err((async_imap::error::Error::No(_), back))) if !retried => {
+                tokens.invalidate(&token).await;
+                (client, retried) = (back, true);
+            }
+            Ok(Err((err, _))) => {
+                return Err(imap_error("AUTHENTICATE XOAUTH2", err)
+                    .context(format!("the IMAP login as {user} with XOAUTH2 failed")));
+            }
+            Err(_) => bail!(
+                "no answer within {} s while logging in as {user} with XOAUTH2",
+                limit.as_secs()
+            ),
+        }
     }
 }
 

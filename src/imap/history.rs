@@ -15,8 +15,9 @@ use chrono::NaiveDate;
 use super::FetchedMail;
 use super::batch::{self, FetchLimits};
 use super::command::imap_error;
-use super::connect::{ImapSession, connect, logout};
+use super::connect::{ImapSession, connect_with, logout};
 use super::mailbox::{fetch_batch, search, sizes};
+use crate::oauth::TokenSource;
 use crate::settings::ImapSettings;
 
 /// What one import read.
@@ -37,11 +38,12 @@ pub fn search_command(since: Option<NaiveDate>) -> String {
 }
 
 /// Reads every mail of `settings.mailbox` (since `since`), oldest UID
-/// first, and hands each batch with the folder's UIDVALIDITY to
+/// first, logging in as `settings.auth` says (`tokens` for XOAUTH2), and hands each batch with the folder's UIDVALIDITY to
 /// `on_batch`; an error there stops the import (what was handed over
 /// before stays handed over: the caller commits per batch).
 pub async fn read_history<F, Fut>(
     settings: &ImapSettings,
+    tokens: Option<&TokenSource>,
     since: Option<NaiveDate>,
     limits: &FetchLimits,
     mut on_batch: F,
@@ -51,7 +53,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let limit = Duration::from_secs(settings.timeout_seconds.max(1));
-    let mut session = connect(settings).await?;
+    let mut session = connect_with(settings, tokens).await?;
     let result = read_all(&mut session, settings, since, limits, limit, &mut on_batch).await;
     logout(&mut session, limit).await;
     result

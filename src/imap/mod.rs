@@ -83,7 +83,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 pub use batch::FetchLimits;
 pub use command::Refused;
-pub use connect::{ImapSession, ImapStream, append, connect, logout};
+pub use connect::{ImapSession, ImapStream, append, connect, connect_with, logout};
 pub use history::{HistoryCount, read_history};
 pub use mailbox::read_mailbox;
 pub use watch::run;
@@ -97,6 +97,9 @@ pub struct ImapStatus {
     pub last_fetch_unix: AtomicI64,
     /// Messages handed to the sink and committed since start.
     pub fetched_total: AtomicU64,
+    /// The mailbox's OAuth2 token source when IMAP or SMTP logs in with
+    /// XOAUTH2: the watcher logs in with it, `/metrics` reports its health.
+    pub oauth: Option<std::sync::Arc<crate::oauth::TokenSource>>,
 }
 
 impl ImapStatus {
@@ -114,5 +117,37 @@ impl ImapStatus {
 
     pub fn fetched_total(&self) -> u64 {
         self.fetched_total.load(Ordering::Relaxed)
+    }
+}
+
+/// Every IMAP watcher's [`ImapStatus`], one per mailbox (queue) that reads
+/// IMAP, in the order of the settings: what `/metrics` and `/healthz`
+/// report, so that they say which mailbox is down. Empty when IMAP is off.
+#[derive(Debug, Default)]
+pub struct ImapBoard {
+    mailboxes: Vec<(String, std::sync::Arc<ImapStatus>)>,
+}
+
+impl ImapBoard {
+    /// `(queue name, its watcher's status)` for each watched mailbox.
+    pub fn new(mailboxes: Vec<(String, std::sync::Arc<ImapStatus>)>) -> Self {
+        ImapBoard { mailboxes }
+    }
+
+    /// A board of one mailbox (tests, and single-queue tools).
+    pub fn single(queue: &str, status: std::sync::Arc<ImapStatus>) -> Self {
+        Self::new(vec![(queue.to_string(), status)])
+    }
+
+    pub fn mailboxes(&self) -> &[(String, std::sync::Arc<ImapStatus>)] {
+        &self.mailboxes
+    }
+
+    /// The status of `queue`'s mailbox, if it is watched.
+    pub fn of(&self, queue: &str) -> Option<&std::sync::Arc<ImapStatus>> {
+        self.mailboxes
+            .iter()
+            .find(|(name, _)| name == queue)
+            .map(|(_, status)| status)
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{self, Batch, FetchLimits};
 use super::command::within;
-use super::connect::{ImapSession, connect, logout};
+use super::connect::{ImapSession, connect_with, logout};
 use super::mailbox::{Selected, fetch_batch, select, sizes, uids_after};
 use super::{FetchedMail, ImapStatus, MailSink};
 use crate::settings::ImapSettings;
@@ -138,7 +138,8 @@ impl<S: MailSink> Watcher<'_, S> {
     /// One connection's life. `Ok` only when shutdown was requested.
     async fn session(&self, backoff: &mut Backoff) -> anyhow::Result<()> {
         let settings = self.settings;
-        let mut session = self.cancellable(connect(settings)).await?;
+        let oauth = self.status.oauth.as_deref();
+        let mut session = self.cancellable(connect_with(settings, oauth)).await?;
         let mut selected = self
             .cancellable(select(&mut session, &settings.mailbox, self.limit))
             .await?;

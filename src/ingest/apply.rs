@@ -33,6 +33,10 @@ pub trait IngestLookup: ThreadLookup {
     fn next_ticket_number(&self) -> anyhow::Result<TicketNumber>;
     /// What a follow-up needs to know of its ticket.
     fn ticket_info(&self, ticket: TicketNumber) -> anyhow::Result<Option<TicketInfo>>;
+    /// The queue of a ticket (a store answers it without reading the rest).
+    fn ticket_queue(&self, ticket: TicketNumber) -> anyhow::Result<Option<String>> {
+        Ok(self.ticket_info(ticket)?.map(|info| info.queue))
+    }
     /// How many automatic mails went to `address` since `since`.
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32>;
 }
@@ -48,6 +52,8 @@ pub struct TicketInfo {
     /// Message-IDs of the customers' mails on it, oldest first.
     pub customer_message_ids: Vec<String>,
     pub last_activity_at: DateTime<Utc>,
+    /// The queue the ticket belongs to.
+    pub queue: String,
 }
 
 /// The limits and windows apply works within.
@@ -70,6 +76,9 @@ pub struct NewTicket {
     pub access_token: String,
     /// The closed ticket this one continues, past its reopen window.
     pub follows: Option<TicketNumber>,
+    /// Its queue: set by the caller of [`decide`], which knows it (empty
+    /// here).
+    pub queue: String,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +229,7 @@ pub fn decide(
                 requester: from.clone(),
                 access_token,
                 follows: None,
+                queue: String::new(),
             };
             (TicketChange::Create(ticket), reason.to_string())
         }
@@ -288,6 +298,7 @@ fn follow_up(
                 requester: from.clone(),
                 access_token,
                 follows: Some(closed.number),
+                queue: String::new(),
             };
             Ok((TicketChange::Create(ticket), reason, by_requester))
         }

@@ -11,8 +11,10 @@ pub mod agent;
 pub mod apply;
 pub mod authresults;
 pub mod classify;
+pub mod history;
 pub mod parse;
 mod prepared;
+pub mod queues;
 mod relay;
 mod respond;
 pub mod strip;
@@ -20,10 +22,13 @@ pub mod subject;
 pub mod thread;
 mod unproven;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::domain::TicketNumber;
 use crate::outbound::compose::{self, Identity, OutgoingMail, ThreadHeaders};
+use crate::outbound::templates::{Templates, Wording};
 use crate::settings::Settings;
 use crate::tokens::{Purpose, Signer, random_token, sha256_hex};
 use apply::{AccessLink, IngestLookup, Plan, Policy};
@@ -31,6 +36,7 @@ use classify::{MailKind, OwnIdentity};
 use parse::ParsedMail;
 use prepared::contained;
 pub use prepared::{EarlyPanic, Prepared, PreparedMail, Refusal, panic_message};
+use queues::QueueView;
 
 /// What ingesting one mail comes to.
 #[derive(Debug, Clone)]
@@ -53,8 +59,16 @@ pub enum Outcome {
 }
 
 /// The settings-derived context of ingest: who we are and our limits.
+/// `identity`, `agents` and `domain` are those of one queue (`queue`; the
+/// first one as built): [`Pipeline::in_queue`] gives another queue's view.
+/// As built, `agents` holds every queue's agents (authentication and
+/// threading know them all; what an agent may do is the queue's).
 #[derive(Clone)]
 pub struct Pipeline {
+    /// The queue this view writes for.
+    pub queue: String,
+    /// Every queue, the first one first.
+    pub queues: Arc<[QueueView]>,
     pub identity: Identity,
     pub own: OwnIdentity,
     pub signer: Signer,
@@ -73,38 +87,58 @@ pub struct Pipeline {
     /// (`limits.max_mail_seconds`).
     pub max_mail_time: std::time::Duration,
     pub policy: Policy,
+    /// Every queue's wording, loaded once; each queue's `identity` holds
+    /// its part (`Wording`).
+    pub templates: Arc<Templates>,
 }
 
 impl Pipeline {
-    /// `secret` is the HMAC key (configured or kept in the database).
+    /// `secret` is the HMAC key (configured or kept in the database). The
+    /// mails are worded by the built-in templates in each queue's
+    /// language; the daemon's pipeline, with `[templates] dir`, is
+    /// [`Pipeline::with_templates`].
     pub fn new(settings: &Settings, secret: &str) -> Pipeline {
+        let templates = Arc::new(Templates::builtin(settings));
+        Pipeline::with_templates(settings, secret, templates)
+    }
+
+    /// [`Pipeline::new`] with `templates` (`Templates::load`).
+    pub fn with_templates(
+        settings: &Settings,
+        secret: &str,
+        templates: Arc<Templates>,
+    ) -> Pipeline {
         let domain = settings.support_domain().to_string();
         let loop_value = crate::tokens::hash_token(secret)
             .get(..16)
             .unwrap_or_default()
             .to_string();
         let support = &settings.support;
+        let configured = settings.queues();
+        let mut views = queues::views(&configured, &support.tag, &loop_value, &domain);
+        for view in &mut views {
+            view.identity.wording = Wording::new(templates.clone(), &view.name);
+        }
+        let mut every_agent: Vec<String> = views.iter().flat_map(|v| v.agents.clone()).collect();
+        every_agent.sort();
+        every_agent.dedup();
+        let mut lists: Vec<String> = configured.iter().flat_map(|q| q.lists.clone()).collect();
+        lists.sort();
+        lists.dedup();
         Pipeline {
-            identity: Identity {
-                address: support.address.to_ascii_lowercase(),
-                name: support.name.clone(),
-                tag: subject::SubjectTag::new(&support.tag),
-                loop_value: loop_value.clone(),
-            },
+            queue: support.queue.clone(),
+            identity: views[0].identity.clone(),
+            queues: Arc::from(views.clone()),
             own: OwnIdentity {
-                addresses: vec![support.address.to_ascii_lowercase()],
+                addresses: views.iter().map(|v| v.identity.address.clone()).collect(),
                 message_id_domain: domain.clone(),
                 loop_header_value: loop_value,
-                lists: support.lists.clone(),
+                lists,
             },
             signer: Signer::new(secret),
             domain,
             public_url: support.public_url.trim_end_matches('/').to_string(),
-            agents: support
-                .agents
-                .iter()
-                .map(|a| a.to_ascii_lowercase())
-                .collect(),
+            agents: every_agent,
             agent_list: Some(support.agent_list.to_ascii_lowercase()).filter(|a| !a.is_empty()),
             trusted_authserv_id: support.trusted_authserv_id.clone(),
             trusted_results_below_received: support.trusted_results_below_received,
@@ -117,6 +151,7 @@ impl Pipeline {
                 reopen_days: support.reopen_days,
                 confirm_max_age_hours: settings.limits.confirm_max_age_hours,
             },
+            templates,
         }
     }
 
@@ -189,7 +224,8 @@ impl Pipeline {
             .chain(info.cc.iter().cloned())
             .collect();
         let thread = relay::customer_thread(info);
-        let mail = relay::status_mail(self, info, status, to, thread, &mut links, now)?;
+        let p = self.in_queue(&info.queue);
+        let mail = relay::status_mail(&p, info, status, to, thread, &mut links, now)?;
         Ok((mail, links))
     }
 
@@ -280,6 +316,20 @@ impl Pipeline {
         lookup: &impl IngestLookup,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Outcome> {
+        self.decide_from(raw, prepared, None, lookup, now)
+    }
+
+    /// [`Pipeline::decide`] for a mail whose source says where it was
+    /// delivered (an LMTP recipient, an IMAP login): the queue of a new
+    /// ticket falls back to that source's (`queues::for_new_ticket`).
+    pub fn decide_from(
+        &self,
+        raw: &[u8],
+        prepared: Prepared,
+        delivered_to: Option<&str>,
+        lookup: &impl IngestLookup,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Outcome> {
         let prepared = match prepared {
             Prepared::Mail(prepared) => prepared,
             Prepared::Refused { sha256, why } => {
@@ -310,6 +360,17 @@ impl Pipeline {
         if threading == thread::Threading::Duplicate {
             return Ok(Outcome::Duplicate);
         }
+        // A follow-up stays in its ticket's queue; a new ticket's queue
+        // goes by the mail and its source.
+        let queue = match &threading {
+            thread::Threading::Existing { ticket, .. } => lookup.ticket_queue(*ticket)?,
+            _ => None,
+        };
+        let queue = queue.unwrap_or_else(|| {
+            queues::for_new_ticket(&self.queues, &prepared.mail, delivered_to)
+                .map_or_else(|| self.queue.clone(), |q| q.name.clone())
+        });
+        let view = self.in_queue(&queue);
         // An agent's token older than `agent_token_days` no longer
         // authenticates. Mail from an agent's address that is not proven
         // the agent's is kept as a note, and the agent is told (`unproven`).
@@ -330,9 +391,9 @@ impl Pipeline {
             sender.is_some_and(|f| self.agents.iter().any(|a| *a == f.address.as_str()));
         if from_agent && prepared.class.kind == MailKind::Human {
             let stale = auth.as_ref();
-            return unproven::agent_address_mail(self, &prepared, threading, stale, lookup, now);
+            return unproven::agent_address_mail(&view, &prepared, threading, stale, lookup, now);
         }
-        respond::customer_mail(self, &prepared, threading, lookup, now)
+        respond::customer_mail(&view, &prepared, threading, lookup, now)
     }
 }
 
@@ -352,7 +413,7 @@ impl Pipeline {
         let limit = self.max_message_bytes;
         let told = format!("the mail is {size} bytes, more than the limit of {limit} bytes");
         let Some(copy) = server_copy else {
-            let notice = respond::oversize_notice(self, raw, &told, lookup, now)?;
+            let notice = respond::oversize_notice(self, raw, size, lookup, now)?;
             return Ok((told, notice));
         };
         let kept =
@@ -366,7 +427,7 @@ impl Pipeline {
             );
             return Ok((reason, None));
         }
-        let notice = respond::oversize_notice(self, raw, &told, lookup, now)?;
+        let notice = respond::oversize_notice(self, raw, size, lookup, now)?;
         Ok((format!("{told}; {kept}"), notice))
     }
 }

@@ -3,7 +3,9 @@
 //! signature removed, threaded into the customer's own thread), an internal
 //! note, a status change with its status email, a Cc added or removed
 //! (`#cc`, `#uncc`), or, when a command line is refused, an answer to the
-//! agent and nothing else. Pure.
+//! agent and nothing else. The ticket's queue writes what goes out, and
+//! only that queue's agents act on it: another queue's agent is answered
+//! as for a refused command. Pure.
 
 use chrono::{DateTime, Utc};
 
@@ -15,8 +17,8 @@ use crate::ingest::apply::{
 use crate::ingest::parse::{Mailbox, ParsedMail};
 use crate::ingest::respond::is_ours;
 use crate::ingest::{Outcome, Pipeline, PreparedMail, reply_thread};
-use crate::outbound::compose::{OutgoingMail, ThreadHeaders};
-use crate::outbound::notify;
+use crate::outbound::compose::{OutgoingAttachment, OutgoingMail, ThreadHeaders};
+use crate::outbound::{notify, sanitize};
 use crate::tokens::Purpose;
 
 /// An authenticated agent's mail.
@@ -54,9 +56,21 @@ pub fn agent_mail(
             notice: Some(Box::new(notice)),
         });
     };
+    // The ticket's queue answers; only its agents act on its tickets.
+    let p = &p.in_queue(&info.queue);
     let stripped = prepared.stripped().clone();
     let mut read = read_commands(&stripped.new_text, &p.agents);
     refuse_people(p, &info, &mut read);
+    if !p.agents.iter().any(|a| a.eq_ignore_ascii_case(&auth.agent)) {
+        read.refused.push((
+            format!("ticket #{}", info.number),
+            format!(
+                "you are not an agent of its queue `{}`: nothing was applied and nothing \
+                 went to the customer",
+                p.queue
+            ),
+        ));
+    }
     let mut plan = Plan {
         dedup_key: mail.dedup_key(),
         ticket: TicketChange::Update {
@@ -89,16 +103,26 @@ pub fn agent_mail(
             .push(refusal(p, mail, &agent, &read.refused, now)?);
         return Ok(Outcome::Stored(Box::new(plan)));
     }
-    apply_commands(p, &info, &agent, &read, &mut plan, now)?;
+    apply_commands(
+        p,
+        &info,
+        &agent,
+        &read,
+        mail.html.as_deref(),
+        &mut plan,
+        now,
+    )?;
     Ok(Outcome::Stored(Box::new(plan)))
 }
 
 /// The reply (unless a note), the status change and the assignment.
+/// `html` is the agent's HTML body, if their mail had one.
 fn apply_commands(
     p: &Pipeline,
     info: &TicketInfo,
     agent: &Mailbox,
     read: &AgentMail,
+    html: Option<&str>,
     plan: &mut Plan,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
@@ -121,12 +145,23 @@ fn apply_commands(
             .name
             .clone()
             .unwrap_or_else(|| local_part(&agent.address));
+        // The agent's own HTML where it says what the text part says; the
+        // files go along (stored once on the ticket, from the agent's mail).
+        let relayed = html.and_then(|h| sanitize::relay_html(h, &read.text));
+        let attachments: Vec<OutgoingAttachment> =
+            sanitize::relayed_files(html, relayed.as_deref(), &plan.attachments)
+                .into_iter()
+                .map(OutgoingAttachment::from)
+                .collect();
         let reply = notify::Reply {
             ticket: info.number,
             subject: &info.subject,
             agent_name: &name,
             to: to.clone(),
             text: &read.text,
+            html: relayed.as_deref(),
+            attachments: &attachments,
+            max_bytes: p.max_message_bytes,
             status_link: &link,
             message_id: &message_id,
             reply_to: p.reply_address(info.number, None)?,

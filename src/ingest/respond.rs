@@ -39,7 +39,7 @@ pub fn customer_mail(
         p.policy,
         &signed_for,
     )?;
-    let (ticket, message, participants, confirm) = match decision {
+    let (mut ticket, message, participants, confirm) = match decision {
         Decision::Duplicate => return Ok(Outcome::Duplicate),
         Decision::Quarantine { reason } => {
             return Ok(Outcome::Quarantine {
@@ -61,6 +61,9 @@ pub fn customer_mail(
             confirm,
         } => (ticket, message, participants, confirm),
     };
+    if let TicketChange::Create(new) = &mut ticket {
+        new.queue = p.queue.clone();
+    }
     let participants = without_ourselves(p, participants);
     let mut outgoing = Vec::new();
     let mut links = Vec::new();
@@ -84,6 +87,7 @@ pub fn customer_mail(
             cc: &people.cc,
             proposed_cc: &people.proposed,
             text: &message.text,
+            status: people.status,
             is_new: matches!(ticket, TicketChange::Create(_)),
         };
         outgoing.extend(notifications(
@@ -154,6 +158,8 @@ struct People {
     cc: Vec<Mailbox>,
     /// The Cc's this mail only proposes (not already taking part).
     proposed: Vec<Mailbox>,
+    /// The ticket's status once this mail is stored.
+    status: crate::domain::Status,
 }
 
 /// Who the ticket's people are after this mail: read before its
@@ -166,12 +172,29 @@ fn people_after(
     mail: &ParsedMail,
     lookup: &impl IngestLookup,
 ) -> anyhow::Result<People> {
-    let (requester, mut cc, subject) = match ticket {
-        TicketChange::Create(new) => (new.requester.clone(), Vec::new(), new.subject.clone()),
+    use crate::domain::Status;
+    let (requester, mut cc, subject, stored) = match ticket {
+        TicketChange::Create(new) => (
+            new.requester.clone(),
+            Vec::new(),
+            new.subject.clone(),
+            Status::New,
+        ),
         TicketChange::Update { number, .. } => match lookup.ticket_info(*number)? {
-            Some(info) => (info.requester, info.cc, info.subject),
-            None => (message.from.clone(), Vec::new(), mail.subject.clone()),
+            Some(info) => (info.requester, info.cc, info.subject, info.status),
+            None => (
+                message.from.clone(),
+                Vec::new(),
+                mail.subject.clone(),
+                Status::Open,
+            ),
         },
+    };
+    let status = match ticket {
+        TicketChange::Update {
+            status: Some(s), ..
+        } => *s,
+        _ => stored,
     };
     let mut proposed: Vec<Mailbox> = Vec::new();
     for (person, role) in participants {
@@ -190,6 +213,7 @@ fn people_after(
         requester,
         cc,
         proposed,
+        status,
     })
 }
 
@@ -202,6 +226,7 @@ struct About<'a> {
     cc: &'a [Mailbox],
     proposed_cc: &'a [Mailbox],
     text: &'a str,
+    status: crate::domain::Status,
     is_new: bool,
 }
 
@@ -242,6 +267,7 @@ fn notifications(
             cc: about.cc,
             proposed_cc: about.proposed_cc,
             new_text: about.text,
+            status: about.status,
             status_link: &link,
             is_new_ticket: about.is_new,
             message_id: &message_id,
@@ -253,12 +279,12 @@ fn notifications(
     Ok(out)
 }
 
-/// A polite note for a mail too large to take, unless its sender is a
-/// machine or has had enough automatic mail.
+/// A polite note for a mail of `size` bytes, too large to take, unless
+/// its sender is a machine or has had enough automatic mail.
 pub fn oversize_notice(
     p: &Pipeline,
     raw: &[u8],
-    reason: &str,
+    size: u64,
     lookup: &impl IngestLookup,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<Box<OutgoingMail>>> {
@@ -266,6 +292,10 @@ pub fn oversize_notice(
     let Ok(head) = parse::parse(&raw[..header_end(raw)]) else {
         return Ok(None);
     };
+    // From the address it was written to, as a new ticket's queue is found.
+    let queue = crate::ingest::queues::for_new_ticket(&p.queues, &head, None)
+        .map_or_else(|| p.queue.clone(), |q| q.name.clone());
+    let p = &p.in_queue(&queue);
     let class = classify::classify(&head, &p.own);
     let Some(from) = head.from.clone() else {
         return Ok(None);
@@ -279,7 +309,7 @@ pub fn oversize_notice(
         &p.identity,
         &from,
         &head.subject,
-        reason,
+        (size, p.max_message_bytes),
         &message_id,
         reply_thread(&head),
         now,
@@ -296,13 +326,19 @@ fn without_ourselves(p: &Pipeline, participants: Vec<(Mailbox, Role)>) -> Vec<(M
         .collect()
 }
 
-/// Whether `address` is ours: the support address, an agent, the agents'
-/// list, or a plus-address of the support address.
+/// Whether `address` is ours: a queue's support address, an agent of any
+/// queue, the agents' list, or a plus-address of a support address.
 pub(crate) fn is_ours(p: &Pipeline, address: &str) -> bool {
     p.own.addresses.iter().any(|a| a == address)
         || p.agents.iter().any(|a| a == address)
+        || p.queues
+            .iter()
+            .any(|q| q.agents.iter().any(|a| a == address))
         || p.agent_list.as_deref() == Some(address)
         || is_our_plus_address(address, &p.identity.address)
+        || p.queues
+            .iter()
+            .any(|q| is_our_plus_address(address, &q.identity.address))
 }
 
 fn is_our_plus_address(address: &str, support: &str) -> bool {

@@ -122,6 +122,7 @@ impl IngestLookup for Desk {
                 .collect::<Result<_, _>>()?,
             customer_message_ids: vec!["orig@customer.test".to_string()],
             last_activity_at: Utc::now(),
+            queue: "support".into(),
         }))
     }
     fn automatic_mails_since(&self, _a: &str, _since: DateTime<Utc>) -> anyhow::Result<u32> {

@@ -61,6 +61,9 @@ pub fn agent_address_mail(
             dedup_key: mail.dedup_key(),
         });
     };
+    // The ticket's queue answers (the old token may name another ticket
+    // than the one the mail threads to).
+    let p = &p.in_queue(&info.queue);
     let notice = answer(p, prepared, info.number, &why, lookup, now)?;
     let stripped = prepared.stripped();
     let plan = Plan {

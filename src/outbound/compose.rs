@@ -7,13 +7,16 @@
 
 use chrono::{DateTime, Utc};
 use lettre::Message;
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox as LettreMailbox, SinglePart};
+use lettre::message::Mailbox as LettreMailbox;
+use lettre::message::header::{HeaderName, HeaderValue};
 
 use crate::domain::{MessageKind, TicketNumber};
 use crate::ingest::classify::LOOP_HEADER;
 use crate::ingest::parse::Mailbox;
 use crate::ingest::subject::SubjectTag;
+use crate::outbound::mime::{self, Body};
+pub use crate::outbound::mime::{OutgoingAttachment, crlf};
+use crate::outbound::templates::{TemplateName, Vars, Wording};
 
 /// Who we are when we write.
 #[derive(Debug, Clone)]
@@ -22,6 +25,8 @@ pub struct Identity {
     pub name: String,
     pub tag: SubjectTag,
     pub loop_value: String,
+    /// The queue's templates (`outbound::templates`).
+    pub wording: Wording,
 }
 
 impl Identity {
@@ -73,35 +78,27 @@ pub struct Confirmation<'a> {
 }
 
 /// The confirmation: `Auto-Submitted: auto-replied`, the tag in the
-/// subject, the status link, a short quote of what we received.
+/// subject, the status link, a short quote of what we received. Worded by
+/// the queue's `confirmation` template.
 pub fn confirmation(
     me: &Identity,
     c: &Confirmation,
     now: DateTime<Utc>,
 ) -> anyhow::Result<OutgoingMail> {
-    let greeting = match &c.to.name {
-        Some(name) => format!("Hello {name},"),
-        None => "Hello,".to_string(),
-    };
-    let tag = format!("[{} #{}]", me.tag.as_str(), c.ticket);
-    let text = format!(
-        "{greeting}\n\n\
-         we have received your request and opened ticket #{number}.{follows}\n\n\
-         Follow its status here:\n{link}\n\n\
-         All your requests with us:\n{requester_link}\n\n\
-         To add something, just reply to this mail and keep {tag} in the subject.\n\n\
-         {name}\n\n\
-         --- What we received ---\n{quote}\n",
-        number = c.ticket,
-        follows = c
-            .follows
-            .map(|old| format!("\nIt continues your earlier request #{old}, which was closed."))
-            .unwrap_or_default(),
-        link = c.status_link,
-        requester_link = c.requester_link,
-        name = me.name,
-        quote = quote(c.received_text, 20),
-    );
+    let (received, cut) = excerpt(c.received_text.trim(), MAX_QUOTE_BYTES, 20);
+    let vars = Vars::new()
+        .set("ticket", c.ticket.0)
+        .set("subject", c.subject)
+        .set("status", "new")
+        .set("tag", format!("[{} #{}]", me.tag.as_str(), c.ticket))
+        .set("link", c.status_link)
+        .set("requester_link", c.requester_link)
+        .set("requester_name", c.to.name.clone())
+        .set("follows", c.follows.map(|old| old.0))
+        .set("text", received)
+        .set("text_cut", cut)
+        .set("quote", quote(c.received_text, 20));
+    let r = me.wording.render(TemplateName::Confirmation, &vars)?;
     let draft = Draft {
         kind: MessageKind::Confirmation,
         auto_submitted: Some("auto-replied"),
@@ -109,32 +106,37 @@ pub fn confirmation(
         from_name: me.name.clone(),
         to: vec![c.to.clone()],
         reply_to: None,
-        subject: me.tagged(c.subject, c.ticket),
-        text,
+        subject: me.tagged(r.subject.as_deref().unwrap_or(c.subject), c.ticket),
+        html: Some(r.html),
+        text: r.text,
+        attachments: Vec::new(),
         message_id: c.message_id,
         thread: c.thread.clone(),
     };
     build(me, draft, now)
 }
 
-/// A polite note to the sender of a mail we could not take (too large,
-/// unreadable): `Auto-Submitted: auto-replied`, no ticket.
+/// A polite note to the sender of a mail of `size` bytes, over our
+/// `limit`: `Auto-Submitted: auto-replied`, no ticket. Worded by the
+/// queue's `oversize` template.
 pub fn refusal(
     me: &Identity,
     to: &Mailbox,
     original_subject: &str,
-    reason: &str,
+    (size, limit): (u64, u64),
     message_id: &str,
     thread: ThreadHeaders,
     now: DateTime<Utc>,
 ) -> anyhow::Result<OutgoingMail> {
-    let text = format!(
-        "Hello,\n\nwe could not take your mail \"{original_subject}\": {reason}.\n\
-         Nothing was lost: it is kept for our team. If you can, please send it again \
-         in a smaller or simpler form.\n\n{}\n",
-        me.name,
-        original_subject = shorten(original_subject, MAX_SUBJECT_BYTES),
-    );
+    let vars = Vars::new()
+        .set("subject", shorten(original_subject, MAX_SUBJECT_BYTES))
+        .set("requester_name", to.name.clone())
+        .set("size", size)
+        .set("limit", limit);
+    let r = me.wording.render(TemplateName::Oversize, &vars)?;
+    let subject = r
+        .subject
+        .unwrap_or_else(|| format!("Re: {original_subject}"));
     let draft = Draft {
         kind: MessageKind::Status,
         auto_submitted: Some("auto-replied"),
@@ -142,8 +144,10 @@ pub fn refusal(
         from_name: me.name.clone(),
         to: vec![to.clone()],
         reply_to: None,
-        subject: format!("Re: {original_subject}"),
-        text,
+        subject,
+        html: Some(r.html),
+        text: r.text,
+        attachments: Vec::new(),
         message_id,
         thread,
     };
@@ -165,6 +169,11 @@ pub struct Draft<'a> {
     pub reply_to: Option<String>,
     pub subject: String,
     pub text: String,
+    /// The HTML part: the same as `text`, in HTML. `None` sends the text
+    /// alone (our own mails set their template's HTML part).
+    pub html: Option<String>,
+    /// Files the mail carries (inline where the HTML shows them by `cid:`).
+    pub attachments: Vec<OutgoingAttachment>,
     pub message_id: &'a str,
     pub thread: ThreadHeaders,
 }
@@ -196,14 +205,11 @@ pub fn build(me: &Identity, d: Draft, now: DateTime<Utc>) -> anyhow::Result<Outg
         let refs: Vec<String> = references.iter().map(|r| format!("<{r}>")).collect();
         builder = builder.references(refs.join(" "));
     }
-    // lettre inserts a missing `\r` before each `\n` one at a time, moving
-    // the rest of the body each time (80,000 lines took seconds, 24 MB
-    // never finished): a body already in CRLF leaves it nothing to insert.
-    let message = builder.singlepart(
-        SinglePart::builder()
-            .header(ContentType::TEXT_PLAIN)
-            .body(crlf(&d.text)),
-    )?;
+    // Every text part goes to lettre in CRLF (see `mime::crlf`).
+    let message = match mime::body(&d.text, d.html.as_deref(), &d.attachments) {
+        Body::Single(part) => builder.singlepart(part)?,
+        Body::Multi(parts) => builder.multipart(parts)?,
+    };
     Ok(OutgoingMail {
         kind: d.kind,
         automatic_reply: d.automatic_reply,
@@ -268,20 +274,6 @@ pub fn shorten(text: &str, max_bytes: usize) -> String {
     }
 }
 
-/// `text` with every line ending CRLF, in one pass.
-fn crlf(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 16);
-    let mut previous = '\0';
-    for c in text.chars() {
-        if c == '\n' && previous != '\r' {
-            out.push('\r');
-        }
-        out.push(c);
-        previous = c;
-    }
-    out
-}
-
 /// References we copy into a mail: the first and the last
 /// [`KEPT_REFERENCES`], as mail clients do (200,000 of them made a 2.4 MB
 /// header on every mail), and none too long for a header line.
@@ -317,6 +309,7 @@ mod tests {
             name: "Example Support".into(),
             tag: SubjectTag::new("Ticket"),
             loop_value: "loop-1".into(),
+            wording: Wording::default(),
         }
     }
 
@@ -365,6 +358,8 @@ mod tests {
             reply_to: None,
             subject: "s".into(),
             text,
+            html: None,
+            attachments: Vec::new(),
             message_id: "pd.1.n.x@support.test",
             thread: ThreadHeaders {
                 in_reply_to: None,
@@ -427,7 +422,8 @@ mod tests {
             thread: ThreadHeaders::default(),
         };
         let mail = confirmation(&me(), &c, Utc::now()).unwrap();
-        assert!(mail.raw.len() < 8 * 1024, "{} bytes", mail.raw.len());
+        // The excerpt is in both parts, text and HTML.
+        assert!(mail.raw.len() < 16 * 1024, "{} bytes", mail.raw.len());
         assert!(mail.text.contains("> [...]"));
         assert!(
             mail.subject.len() > 1_000_000,

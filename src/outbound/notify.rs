@@ -8,7 +8,11 @@ use chrono::{DateTime, Utc};
 use crate::domain::{MessageKind, Status, TicketNumber};
 use crate::ingest::agent::COMMAND_HELP;
 use crate::ingest::parse::Mailbox;
-use crate::outbound::compose::{self, Draft, Identity, OutgoingMail, ThreadHeaders};
+use crate::outbound::compose::{
+    self, Draft, Identity, OutgoingAttachment, OutgoingMail, ThreadHeaders,
+};
+use crate::outbound::html::{self, html_from_text};
+use crate::outbound::templates::{self, TemplateName, Vars};
 
 /// What an agent is told about a customer's mail.
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub struct Notification<'a> {
     /// Cc's of this mail that were not added (see `ingest::apply`).
     pub proposed_cc: &'a [Mailbox],
     pub new_text: &'a str,
+    /// The ticket's status once this mail is stored.
+    pub status: Status,
     pub status_link: &'a str,
     pub is_new_ticket: bool,
     pub message_id: &'a str,
@@ -35,34 +41,23 @@ pub fn notification(
     n: &Notification,
     now: DateTime<Utc>,
 ) -> anyhow::Result<OutgoingMail> {
-    let what = if n.is_new_ticket {
-        "opened a new ticket"
-    } else {
-        "wrote again"
-    };
-    let cc = if n.cc.is_empty() {
-        "nobody".to_string()
-    } else {
-        people(n.cc)
-    };
-    let proposed = if n.proposed_cc.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "Proposed Cc (not added; reply with #cc ADDRESS to add): {}\n",
-            people(n.proposed_cc)
-        )
-    };
-    let text = format!(
-        "{customer} {what} (#{number}).\n\n{body}\n\n\
-         ---\nRequester: {requester}\nCc: {cc}\n{proposed}Customer's page: {link}\n\
-         Reply to this mail to answer the customer.\n{COMMAND_HELP}\n",
-        customer = n.customer.display(),
-        number = n.ticket,
-        body = customer_text(n.new_text, n.status_link),
-        requester = n.requester.display(),
-        link = n.status_link,
-    );
+    let some = |list: &[Mailbox]| (!list.is_empty()).then(|| people(list));
+    let vars = Vars::new()
+        .set("ticket", n.ticket.0)
+        .set("subject", n.subject)
+        .set("status", n.status.as_str())
+        .set("tag", format!("[{} #{}]", me.tag.as_str(), n.ticket))
+        .set("link", n.status_link)
+        .set("agent_name", name_of(&n.agent))
+        .set("customer", n.customer.display())
+        .set("requester", n.requester.display())
+        .set("requester_name", n.requester.name.clone())
+        .set("cc", some(n.cc))
+        .set("proposed_cc", some(n.proposed_cc))
+        .set("is_new_ticket", n.is_new_ticket)
+        .set("text", customer_text(n.new_text, n.status_link))
+        .set("commands", COMMAND_HELP);
+    let r = me.wording.render(TemplateName::Notification, &vars)?;
     let draft = Draft {
         kind: MessageKind::Notification,
         auto_submitted: Some("auto-generated"),
@@ -70,8 +65,10 @@ pub fn notification(
         from_name: me.name.clone(),
         to: vec![n.agent.clone()],
         reply_to: Some(n.reply_to.clone()),
-        subject: me.tagged(n.subject, n.ticket),
-        text,
+        subject: me.tagged(r.subject.as_deref().unwrap_or(n.subject), n.ticket),
+        text: r.text,
+        html: Some(r.html),
+        attachments: Vec::new(),
         message_id: n.message_id,
         thread: n.thread.clone(),
     };
@@ -93,6 +90,11 @@ fn customer_text(text: &str, link: &str) -> String {
             head.trim_end()
         ),
     }
+}
+
+/// A person's display name, or the address where there is none.
+fn name_of(m: &Mailbox) -> String {
+    m.name.clone().unwrap_or_else(|| m.address.to_string())
 }
 
 /// A list of people for a notification: the first few, then how many more
@@ -119,6 +121,14 @@ pub struct Reply<'a> {
     pub agent_name: &'a str,
     pub to: Vec<Mailbox>,
     pub text: &'a str,
+    /// The agent's own HTML, sanitised (`sanitize::relay_html`), as a
+    /// fragment; `None` makes it from `text`.
+    pub html: Option<&'a str>,
+    /// The agent's attachments, inline images included.
+    pub attachments: &'a [OutgoingAttachment],
+    /// `limits.max_message_bytes`: a larger mail goes without its
+    /// attachments, and says where they are.
+    pub max_bytes: u64,
     pub status_link: &'a str,
     pub message_id: &'a str,
     pub reply_to: String,
@@ -126,13 +136,20 @@ pub struct Reply<'a> {
 }
 
 pub fn reply(me: &Identity, r: &Reply, now: DateTime<Utc>) -> anyhow::Result<OutgoingMail> {
-    let text = format!(
-        "{}\n\n--\n{}\nYour request: {}\n",
-        r.text.trim(),
-        me.name,
-        r.status_link
-    );
-    let draft = Draft {
+    let vars = Vars::new()
+        .set("ticket", r.ticket.0)
+        .set("subject", r.subject)
+        .set("tag", format!("[{} #{}]", me.tag.as_str(), r.ticket))
+        .set("link", r.status_link)
+        .set("agent_name", r.agent_name);
+    let worded = me.wording.render(TemplateName::RelayFooter, &vars)?;
+    let footer = worded.text;
+    let text = format!("{}\n\n{footer}", r.text.trim());
+    let agent_html = r
+        .html
+        .map(str::to_string)
+        .unwrap_or_else(|| html::fragment_from_text(r.text.trim()));
+    let mut draft = Draft {
         kind: MessageKind::Reply,
         auto_submitted: None,
         automatic_reply: false,
@@ -140,10 +157,31 @@ pub fn reply(me: &Identity, r: &Reply, now: DateTime<Utc>) -> anyhow::Result<Out
         to: r.to.clone(),
         reply_to: Some(r.reply_to.clone()),
         subject: format!("Re: {}", me.tagged(r.subject, r.ticket)),
+        html: Some(html::document(&format!(
+            "{agent_html}\n{}",
+            worded.html_body
+        ))),
         text,
+        attachments: r.attachments.to_vec(),
         message_id: r.message_id,
         thread: r.thread.clone(),
     };
+    let mail = compose::build(me, draft.clone(), now)?;
+    if r.attachments.is_empty() || mail.raw.len() as u64 <= r.max_bytes {
+        return Ok(mail);
+    }
+    // Too large for mail: the files stay on the ticket's page, where the
+    // customer downloads them; both parts say so.
+    let names: Vec<&str> = r.attachments.iter().map(|a| a.filename.as_str()).collect();
+    draft.text = format!(
+        "{}\n\n[The attached files were too large to send by mail ({}); \
+         download them from your request's page: {}]\n\n{footer}",
+        r.text.trim(),
+        compose::shorten(&names.join(", "), 1000),
+        r.status_link,
+    );
+    draft.html = Some(html_from_text(&draft.text));
+    draft.attachments = Vec::new();
     compose::build(me, draft, now)
 }
 
@@ -165,15 +203,17 @@ pub fn status_change(
     s: &StatusChange,
     now: DateTime<Utc>,
 ) -> anyhow::Result<OutgoingMail> {
-    let text = format!(
-        "Your request #{number} is now {status}.\n{explanation}\n\n\
-         Follow it here:\n{link}\n\n{name}\n",
-        number = s.ticket,
-        status = s.status,
-        explanation = s.status.explanation(),
-        link = s.status_link,
-        name = me.name,
-    );
+    let vars = Vars::new()
+        .set("ticket", s.ticket.0)
+        .set("subject", s.subject)
+        .set("status", s.status.as_str())
+        .set("tag", format!("[{} #{}]", me.tag.as_str(), s.ticket))
+        .set("link", s.status_link)
+        .set("requester_name", s.to.first().and_then(|m| m.name.clone()));
+    let r = me.wording.render(TemplateName::Status, &vars)?;
+    let subject = r
+        .subject
+        .unwrap_or_else(|| format!("{} ({})", s.subject, s.status));
     let draft = Draft {
         kind: MessageKind::Status,
         auto_submitted: Some("auto-generated"),
@@ -181,8 +221,10 @@ pub fn status_change(
         from_name: me.name.clone(),
         to: s.to.clone(),
         reply_to: Some(s.reply_to.clone()),
-        subject: me.tagged(&format!("{} ({})", s.subject, s.status), s.ticket),
-        text,
+        subject: me.tagged(&subject, s.ticket),
+        html: Some(r.html),
+        text: r.text,
+        attachments: Vec::new(),
         message_id: s.message_id,
         thread: s.thread.clone(),
     };
@@ -205,17 +247,13 @@ pub struct Unproven<'a> {
 }
 
 pub fn unproven(me: &Identity, u: &Unproven, now: DateTime<Utc>) -> anyhow::Result<OutgoingMail> {
-    let text = format!(
-        "Your mail \"{subject}\" came from your address but was not authenticated as yours: \
-         {why}.\n\n\
-         So nothing of it was sent to the customer and no command ran. It is kept as an \
-         internal note on ticket #{number}.\n\n\
-         If you wrote it, reply to this mail with your text and commands again: this mail \
-         carries a fresh token, so a reply to it counts as yours.\n\n{COMMAND_HELP}\n",
-        subject = compose::shorten(u.subject, 200),
-        why = u.why,
-        number = u.ticket,
-    );
+    let vars = Vars::new()
+        .set("ticket", u.ticket.0)
+        .set("subject", compose::shorten(u.subject, 200))
+        .set("agent_name", name_of(u.agent))
+        .set("why", u.why)
+        .set("commands", COMMAND_HELP);
+    let r = me.wording.render(TemplateName::Unproven, &vars)?;
     let draft = Draft {
         kind: MessageKind::Notification,
         auto_submitted: Some("auto-replied"),
@@ -225,8 +263,12 @@ pub fn unproven(me: &Identity, u: &Unproven, now: DateTime<Utc>) -> anyhow::Resu
         from_name: me.name.clone(),
         to: vec![u.agent.clone()],
         reply_to: Some(u.reply_to.clone()),
-        subject: format!("Not applied: {}", u.subject),
-        text,
+        subject: r
+            .subject
+            .unwrap_or_else(|| format!("Not applied: {}", u.subject)),
+        html: Some(r.html),
+        text: r.text,
+        attachments: Vec::new(),
         message_id: u.message_id,
         thread: u.thread.clone(),
     };
@@ -243,15 +285,16 @@ pub fn refused(
     thread: ThreadHeaders,
     now: DateTime<Utc>,
 ) -> anyhow::Result<OutgoingMail> {
-    let lines: Vec<String> = reasons
+    let reasons: Vec<minijinja::Value> = reasons
         .iter()
-        .map(|(line, why)| format!("  {line}\n    → {why}"))
+        .map(|(line, why)| templates::vars::reason(line, why))
         .collect();
-    let text = format!(
-        "Nothing of your mail was applied or sent to the customer:\n\n{}\n\n\
-         Fix the line and send the mail again.\n{COMMAND_HELP}\n",
-        lines.join("\n")
-    );
+    let vars = Vars::new()
+        .set("subject", subject)
+        .set("agent_name", name_of(agent))
+        .set("reasons", reasons)
+        .set("commands", COMMAND_HELP);
+    let r = me.wording.render(TemplateName::Refused, &vars)?;
     let draft = Draft {
         kind: MessageKind::Notification,
         auto_submitted: Some("auto-replied"),
@@ -259,8 +302,12 @@ pub fn refused(
         from_name: me.name.clone(),
         to: vec![agent.clone()],
         reply_to: None,
-        subject: format!("Not applied: {subject}"),
-        text,
+        subject: r
+            .subject
+            .unwrap_or_else(|| format!("Not applied: {subject}")),
+        html: Some(r.html),
+        text: r.text,
+        attachments: Vec::new(),
         message_id,
         thread,
     };
@@ -279,6 +326,7 @@ mod tests {
             name: "Support".into(),
             tag: SubjectTag::new("Ticket"),
             loop_value: "loop".into(),
+            wording: Default::default(),
         };
         let ann = Mailbox::parse("ann@customer.test", None).unwrap();
         let text: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
@@ -292,6 +340,7 @@ mod tests {
                 cc: &[],
                 proposed_cc: &[],
                 new_text: &new_text,
+                status: Status::New,
                 status_link: "https://support.test/t/abc",
                 is_new_ticket: true,
                 message_id: "pd.1.n@support.test",
@@ -299,7 +348,8 @@ mod tests {
                 thread: ThreadHeaders::default(),
             };
             let mail = notification(&me, &n, Utc::now()).unwrap();
-            assert!(mail.raw.len() < 16 * 1024, "{} bytes", mail.raw.len());
+            // The excerpt is in both parts, text and HTML.
+            assert!(mail.raw.len() < 32 * 1024, "{} bytes", mail.raw.len());
             assert!(
                 mail.text
                     .contains("… (the full text is on the page: https://support.test/t/abc)"),
@@ -307,5 +357,55 @@ mod tests {
                 &mail.text[mail.text.len() - 300..]
             );
         }
+    }
+
+    #[test]
+    fn a_reply_too_large_with_its_files_goes_without_them_and_says_where_they_are() {
+        let me = Identity {
+            address: "tickets@support.test".into(),
+            name: "Support".into(),
+            tag: SubjectTag::new("Ticket"),
+            loop_value: "loop".into(),
+            wording: Default::default(),
+        };
+        let files = [OutgoingAttachment {
+            filename: "big.pdf".into(),
+            media_type: "application/pdf".into(),
+            bytes: vec![7; 200_000],
+            content_id: None,
+        }];
+        let reply_with = |max_bytes: u64| {
+            let r = Reply {
+                ticket: TicketNumber(3),
+                subject: "s",
+                agent_name: "Alice",
+                to: vec![Mailbox::parse("ann@customer.test", None).unwrap()],
+                text: "Here it is.",
+                html: Some("<p>Here <b>it</b> is.</p>"),
+                attachments: &files,
+                max_bytes,
+                status_link: "https://support.test/t/abc",
+                message_id: "pd.3.r@support.test",
+                reply_to: "tickets@support.test".into(),
+                thread: ThreadHeaders::default(),
+            };
+            crate::ingest::parse::parse(&reply(&me, &r, Utc::now()).unwrap().raw).unwrap()
+        };
+        let whole = reply_with(1_000_000);
+        assert_eq!(whole.attachments.len(), 1);
+        assert!(whole.html.unwrap().contains("<b>it</b>"));
+        let cut = reply_with(100_000);
+        assert!(cut.attachments.is_empty());
+        assert!(
+            cut.text.contains("too large to send by mail (big.pdf)"),
+            "{}",
+            cut.text
+        );
+        assert!(cut.text.contains("https://support.test/t/abc"));
+        assert!(
+            cut.html
+                .unwrap()
+                .contains("too large to send by mail (big.pdf)")
+        );
     }
 }

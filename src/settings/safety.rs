@@ -5,14 +5,18 @@
 
 use std::net::IpAddr;
 
-use super::{Settings, TlsMode};
+use super::{ImapSettings, Settings, SmtpSettings, TlsMode};
 
 /// `(key, reason)` when `tls = "none"` would cross the network: only a
 /// loopback host may be spoken to in clear.
-pub(super) fn plaintext_refusal(settings: &Settings) -> Option<(String, String)> {
+/// Takes one queue's sections; the caller names the key with its queue.
+pub(super) fn plaintext_refusal(
+    imap: &ImapSettings,
+    smtp: &SmtpSettings,
+) -> Option<(String, String)> {
     [
-        ("imap", settings.imap.tls, &settings.imap.host),
-        ("smtp", settings.smtp.tls, &settings.smtp.host),
+        ("imap", imap.tls, &imap.host),
+        ("smtp", smtp.tls, &smtp.host),
     ]
     .into_iter()
     .find(|(_, tls, host)| *tls == TlsMode::None && !is_loopback_host(host))

@@ -23,46 +23,12 @@ use crate::domain::TicketNumber;
 use crate::imap::FetchedMail;
 use crate::ingest::parse::content_key;
 use crate::ingest::thread::ThreadLookup;
-use crate::ingest::{Pipeline, Prepared, panic_message};
+use crate::ingest::{Pipeline, Prepared, history, panic_message};
 use crate::tokens::sha256_hex;
 
-/// Where a mail came from (kept with the raw bytes).
-#[derive(Debug, Clone)]
-pub enum MailSource {
-    Imap {
-        mailbox: String,
-        uidvalidity: u32,
-        uid: u32,
-    },
-    Pipe,
-}
-
-impl MailSource {
-    pub(super) fn describe(&self) -> String {
-        match self {
-            MailSource::Imap {
-                mailbox,
-                uidvalidity,
-                uid,
-            } => {
-                format!("imap:{mailbox}:{uidvalidity}:{uid}")
-            }
-            MailSource::Pipe => "pipe".to_string(),
-        }
-    }
-
-    /// Where the whole mail stays when only its header was fetched.
-    fn server_copy(&self) -> String {
-        match self {
-            MailSource::Imap {
-                mailbox,
-                uidvalidity,
-                uid,
-            } => format!("mailbox {mailbox}, UID {uid}, UIDVALIDITY {uidvalidity}"),
-            MailSource::Pipe => "not kept: it came through the pipe".to_string(),
-        }
-    }
-}
+/// Where a mail came from: the intake seam's typed source (the store
+/// keeps its `describe()` text with the raw bytes).
+pub use crate::intake::Source as MailSource;
 
 /// What became of one mail, for logs and the CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +62,20 @@ impl Store {
         source: &MailSource,
         now: DateTime<Utc>,
     ) -> anyhow::Result<IngestReport> {
+        self.ingest_fetched(pipeline, FetchedMail::whole(0, raw.into()), source, now)
+    }
+
+    /// [`Store::ingest_mail`] for a mail that may be only the header of an
+    /// oversize one (`mail.oversize`): kept in the quarantine as IMAP's are.
+    pub fn ingest_fetched(
+        &self,
+        pipeline: &Pipeline,
+        mail: FetchedMail,
+        source: &MailSource,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<IngestReport> {
         // Owned, so that a 25 MB mail from the pipe is not copied again.
-        let mails: Arc<[FetchedMail]> = Arc::from(vec![FetchedMail::whole(0, raw.into())]);
+        let mails: Arc<[FetchedMail]> = Arc::from(vec![mail]);
         let mut conn = self.write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut inflight = Inflight::open(&self.path)?;
@@ -145,16 +123,26 @@ impl Store {
         mails: impl Into<Arc<[FetchedMail]>>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<IngestReport>> {
+        let (mailbox, uidvalidity, _) = at;
+        let source = |mail: &FetchedMail| MailSource::imap("", mailbox, uidvalidity, mail.uid);
+        self.ingest_batch_from(pipeline, at, mails, source, now)
+    }
+
+    /// [`Store::ingest_batch_at`] with each mail's source made by `source`
+    /// (the intake seam's, which knows the IMAP account).
+    pub fn ingest_batch_from(
+        &self,
+        pipeline: &Pipeline,
+        at: (&str, u32, Option<u32>),
+        mails: impl Into<Arc<[FetchedMail]>>,
+        source: impl Fn(&FetchedMail) -> MailSource,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<IngestReport>> {
         let (mailbox, uidvalidity, checkpoint) = at;
         let mails: Arc<[FetchedMail]> = mails.into();
         let mut conn = self.write();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut inflight = Inflight::open(&self.path)?;
-        let source = |mail: &FetchedMail| MailSource::Imap {
-            mailbox: mailbox.to_string(),
-            uidvalidity,
-            uid: mail.uid,
-        };
         let reports = ingest_all(&tx, pipeline, &mails, &mut inflight, source, now)?;
         if let Some(last) = checkpoint {
             tx.prepare_cached(
@@ -334,7 +322,12 @@ fn ingest_prepared(
     let started = Instant::now();
     let attempt = prepared.and_then(|prepared| {
         catch_unwind(AssertUnwindSafe(|| {
-            let outcome = pipeline.decide(mail.bytes, prepared, &TxLookup(tx), now)?;
+            let delivered_to = source.delivered_to();
+            let lookup = TxLookup(tx);
+            if source.is_history() {
+                return write_history(tx, pipeline, &mail, prepared, delivered_to, now);
+            }
+            let outcome = pipeline.decide_from(mail.bytes, prepared, delivered_to, &lookup, now)?;
             write_outcome(tx, &mail, outcome, now)
         }))
     });
@@ -351,6 +344,27 @@ fn ingest_prepared(
     };
     tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail")?;
     keep_failed(tx, &mail, failure, now)
+}
+
+/// An imported mail (`postdesk import`): decided and written as of its own
+/// Date with nothing sent (see [`crate::ingest::history`]); a ticket it
+/// makes is closed, as the conversation it records is over.
+fn write_history(
+    tx: &Connection,
+    pipeline: &Pipeline,
+    mail: &RawMail,
+    prepared: Prepared,
+    delivered_to: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<IngestReport> {
+    let at = history::history_time(&prepared, now);
+    let outcome = pipeline.decide_from(mail.bytes, prepared, delivered_to, &TxLookup(tx), at)?;
+    let report = write_outcome(tx, mail, history::as_history(outcome), at)?;
+    if let IngestReport::NewTicket { number, .. } = &report {
+        tx.prepare_cached("UPDATE tickets SET status = 'closed' WHERE number = ?1")?
+            .execute(params![number.0])?;
+    }
+    Ok(report)
 }
 
 /// Quarantines a mail that failed (an error, a panic, over the budget)

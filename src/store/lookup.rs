@@ -66,6 +66,14 @@ impl IngestLookup for TxLookup<'_> {
         ticket_info(self.0, ticket)
     }
 
+    fn ticket_queue(&self, ticket: TicketNumber) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT queue FROM tickets WHERE number = ?1")?
+            .query_row([ticket.0], |r| r.get(0))
+            .optional()?)
+    }
+
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32> {
         Ok(self
             .0
@@ -84,7 +92,7 @@ pub(super) fn ticket_info(
 ) -> anyhow::Result<Option<TicketInfo>> {
     let row = c
         .prepare_cached(
-            "SELECT subject, status, requester, requester_name, last_activity_at
+            "SELECT subject, status, requester, requester_name, last_activity_at, queue
              FROM tickets WHERE number = ?1",
         )?
         .query_row([ticket.0], |r| {
@@ -94,10 +102,11 @@ pub(super) fn ticket_info(
                 r.get::<_, String>(2)?,
                 r.get::<_, Option<String>>(3)?,
                 r.get::<_, DateTime<Utc>>(4)?,
+                r.get::<_, String>(5)?,
             ))
         })
         .optional()?;
-    let Some((subject, status, requester, requester_name, last_activity_at)) = row else {
+    let Some((subject, status, requester, requester_name, last_activity_at, queue)) = row else {
         return Ok(None);
     };
     let mut stmt = c.prepare_cached(
@@ -130,6 +139,7 @@ pub(super) fn ticket_info(
         cc,
         customer_message_ids,
         last_activity_at,
+        queue,
     }))
 }
 
@@ -162,12 +172,12 @@ mod tests {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
             "CREATE TABLE tickets (number INTEGER PRIMARY KEY, subject TEXT, status TEXT,
-               requester TEXT, requester_name TEXT, last_activity_at TEXT);
+               requester TEXT, requester_name TEXT, last_activity_at TEXT, queue TEXT);
              CREATE TABLE participants (ticket_number INTEGER, address TEXT, name TEXT, role TEXT);
              CREATE TABLE messages (id INTEGER PRIMARY KEY, ticket_number INTEGER,
                message_id TEXT, kind TEXT);
              INSERT INTO tickets VALUES (1, 's', 'open', 'ann@customer.test', NULL,
-               '2026-01-01T00:00:00Z');
+               '2026-01-01T00:00:00Z', 'support');
              INSERT INTO participants VALUES (1, 'ann@customer.test', NULL, 'requester'),
                (1, '@evil.test', NULL, 'cc'), (1, 'x@', NULL, 'cc'),
                (1, 'a@b@c.test', NULL, 'cc'), (1, 'carol@customer.test', 'Carol', 'cc'),

@@ -17,6 +17,7 @@ mod lookup;
 mod outbox;
 mod pages;
 mod quarantine;
+mod search;
 mod ticket_lists;
 mod tickets;
 mod write;
@@ -25,9 +26,10 @@ pub use backup::{BackupReport, RestoreReport, backup, restore};
 pub use erase::ErasureReport;
 pub use ingest::{IngestReport, MailSource};
 pub use links::RotatedLinks;
-pub use outbox::{DeliveryResult, OutboxItem};
+pub use outbox::{DeliveryResult, OutboxEntry, OutboxItem, OutboxRetry, SmtpAuthFailure};
 pub use pages::{AgentTicket, AttachmentFile, StoreMetrics};
 pub use quarantine::{Kept, RetryOutcome};
+pub use search::{QueryError, SearchHit, SearchQuery, Snippet, SnippetPart};
 pub use ticket_lists::{
     FilterCounts, PAGE_SIZE, RequesterPage, TicketFilter, TicketListPage, TicketRow,
 };
@@ -164,6 +166,13 @@ impl Store {
             pool.push(conn);
         }
         result
+    }
+
+    /// Gives the tickets stored before queues existed (queue `''`, from
+    /// migration V5) to `first`, the first queue's name; returns how many.
+    pub fn adopt_unqueued_tickets(&self, first: &str) -> anyhow::Result<usize> {
+        let conn = self.write();
+        Ok(conn.execute("UPDATE tickets SET queue = ?1 WHERE queue = ''", [first])?)
     }
 
     /// The HMAC secret kept in the database, made on first use.

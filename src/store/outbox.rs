@@ -4,9 +4,14 @@
 //! are recorded as sent and the rest go back to `pending`. Delivery is at
 //! least once: only a crash between the server's 250 and the journal's
 //! fdatasync can send a mail twice, which is the only safe side to err on.
+//! A login the server refuses is ours to fix, not the mail's: the row stays
+//! pending, no attempt counted, and `smtp_auth_failure` says since when.
+//! Operators list rows and put failed ones back (`outbox list|retry`) with
+//! the same stored bytes, so the same Message-ID.
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
 
 use super::Store;
 
@@ -29,6 +34,9 @@ pub enum DeliveryResult {
     Temporary(String),
     /// Give up (5xx, or too many attempts).
     Permanent(String),
+    /// The server refused our login (535, 534, 530, 454 4.7.x): the mail
+    /// waits, pending, without an attempt counted.
+    AuthFailed(String),
 }
 
 impl Store {
@@ -153,6 +161,12 @@ impl Store {
                     params![id, error],
                 )?;
             }
+            DeliveryResult::AuthFailed(error) => {
+                conn.execute(
+                    "UPDATE outbox SET status = 'pending', last_error = ?2 WHERE id = ?1",
+                    params![id, error],
+                )?;
+            }
         }
         Ok(())
     }
@@ -170,6 +184,181 @@ impl Store {
     }
 }
 
+/// One row of `outbox list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub message_id: String,
+    pub status: String,
+    /// `None` for mail that belongs to no ticket (a quarantine notice).
+    pub ticket: Option<i64>,
+    pub kind: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// What `outbox retry ID` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxRetry {
+    /// Failed before; pending again with its attempts reset.
+    Requeued,
+    /// Already waiting (or being sent): nothing to do.
+    AlreadyQueued,
+    /// Delivered already: not sent twice.
+    AlreadySent,
+    NotFound,
+}
+
+/// Since when the SMTP server refuses our login, and its words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpAuthFailure {
+    pub since: DateTime<Utc>,
+    pub error: String,
+}
+
+impl Store {
+    /// The newest `limit` rows (only failed ones with `failed_only`) and
+    /// how many there are in all.
+    pub fn outbox_list(
+        &self,
+        failed_only: bool,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<OutboxEntry>, i64)> {
+        self.read(|c| {
+            let total = c.query_row(
+                "SELECT count(*) FROM outbox WHERE NOT ?1 OR status = 'failed'",
+                [failed_only],
+                |r| r.get(0),
+            )?;
+            let sql = format!(
+                "{ENTRY_SELECT} WHERE NOT ?1 OR o.status = 'failed' ORDER BY o.id DESC LIMIT ?2"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![failed_only, limit], entry_row)?;
+            Ok((rows.collect::<Result<Vec<_>, _>>()?, total))
+        })
+    }
+
+    /// One row of the outbox, as `outbox list` shows it.
+    pub fn outbox_entry(&self, id: i64) -> anyhow::Result<Option<OutboxEntry>> {
+        self.read(|c| {
+            let sql = format!("{ENTRY_SELECT} WHERE o.id = ?1");
+            Ok(c.query_row(&sql, [id], entry_row).optional()?)
+        })
+    }
+
+    /// Puts failed row `id` back in the queue: same bytes (so the same
+    /// Message-ID), attempts reset, due now.
+    pub fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<OutboxRetry> {
+        let conn = self.write();
+        let status: Option<String> = conn
+            .query_row("SELECT status FROM outbox WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(match status.as_deref() {
+            None => OutboxRetry::NotFound,
+            Some("sent") => OutboxRetry::AlreadySent,
+            Some("failed") => {
+                conn.execute(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2
+                     WHERE id = ?1 AND status = 'failed'",
+                    params![id, now],
+                )?;
+                OutboxRetry::Requeued
+            }
+            Some(_) => OutboxRetry::AlreadyQueued,
+        })
+    }
+
+    /// Puts every failed row back in the queue; returns their ids.
+    pub fn outbox_retry_all_failed(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<i64>> {
+        let conn = self.write();
+        let mut stmt = conn.prepare(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?1
+             WHERE status = 'failed' RETURNING id",
+        )?;
+        let ids = stmt.query_map([now], |r| r.get(0))?;
+        let mut ids = ids.collect::<Result<Vec<i64>, _>>()?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Records that the server refused our login; the first refusal's time
+    /// is kept, the latest words replace the older ones.
+    pub fn set_smtp_auth_failure(&self, error: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.write().execute(
+            "INSERT INTO smtp_auth_failure (id, failing_since, error) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET error = excluded.error",
+            params![now, error],
+        )?;
+        Ok(())
+    }
+
+    /// Records that a login worked (or a server answered past it).
+    pub fn clear_smtp_auth_failure(&self) -> anyhow::Result<()> {
+        self.write().execute("DELETE FROM smtp_auth_failure", [])?;
+        Ok(())
+    }
+
+    /// Whether the server refuses our login, since when and why.
+    pub fn smtp_auth_failure(&self) -> anyhow::Result<Option<SmtpAuthFailure>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT failing_since, error FROM smtp_auth_failure WHERE id = 1",
+                [],
+                |r| {
+                    Ok(SmtpAuthFailure {
+                        since: r.get(0)?,
+                        error: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+}
+
+/// The columns of an [`OutboxEntry`]. Mail of no ticket has no message
+/// row: its subject is read from the head of the stored bytes.
+const ENTRY_SELECT: &str = "SELECT o.id, o.message_id, o.status, o.ticket_number, o.kind,
+        o.recipients, m.subject, CASE WHEN m.subject IS NULL THEN substr(o.raw, 1, 8192) END,
+        o.attempts, o.last_error, o.created_at, o.sent_at
+   FROM outbox o
+   LEFT JOIN messages m ON m.message_id = o.message_id AND m.direction = 'out'";
+
+fn entry_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxEntry> {
+    let recipients: String = r.get(5)?;
+    let subject: Option<String> = r.get(6)?;
+    let head: Option<Vec<u8>> = r.get(7)?;
+    Ok(OutboxEntry {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        status: r.get(2)?,
+        ticket: r.get(3)?,
+        kind: r.get(4)?,
+        recipients: recipients.split(',').map(str::to_string).collect(),
+        subject: subject.unwrap_or_else(|| header_subject(&head.unwrap_or_default())),
+        attempts: r.get(8)?,
+        last_error: r.get(9)?,
+        created_at: r.get(10)?,
+        sent_at: r.get(11)?,
+    })
+}
+
+/// The Subject of a mail's head, decoded; empty when there is none.
+fn header_subject(head: &[u8]) -> String {
+    mail_parser::MessageParser::new()
+        .parse_headers(head)
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// 5 s, 10 s, 20 s, … capped at 10 minutes.
 pub fn retry_delay(attempts: u32) -> Duration {
     let secs = 5i64.saturating_mul(1i64 << attempts.saturating_sub(1).min(10));
@@ -178,7 +367,112 @@ pub fn retry_delay(attempts: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::retry_delay;
+    use super::*;
+    use crate::ingest::Pipeline;
+    use crate::settings::Settings;
+    use crate::store::MailSource;
+
+    /// A store with one ticket, so one confirmation in the outbox.
+    fn desk() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![(
+            "POSTDESK__SUPPORT__ADDRESS".to_string(),
+            "tickets@support.test".to_string(),
+        )];
+        let settings = Settings::load_with_env(None, env).unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let pipeline = Pipeline::new(&settings, "unit-secret-unit-secret");
+        let raw = b"From: ann@customer.test\r\nTo: tickets@support.test\r\nSubject: Help me\r\n\
+                    Message-ID: <o1@customer.test>\r\n\r\nPlease.\r\n";
+        store
+            .ingest_mail(&pipeline, raw, &MailSource::Pipe, Utc::now())
+            .unwrap();
+        let (rows, total) = store.outbox_list(false, 10).unwrap();
+        assert_eq!(total, 1);
+        (dir, store, rows[0].id)
+    }
+
+    fn entry(store: &Store, id: i64) -> OutboxEntry {
+        store.outbox_entry(id).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_refused_login_leaves_the_mail_pending_and_uncounted() {
+        let (_dir, store, id) = desk();
+        let now = Utc::now();
+        let refused = DeliveryResult::AuthFailed("permanent error (535): 5.7.8 no".into());
+        for _ in 0..20 {
+            store.claim_outbox(now, 10).unwrap();
+            store.record_delivery(id, &refused, 3, now).unwrap();
+        }
+        let row = entry(&store, id);
+        assert_eq!((row.status.as_str(), row.attempts), ("pending", 0));
+        assert_eq!(
+            row.last_error.as_deref(),
+            Some("permanent error (535): 5.7.8 no")
+        );
+        assert_eq!(store.claim_outbox(now, 10).unwrap().len(), 1, "due at once");
+    }
+
+    #[test]
+    fn only_failed_mail_is_retried_with_the_same_bytes() {
+        let (_dir, store, id) = desk();
+        let now = Utc::now();
+        let raw = store.claim_outbox(now, 10).unwrap()[0].raw.clone();
+        let refused = DeliveryResult::Permanent("permanent error (554): 5.7.1 relay".into());
+        store.record_delivery(id, &refused, 5, now).unwrap();
+        let (failed, total) = store.outbox_list(true, 10).unwrap();
+        assert_eq!((failed.len(), total), (1, 1));
+        assert_eq!(failed[0].subject, "[Ticket #1] Help me");
+        assert_eq!(failed[0].recipients, ["ann@customer.test"]);
+
+        assert_eq!(store.outbox_retry(id, now).unwrap(), OutboxRetry::Requeued);
+        assert_eq!(
+            store.outbox_retry(id, now).unwrap(),
+            OutboxRetry::AlreadyQueued
+        );
+        let claimed = store.claim_outbox(now, 10).unwrap();
+        assert_eq!((claimed[0].attempts, &claimed[0].raw), (0, &raw));
+        store
+            .record_delivery(id, &DeliveryResult::Sent, 5, now)
+            .unwrap();
+        assert_eq!(
+            store.outbox_retry(id, now).unwrap(),
+            OutboxRetry::AlreadySent
+        );
+        assert_eq!(
+            store.outbox_retry(id + 1, now).unwrap(),
+            OutboxRetry::NotFound
+        );
+        assert!(store.outbox_retry_all_failed(now).unwrap().is_empty());
+        assert!(store.outbox_list(true, 10).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn all_failed_mail_goes_back_at_once() {
+        let (_dir, store, id) = desk();
+        let now = Utc::now();
+        store.claim_outbox(now, 10).unwrap();
+        let gave_up = DeliveryResult::Temporary("transient error (451): later".into());
+        store.record_delivery(id, &gave_up, 1, now).unwrap();
+        assert_eq!(entry(&store, id).status, "failed", "too many attempts");
+        assert_eq!(store.outbox_retry_all_failed(now).unwrap(), [id]);
+        assert_eq!(entry(&store, id).status, "pending");
+    }
+
+    #[test]
+    fn the_login_state_keeps_its_first_time_and_latest_words() {
+        let (_dir, store, _) = desk();
+        assert_eq!(store.smtp_auth_failure().unwrap(), None);
+        let first = Utc::now() - Duration::minutes(5);
+        store.set_smtp_auth_failure("535 one", first).unwrap();
+        store.set_smtp_auth_failure("535 two", Utc::now()).unwrap();
+        let failure = store.smtp_auth_failure().unwrap().unwrap();
+        assert_eq!(failure.error, "535 two");
+        assert_eq!(failure.since.timestamp(), first.timestamp());
+        store.clear_smtp_auth_failure().unwrap();
+        assert_eq!(store.smtp_auth_failure().unwrap(), None);
+    }
 
     #[test]
     fn retries_back_off_with_a_cap() {

@@ -185,21 +185,10 @@ fn delete_entry(tx: &Connection, id: i64, raw_id: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The stored `source` text back as a [`MailSource`]:
-/// `imap:MAILBOX:UIDVALIDITY:UID` (the mailbox may hold colons) or `pipe`.
+/// The stored `source` text back as a [`MailSource`] (see
+/// [`MailSource::parse`]).
 fn parse_source(text: &str) -> MailSource {
-    let imap = text.strip_prefix("imap:").and_then(|rest| {
-        let mut parts = rest.rsplitn(3, ':');
-        let uid = parts.next()?.parse().ok()?;
-        let uidvalidity = parts.next()?.parse().ok()?;
-        let mailbox = parts.next()?.to_string();
-        Some(MailSource::Imap {
-            mailbox,
-            uidvalidity,
-            uid,
-        })
-    });
-    imap.unwrap_or(MailSource::Pipe)
+    MailSource::parse(text)
 }
 
 #[cfg(test)]
@@ -209,14 +198,15 @@ mod tests {
     #[test]
     fn sources_read_back() {
         let MailSource::Imap {
-            mailbox,
+            folder,
             uidvalidity,
             uid,
+            ..
         } = parse_source("imap:Support:Old:7:42")
         else {
             panic!("an IMAP source");
         };
-        assert_eq!((mailbox.as_str(), uidvalidity, uid), ("Support:Old", 7, 42));
+        assert_eq!((folder.as_str(), uidvalidity, uid), ("Support:Old", 7, 42));
         assert!(matches!(parse_source("pipe"), MailSource::Pipe));
         assert!(matches!(parse_source("imap:broken"), MailSource::Pipe));
     }

@@ -107,6 +107,7 @@ pub struct TicketRow {
     pub assignee: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
+    pub queue: String,
 }
 
 /// One page of a ticket list, newest activity first.
@@ -141,14 +142,51 @@ impl Store {
             let Some(requester) = requester_of(c, token)? else {
                 return Ok(None);
             };
-            let list = ticket_list(c, Some(&requester), filter, page)?;
+            let list = ticket_list(c, Owner::Requester(&requester), filter, page)?;
             Ok(Some(RequesterPage { requester, list }))
         })
     }
 
     /// The agents' queue: every ticket, newest activity first.
     pub fn agent_queue(&self, filter: TicketFilter, page: u32) -> anyhow::Result<TicketListPage> {
-        self.read(|c| ticket_list(c, None, filter, page))
+        self.agent_queue_of(None, filter, page)
+    }
+
+    /// [`Store::agent_queue`] of one queue (support address) where given.
+    pub fn agent_queue_of(
+        &self,
+        queue: Option<&str>,
+        filter: TicketFilter,
+        page: u32,
+    ) -> anyhow::Result<TicketListPage> {
+        let owner = queue.map_or(Owner::All, Owner::Queue);
+        self.read(|c| ticket_list(c, owner, filter, page))
+    }
+}
+
+/// Whose tickets a list holds.
+#[derive(Debug, Clone, Copy)]
+enum Owner<'a> {
+    All,
+    Requester(&'a str),
+    Queue(&'a str),
+}
+
+impl Owner<'_> {
+    /// The SQL condition on `t` with `?1` bound to [`Owner::value`].
+    fn condition(self) -> &'static str {
+        match self {
+            Owner::All => "?1 IS NULL",
+            Owner::Requester(_) => "t.requester = ?1",
+            Owner::Queue(_) => "t.queue = ?1",
+        }
+    }
+
+    fn value(self) -> Option<String> {
+        match self {
+            Owner::All => None,
+            Owner::Requester(v) | Owner::Queue(v) => Some(v.to_string()),
+        }
     }
 }
 
@@ -197,34 +235,52 @@ pub(super) fn counts_by_status(
     Ok(counts)
 }
 
-/// One page of tickets (of one requester, or all), newest activity first.
+/// Tickets per status of one queue; every other owner as
+/// [`counts_by_status`].
+fn owned_by_status(c: &Connection, owner: Owner) -> anyhow::Result<BTreeMap<Status, i64>> {
+    let Owner::Queue(queue) = owner else {
+        let requester = owner.value();
+        return counts_by_status(c, requester.as_deref());
+    };
+    let mut counts: BTreeMap<Status, i64> = Status::ALL.into_iter().map(|s| (s, 0)).collect();
+    let mut stmt =
+        c.prepare_cached("SELECT status, count(*) FROM tickets WHERE queue = ?1 GROUP BY status")?;
+    for row in stmt.query_map([queue], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (status, n) = row?;
+        if let Ok(status) = Status::parse(&status) {
+            *counts.entry(status).or_default() += n;
+        }
+    }
+    Ok(counts)
+}
+
+/// One page of tickets (of one requester, one queue, or all), newest
+/// activity first.
 fn ticket_list(
     c: &Connection,
-    requester: Option<&str>,
+    owner: Owner,
     filter: TicketFilter,
     page: u32,
 ) -> anyhow::Result<TicketListPage> {
-    let counts = FilterCounts::from_statuses(&counts_by_status(c, requester)?);
+    let counts = FilterCounts::from_statuses(&owned_by_status(c, owner)?);
     let total = counts.of(filter).max(0) as u64;
     let page_count = total.div_ceil(u64::from(PAGE_SIZE)).max(1) as u32;
     let page = page.clamp(1, page_count);
     let offset = i64::from(page - 1) * i64::from(PAGE_SIZE);
-    let owner = if requester.is_some() {
-        "t.requester = ?1"
-    } else {
-        "?1 IS NULL"
-    };
     let sql = format!(
         "SELECT t.number, t.subject, t.status, t.requester, t.assignee, t.created_at,
-                t.last_activity_at
+                t.last_activity_at, t.queue
          FROM tickets t
          WHERE {owner} AND t.status IN ({statuses})
          ORDER BY t.last_activity_at DESC, t.number DESC
          LIMIT ?2 OFFSET ?3",
-        statuses = filter.sql_statuses()
+        statuses = filter.sql_statuses(),
+        owner = owner.condition()
     );
     let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![requester, PAGE_SIZE, offset], |r| {
+    let rows = stmt.query_map(params![owner.value(), PAGE_SIZE, offset], |r| {
         let status: String = r.get(2)?;
         Ok(TicketRow {
             number: TicketNumber(r.get(0)?),
@@ -234,6 +290,7 @@ fn ticket_list(
             assignee: r.get(4)?,
             created_at: r.get(5)?,
             last_activity_at: r.get(6)?,
+            queue: r.get(7)?,
         })
     })?;
     Ok(TicketListPage {

@@ -20,6 +20,8 @@ pub struct TicketSummary {
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
     pub message_count: i64,
+    /// The queue (support address) the ticket belongs to.
+    pub queue: String,
 }
 
 /// One message as shown by `tickets show` and the page.
@@ -106,7 +108,8 @@ pub(super) fn customer_sees(kind: &str, sender_takes_part: bool) -> bool {
 }
 
 const SUMMARY_COLUMNS: &str = "t.number, t.subject, t.status, t.requester, t.created_at,
-    t.last_activity_at, (SELECT count(*) FROM messages m WHERE m.ticket_number = t.number)";
+    t.last_activity_at, (SELECT count(*) FROM messages m WHERE m.ticket_number = t.number),
+    t.queue";
 
 fn summary_row(r: &rusqlite::Row) -> rusqlite::Result<TicketSummary> {
     let status: String = r.get(2)?;
@@ -118,20 +121,30 @@ fn summary_row(r: &rusqlite::Row) -> rusqlite::Result<TicketSummary> {
         created_at: r.get(4)?,
         last_activity_at: r.get(5)?,
         message_count: r.get(6)?,
+        queue: r.get(7)?,
     })
 }
 
 impl Store {
     /// Every ticket, newest activity first, optionally of one status.
     pub fn list_tickets(&self, status: Option<Status>) -> anyhow::Result<Vec<TicketSummary>> {
+        self.list_tickets_in(status, None)
+    }
+
+    /// [`Store::list_tickets`], of one queue only where `queue` is given.
+    pub fn list_tickets_in(
+        &self,
+        status: Option<Status>,
+        queue: Option<&str>,
+    ) -> anyhow::Result<Vec<TicketSummary>> {
         self.read(|c| {
             let sql = format!(
                 "SELECT {SUMMARY_COLUMNS} FROM tickets t
-                 WHERE ?1 IS NULL OR t.status = ?1
+                 WHERE (?1 IS NULL OR t.status = ?1) AND (?2 IS NULL OR t.queue = ?2)
                  ORDER BY t.last_activity_at DESC, t.number DESC"
             );
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([status.map(Status::as_str)], summary_row)?;
+            let rows = stmt.query_map(params![status.map(Status::as_str), queue], summary_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }

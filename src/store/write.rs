@@ -75,14 +75,16 @@ fn write_plan(
         TicketChange::Create(t) => {
             tx.prepare_cached(
                 "INSERT INTO tickets (number, subject, status, requester, requester_name,
-                   created_at, last_activity_at) VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?5)",
+                   created_at, last_activity_at, queue)
+                 VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?5, ?6)",
             )?
             .execute(params![
                 t.number.0,
                 t.subject,
                 t.requester.address,
                 t.requester.name,
-                now
+                now,
+                t.queue
             ])?;
         }
         TicketChange::Update {

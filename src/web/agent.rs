@@ -169,6 +169,44 @@ fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
 #[template(path = "agent_queue.html")]
 struct QueuePage {
     list: ListView,
+    /// The search box's text (empty on the queue).
+    query: String,
+    /// The queue filter's links, where there are several queues.
+    queues: Vec<QueueLink>,
+}
+
+/// One link of the queue filter (`?queue=NAME`, or every queue).
+struct QueueLink {
+    label: String,
+    href: String,
+    current: bool,
+}
+
+/// The queue filter: every queue, then each one (none for one queue).
+fn queue_links(state: &WebState, current: Option<&str>) -> Vec<QueueLink> {
+    let names = state.queue_list();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let every = QueueLink {
+        label: "Every queue".to_string(),
+        href: "/agent".to_string(),
+        current: current.is_none(),
+    };
+    let each = names.into_iter().map(|name| QueueLink {
+        href: format!("/agent?queue={name}"),
+        current: current == Some(name.as_str()),
+        label: name,
+    });
+    std::iter::once(every).chain(each).collect()
+}
+
+/// `/agent`'s query: the list's, and `q` to search (see `search`).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct QueueQuery {
+    #[serde(flatten)]
+    list: ListQuery,
+    q: Option<String>,
 }
 
 #[derive(Template)]
@@ -186,29 +224,46 @@ struct AgentTicketPage {
 #[template(path = "agent_signed_in.html")]
 struct SignedInPage;
 
-/// `/agent?filter=…&page=…` (or `?key=…` once, to sign in).
+/// `/agent?filter=…&page=…`, `/agent?q=…` to search (or `?key=…` once,
+/// to sign in).
 pub async fn queue(
     State(state): State<WebState>,
     ClientIp(client): ClientIp,
     headers: HeaderMap,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Result<Query<QueueQuery>, QueryRejection>,
 ) -> Response {
-    let query = query.map(|q| q.0).unwrap_or_default();
+    let QueueQuery { list: query, q } = query.map(|q| q.0).unwrap_or_default();
     if let Some(given) = &query.key {
         return sign_in(&state, given, client);
     }
     if let Some(refused) = refusal(&state, &headers, client) {
         return refused;
     }
+    if let Some(q) = q.filter(|q| !q.trim().is_empty()) {
+        return super::search::page(&state, &q).await;
+    }
     let (filter, page) = (query.filter(), query.page());
+    // Only a configured queue's name is used (and put in links).
+    let queue = query.queue.as_deref().and_then(|q| state.known_queue(q));
+    let wanted = queue.clone();
     match read_store(&state, "the agents' queue", move |s| {
-        s.agent_queue(filter, page)
+        s.agent_queue_of(wanted.as_deref(), filter, page)
     })
     .await
     {
         Ok(list) => {
-            let list = list_view(&list, |number| format!("/agent/t/{number}"), true);
-            render(StatusCode::OK, &QueuePage { list })
+            let queues = queue_links(&state, queue.as_deref());
+            let list = list_view(&list, |number| format!("/agent/t/{number}"), true)
+                .in_queue(queue.as_deref(), !queues.is_empty());
+            let query = String::new();
+            render(
+                StatusCode::OK,
+                &QueuePage {
+                    list,
+                    query,
+                    queues,
+                },
+            )
         }
         Err(response) => response,
     }

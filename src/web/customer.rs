@@ -147,9 +147,14 @@ fn ticket_page(
     base: &str,
     back: Option<String>,
 ) -> Response {
+    // The customer sees the queue's display name ("Example Billing").
+    let desk = state.queue_display_name(&ticket.summary.queue);
     let page = TicketPage {
-        heading: TicketHeading::of(&ticket.summary),
-        entries: view::customer_entries(&ticket.messages, &state.support_name, base),
+        heading: TicketHeading {
+            queue: desk.clone(),
+            ..TicketHeading::of(&ticket.summary)
+        },
+        entries: view::customer_entries(&ticket.messages, &desk, base),
         back,
     };
     render(StatusCode::OK, &page)

@@ -17,13 +17,14 @@ fn filter_label(filter: TicketFilter) -> &'static str {
     }
 }
 
-/// `?filter=…&page=…` (and `?key=…` on `/agent`). Anything unknown or
-/// malformed means the default.
+/// `?filter=…&page=…` (and `?key=…` and `?queue=…` on `/agent`). Anything
+/// unknown or malformed means the default.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
     pub filter: Option<String>,
     pub page: Option<String>,
     pub key: Option<String>,
+    pub queue: Option<String>,
 }
 
 impl ListQuery {
@@ -63,6 +64,7 @@ pub struct Row {
     pub last_activity: When,
     pub requester: String,
     pub assignee: String,
+    pub queue: String,
 }
 
 /// A list page: tabs, rows, pager.
@@ -77,6 +79,24 @@ pub struct ListView {
     pub next: Option<String>,
     /// Agents see requester and assignee columns.
     pub show_people: bool,
+    /// Agents see the queue column where there are several queues.
+    pub show_queue: bool,
+}
+
+impl ListView {
+    /// Keeps `?queue=NAME` (a configured queue's name: one word) in the
+    /// tabs' and the pager's links, and shows the queue column when the
+    /// list holds every queue's tickets (`None`) of several.
+    pub fn in_queue(mut self, queue: Option<&str>, several: bool) -> ListView {
+        if let Some(queue) = queue {
+            let keep = |href: &mut String| href.push_str(&format!("&queue={queue}"));
+            self.tabs.iter_mut().for_each(|t| keep(&mut t.href));
+            self.previous.iter_mut().for_each(keep);
+            self.next.iter_mut().for_each(keep);
+        }
+        self.show_queue = several && queue.is_none();
+        self
+    }
 }
 
 /// Builds a list view; links are relative (`?filter=…`) so that no
@@ -109,6 +129,7 @@ pub fn list_view(
             last_activity: When::of(r.last_activity_at),
             requester: r.requester.clone(),
             assignee: r.assignee.clone().unwrap_or_else(|| "nobody".to_string()),
+            queue: r.queue.clone(),
         })
         .collect();
     ListView {
@@ -120,6 +141,7 @@ pub fn list_view(
         previous: (list.page > 1).then(|| page_href(list.page - 1)),
         next: (list.page < list.page_count).then(|| page_href(list.page + 1)),
         show_people,
+        show_queue: false,
     }
 }
 
@@ -133,6 +155,7 @@ mod tests {
             filter: Some("closed".into()),
             page: Some("3".into()),
             key: None,
+            queue: None,
         };
         assert_eq!(q.filter(), TicketFilter::ResolvedOrClosed);
         assert_eq!(q.page(), 3);
@@ -140,6 +163,7 @@ mod tests {
             filter: Some("<x>".into()),
             page: Some("-1".into()),
             key: None,
+            queue: None,
         };
         assert_eq!(q.filter(), TicketFilter::All);
         assert_eq!(q.page(), 1);

@@ -1,8 +1,10 @@
 //! Health and metrics: `/healthz` (each part's state as JSON: the
-//! database, the IMAP session, the outbox; 503 when one is down too long)
-//! and `/metrics` in the Prometheus text format (mails ingested, tickets by
-//! status, outbox pending and failed, IMAP connected, seconds since the
-//! last successful fetch). Counts only: it must never expose an address,
+//! database, the IMAP sessions (all together, and each queue's mailbox),
+//! the outbox; 503 when one is down too long) and `/metrics` in the
+//! Prometheus text format (mails ingested, tickets by status, outbox
+//! pending and failed, and per queue: IMAP connected, seconds since the
+//! last successful fetch, and whether OAuth2 tokens come where a mailbox
+//! logs in with XOAUTH2). Counts only: it must never expose an address,
 //! a subject or a token. On the main listener `/metrics` is for agents
 //! (key or cookie, else 404); the admin listener serves it open.
 
@@ -15,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::view::status_label;
-use super::{ClientIp, WebState, agent, read_store};
-use crate::imap::ImapStatus;
+use super::{ClientIp, WebState, agent, read_store, smtp_health};
+use crate::imap::ImapBoard;
+use crate::oauth::{OAuthHealth, OAuthReport};
 use crate::store::StoreMetrics;
 
 /// IMAP counts as down once it has been disconnected this long.
@@ -37,31 +40,45 @@ pub struct HealthClock {
 }
 
 /// What the health check saw; the pure input of [`health`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Seen {
     /// `None`: the database did not answer.
     backlog: Option<(i64, Option<i64>)>,
-    imap_connected: bool,
-    imap_last_fetch_unix: i64,
+    /// Each watched mailbox: (queue, connected, last fetch, unix seconds).
+    imap: Vec<(String, bool, i64)>,
+    /// Each mailbox that logs in with XOAUTH2: (queue, its tokens' health).
+    oauth: Vec<(String, OAuthHealth)>,
     now_unix: i64,
 }
 
 /// `/healthz`: 200 `{"status":"ok",…}` with each part's state, 503 with
 /// `"status":"degraded"` when the database does not answer, IMAP has been
-/// down for [`IMAP_DOWN_SECONDS`] or the oldest unsent mail is older than
-/// [`OUTBOX_STUCK_SECONDS`].
+/// down for [`IMAP_DOWN_SECONDS`], the oldest unsent mail is older than
+/// [`OUTBOX_STUCK_SECONDS`] or the SMTP server refuses our login.
 pub async fn healthz(State(state): State<WebState>) -> Response {
     let read = read_store(&state, "the health check", |s| s.outbox_backlog()).await;
+    let login = read_store(&state, "the SMTP login", |s| s.smtp_auth_failure()).await;
     let now = chrono::Utc::now();
     let seen = Seen {
         backlog: read
             .ok()
             .map(|(pending, oldest)| (pending, oldest.map(|t| t.timestamp()))),
-        imap_connected: state.imap.is_connected(),
-        imap_last_fetch_unix: state.imap.last_fetch_unix(),
+        imap: state
+            .imap
+            .mailboxes()
+            .iter()
+            .map(|(queue, s)| (queue.clone(), s.is_connected(), s.last_fetch_unix()))
+            .collect(),
+        oauth: oauth_health(&state.imap),
         now_unix: now.timestamp(),
     };
-    let (healthy, body) = health(&seen, state.health);
+    let (mut healthy, mut body) = health(&seen, state.health);
+    // A refused SMTP login holds every mail back (`smtp_health`).
+    let smtp = smtp_health::part(login.ok().flatten().as_ref(), now.timestamp());
+    if smtp.auth_failing {
+        (healthy, body.status) = (false, "degraded");
+    }
+    let body = smtp_health::WithSmtp { health: body, smtp };
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -82,13 +99,27 @@ pub async fn healthz(State(state): State<WebState>) -> Response {
 struct Health {
     status: &'static str,
     database: &'static str,
+    /// Every mailbox together: connected when all are, the oldest fetch.
     imap: ImapHealth,
     /// `null` when the database does not answer.
     outbox: Option<OutboxHealth>,
+    /// Each queue's mailbox, with `"state": "up"` or `"down"`.
+    mailboxes: Vec<MailboxHealth>,
+    /// Each XOAUTH2 mailbox's tokens; left out where none logs in so.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    oauth: Vec<OAuthReport>,
 }
 
 #[derive(Debug, Serialize)]
 struct ImapHealth {
+    connected: bool,
+    last_fetch_seconds_ago: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct MailboxHealth {
+    queue: String,
+    state: &'static str,
     connected: bool,
     last_fetch_seconds_ago: Option<i64>,
 }
@@ -102,18 +133,16 @@ struct OutboxHealth {
 /// Whether every part is up, and the JSON body; pure, for tests.
 fn health(seen: &Seen, clock: HealthClock) -> (bool, Health) {
     let now = seen.now_unix;
-    let last = seen.imap_last_fetch_unix;
-    // While connected the last look is at most `imap_look_seconds` old, so
-    // a session is surely lost from then on (from the start if none was).
-    let lost_since = if last > 0 {
-        last + clock.imap_look_seconds
-    } else {
-        clock.started_unix
-    };
-    let imap_up = seen.imap_connected || now - lost_since <= IMAP_DOWN_SECONDS;
+    let mailboxes: Vec<MailboxHealth> = seen
+        .imap
+        .iter()
+        .map(|(queue, connected, last)| mailbox_health(queue, *connected, *last, now, clock))
+        .collect();
+    let imap_up = mailboxes.iter().all(|m| m.state == "up");
+    let ages: Option<Vec<i64>> = mailboxes.iter().map(|m| m.last_fetch_seconds_ago).collect();
     let imap = ImapHealth {
-        connected: seen.imap_connected,
-        last_fetch_seconds_ago: (last > 0).then(|| (now - last).max(0)),
+        connected: !mailboxes.is_empty() && mailboxes.iter().all(|m| m.connected),
+        last_fetch_seconds_ago: ages.and_then(|a| a.into_iter().max()),
     };
     let outbox = seen.backlog.map(|(pending, oldest)| OutboxHealth {
         pending,
@@ -124,14 +153,51 @@ fn health(seen: &Seen, clock: HealthClock) -> (bool, Health) {
             .is_none_or(|age| age <= OUTBOX_STUCK_SECONDS)
     });
     let database = if outbox.is_some() { "ok" } else { "down" };
-    let healthy = outbox.is_some() && imap_up && outbox_up;
+    let oauth: Vec<OAuthReport> = (seen.oauth.iter())
+        .map(|(queue, h)| h.report(queue, now, IMAP_DOWN_SECONDS))
+        .collect();
+    let oauth_up = oauth.iter().all(|o| o.state != "down");
+    let healthy = outbox.is_some() && imap_up && outbox_up && oauth_up;
     let body = Health {
         status: if healthy { "ok" } else { "degraded" },
         database,
         imap,
         outbox,
+        mailboxes,
+        oauth,
     };
     (healthy, body)
+}
+
+/// One mailbox: down once disconnected for [`IMAP_DOWN_SECONDS`].
+fn mailbox_health(
+    queue: &str,
+    connected: bool,
+    last: i64,
+    now: i64,
+    clock: HealthClock,
+) -> MailboxHealth {
+    // While connected the last look is at most `imap_look_seconds` old, so
+    // a session is surely lost from then on (from the start if none was).
+    let lost_since = if last > 0 {
+        last + clock.imap_look_seconds
+    } else {
+        clock.started_unix
+    };
+    let up = connected || now - lost_since <= IMAP_DOWN_SECONDS;
+    MailboxHealth {
+        queue: queue.to_string(),
+        state: if up { "up" } else { "down" },
+        connected,
+        last_fetch_seconds_ago: (last > 0).then(|| (now - last).max(0)),
+    }
+}
+
+/// The health of each watched mailbox's OAuth2 token source, by queue.
+fn oauth_health(imap: &ImapBoard) -> Vec<(String, OAuthHealth)> {
+    (imap.mailboxes().iter())
+        .filter_map(|(queue, s)| Some((queue.clone(), s.oauth.as_ref()?.health())))
+        .collect()
 }
 
 /// `/metrics` on the main listener: only with the agent key or cookie.
@@ -152,7 +218,9 @@ pub async fn metrics(State(state): State<WebState>) -> Response {
         Ok(counts) => counts,
         Err(response) => return response,
     };
-    let body = exposition(&counts, &state.imap, chrono::Utc::now().timestamp());
+    let mut body = exposition(&counts, &state.imap, chrono::Utc::now().timestamp());
+    let login = read_store(&state, "the SMTP login", |s| s.smtp_auth_failure()).await;
+    body.push_str(&smtp_health::exposition(matches!(login, Ok(Some(_)))));
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -162,7 +230,7 @@ pub async fn metrics(State(state): State<WebState>) -> Response {
 }
 
 /// The exposition text; pure, for tests.
-fn exposition(counts: &StoreMetrics, imap: &ImapStatus, now_unix: i64) -> String {
+fn exposition(counts: &StoreMetrics, imap: &ImapBoard, now_unix: i64) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -221,31 +289,57 @@ fn exposition(counts: &StoreMetrics, imap: &ImapStatus, now_unix: i64) -> String
         "Outgoing mails that could not be delivered.",
         &one(counts.outbox_failed.to_string()),
     );
-    let connected = imap.connected.load(Ordering::Relaxed);
+    // One sample per queue's mailbox; queue names are one word, safe
+    // in a label.
+    let per_queue = |value: &dyn Fn(&crate::imap::ImapStatus) -> String| {
+        imap.mailboxes()
+            .iter()
+            .map(|(queue, s)| (format!("{{queue=\"{queue}\"}}"), value(s)))
+            .collect::<Vec<_>>()
+    };
     metric(
         "postdesk_imap_connected",
         "gauge",
-        "1 while the IMAP session is up.",
-        &one(u8::from(connected).to_string()),
+        "1 while the queue's IMAP session is up.",
+        &per_queue(&|s| u8::from(s.connected.load(Ordering::Relaxed)).to_string()),
     );
     metric(
         "postdesk_imap_fetched_total",
         "counter",
-        "Mails fetched over IMAP since start.",
-        &one(imap.fetched_total.load(Ordering::Relaxed).to_string()),
+        "Mails fetched over IMAP since start, per queue.",
+        &per_queue(&|s| s.fetched_total.load(Ordering::Relaxed).to_string()),
     );
-    let last = imap.last_fetch_unix.load(Ordering::Relaxed);
-    let since = if last > 0 {
-        (now_unix - last).max(0).to_string()
-    } else {
-        "NaN".to_string()
+    let since = |s: &crate::imap::ImapStatus| {
+        let last = s.last_fetch_unix.load(Ordering::Relaxed);
+        if last > 0 {
+            (now_unix - last).max(0).to_string()
+        } else {
+            "NaN".to_string()
+        }
     };
     metric(
         "postdesk_imap_seconds_since_last_fetch",
         "gauge",
-        "Seconds since the last successful IMAP fetch; NaN before the first.",
-        &one(since),
+        "Seconds since the queue's last successful IMAP fetch; NaN before the first.",
+        &per_queue(&since),
     );
+    let oauth: Vec<(String, String)> = (oauth_health(imap).into_iter())
+        .map(|(queue, h)| {
+            (
+                format!("{{queue=\"{queue}\"}}"),
+                u8::from(h.ok()).to_string(),
+            )
+        })
+        .collect();
+    if !oauth.is_empty() {
+        metric(
+            "postdesk_oauth_ok",
+            "gauge",
+            "1 while the queue's OAuth2 access tokens come; 0 when refreshing fails \
+             (a revoked refresh token: run postdesk oauth authorize).",
+            &oauth,
+        );
+    }
     out
 }
 
@@ -267,8 +361,8 @@ mod tests {
     fn seen(backlog: Option<(i64, Option<i64>)>, connected: bool, last: i64, now: i64) -> Seen {
         Seen {
             backlog,
-            imap_connected: connected,
-            imap_last_fetch_unix: last,
+            imap: vec![("support".to_string(), connected, last)],
+            oauth: Vec::new(),
             now_unix: now,
         }
     }
@@ -279,7 +373,7 @@ mod tests {
         assert!(ok);
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
-            r#"{"status":"ok","database":"ok","imap":{"connected":true,"last_fetch_seconds_ago":3},"outbox":{"pending":0,"oldest_pending_seconds":null}}"#
+            r#"{"status":"ok","database":"ok","imap":{"connected":true,"last_fetch_seconds_ago":3},"outbox":{"pending":0,"oldest_pending_seconds":null},"mailboxes":[{"queue":"support","state":"up","connected":true,"last_fetch_seconds_ago":3}]}"#
         );
         // Connected but quiet for long (a long IDLE) is still fine.
         assert!(check(&seen(Some((2, Some(10_000))), true, 10_000, 11_000)).0);
@@ -314,6 +408,59 @@ mod tests {
     }
 
     #[test]
+    fn healthz_names_the_mailbox_that_is_down() {
+        let now = CLOCK.started_unix + 1_000;
+        let two = Seen {
+            backlog: Some((0, None)),
+            imap: vec![
+                ("support".to_string(), true, now - 2),
+                ("billing".to_string(), false, 0),
+            ],
+            oauth: Vec::new(),
+            now_unix: now,
+        };
+        let (ok, body) = check(&two);
+        assert!(!ok);
+        assert_eq!(body["mailboxes"][0]["queue"], "support");
+        assert_eq!(body["mailboxes"][0]["state"], "up");
+        assert_eq!(body["mailboxes"][1]["queue"], "billing");
+        assert_eq!(body["mailboxes"][1]["state"], "down");
+        assert_eq!(body["imap"]["connected"], false);
+        // No mailbox read over IMAP (LMTP only): nothing is down.
+        let none = Seen {
+            imap: Vec::new(),
+            ..two
+        };
+        assert!(check(&none).0);
+    }
+
+    #[test]
+    fn a_revoked_oauth_token_is_degraded_at_once_and_named() {
+        let now = CLOCK.started_unix + 10;
+        let mut seen = seen(Some((0, None)), true, now - 1, now);
+        let (ok, body) = check(&seen);
+        assert!(ok, "no XOAUTH2 mailbox: nothing about tokens");
+        assert!(body.get("oauth").is_none());
+        let failing = |code, needs_action| OAuthHealth {
+            label: "support".to_string(),
+            failing: Some(crate::oauth::Failing {
+                since_unix: now - 5,
+                code,
+                needs_action,
+            }),
+        };
+        seen.oauth = vec![("support".to_string(), failing("unreachable", false))];
+        assert!(check(&seen).0, "an unreachable endpoint is given time");
+        seen.oauth = vec![("support".to_string(), failing("revoked", true))];
+        let (ok, body) = check(&seen);
+        assert!(!ok);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["oauth"][0]["queue"], "support");
+        assert_eq!(body["oauth"][0]["state"], "down");
+        assert_eq!(body["oauth"][0]["error"], "revoked");
+    }
+
+    #[test]
     fn mail_unsent_for_half_an_hour_is_degraded() {
         let now = 20_000;
         assert!(check(&seen(Some((3, Some(now - 1_800))), true, now, now)).0);
@@ -332,7 +479,8 @@ mod tests {
         };
         counts.tickets_by_status.insert(Status::Open, 3);
         counts.tickets_by_status.insert(Status::Closed, 0);
-        let imap = ImapStatus::default();
+        let status = std::sync::Arc::new(crate::imap::ImapStatus::default());
+        let imap = ImapBoard::single("support", status.clone());
         let text = exposition(&counts, &imap, 1_000);
         assert!(
             text.contains("\npostdesk_mails_ingested_total 7\n"),
@@ -341,13 +489,13 @@ mod tests {
         assert!(text.contains("postdesk_tickets{status=\"open\"} 3\n"));
         assert!(text.contains("postdesk_tickets{status=\"closed\"} 0\n"));
         assert!(text.contains("postdesk_outbox_failed 1\n"));
-        assert!(text.contains("postdesk_imap_connected 0\n"));
-        assert!(text.contains("postdesk_imap_seconds_since_last_fetch NaN\n"));
-        imap.last_fetch_unix.store(990, Ordering::Relaxed);
-        imap.connected.store(true, Ordering::Relaxed);
+        assert!(text.contains("postdesk_imap_connected{queue=\"support\"} 0\n"));
+        assert!(text.contains("postdesk_imap_seconds_since_last_fetch{queue=\"support\"} NaN\n"));
+        status.last_fetch_unix.store(990, Ordering::Relaxed);
+        status.connected.store(true, Ordering::Relaxed);
         let text = exposition(&counts, &imap, 1_000);
-        assert!(text.contains("postdesk_imap_seconds_since_last_fetch 10\n"));
-        assert!(text.contains("postdesk_imap_connected 1\n"));
+        assert!(text.contains("postdesk_imap_seconds_since_last_fetch{queue=\"support\"} 10\n"));
+        assert!(text.contains("postdesk_imap_connected{queue=\"support\"} 1\n"));
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             assert_eq!(text.matches(line).count(), 1, "{line}");
         }

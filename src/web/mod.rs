@@ -20,7 +20,9 @@ mod download;
 mod limits;
 mod list;
 mod metrics;
+mod search;
 mod serve;
+mod smtp_health;
 mod throttle;
 mod view;
 
@@ -39,7 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::Semaphore;
 
-use crate::imap::ImapStatus;
+use crate::imap::ImapBoard;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -49,13 +51,17 @@ const STYLE: &str = include_str!("style.css");
 #[derive(Clone)]
 pub struct WebState {
     store: Arc<Store>,
-    /// Shown for our own messages on a customer's page.
+    /// Shown for our own messages on a customer's page (the first queue's
+    /// display name; `queue_names` has every queue's).
     support_name: String,
+    /// Each queue's (name, display name), the first queue first.
+    queue_names: Arc<[(String, String)]>,
     /// `None` when `[web] agent_token` is empty: `/agent` is a 404.
     agent: Option<Arc<agent::AgentKey>>,
     /// Whether cookies get `Secure` (the public URL is https).
     secure_cookies: bool,
-    imap: Arc<ImapStatus>,
+    /// Each watched mailbox's IMAP status, by queue.
+    imap: Arc<ImapBoard>,
     /// When `/healthz` counts IMAP as down.
     health: metrics::HealthClock,
     /// Bounds the store reads in flight (see [`STORE_READS`]).
@@ -70,16 +76,21 @@ pub struct WebState {
 const STORE_READS: usize = crate::store::READER_POOL;
 
 /// The status page's routes, ready to serve (`/metrics` for agents only).
-pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> Router {
+pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapBoard>) -> Router {
     routers(store, settings, imap).0
 }
 
 /// The status page's routes and the admin listener's (`/metrics` and
 /// `/healthz`, open), over one shared state.
-pub fn routers(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) -> (Router, Router) {
+pub fn routers(store: Arc<Store>, settings: &Settings, imap: Arc<ImapBoard>) -> (Router, Router) {
     let state = WebState {
         store,
         support_name: settings.support.name.clone(),
+        queue_names: settings
+            .queues()
+            .into_iter()
+            .map(|q| (q.name, q.display_name))
+            .collect(),
         agent: agent::AgentKey::new(settings.web.agent_token.expose()).map(Arc::new),
         secure_cookies: settings.support.public_url.starts_with("https://"),
         imap,
@@ -97,14 +108,22 @@ pub fn routers(store: Arc<Store>, settings: &Settings, imap: Arc<ImapStatus>) ->
 }
 
 /// Now, and the longest a live IMAP session goes without a look: the IDLE
-/// refresh (or the poll interval where the server has no IDLE).
+/// refresh (or the poll interval where the server has no IDLE), the
+/// longest of any queue's mailbox.
 fn health_clock(settings: &Settings) -> metrics::HealthClock {
-    let imap = &settings.imap;
-    let look = if imap.idle {
-        imap.idle_refresh_seconds.max(imap.poll_seconds)
-    } else {
-        imap.poll_seconds
-    };
+    let look = settings
+        .queues()
+        .iter()
+        .map(|q| {
+            let imap = &q.imap;
+            if imap.idle {
+                imap.idle_refresh_seconds.max(imap.poll_seconds)
+            } else {
+                imap.poll_seconds
+            }
+        })
+        .max()
+        .unwrap_or(0);
     metrics::HealthClock {
         started_unix: chrono::Utc::now().timestamp(),
         imap_look_seconds: i64::try_from(look).unwrap_or(i64::MAX / 2),
@@ -147,6 +166,37 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(
             peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
         ))
+    }
+}
+
+impl WebState {
+    /// The display name customers see for `queue` (a queue no longer
+    /// configured shows the first queue's).
+    fn queue_display_name(&self, queue: &str) -> String {
+        let found = self.queue_names.iter().find(|(name, _)| name == queue);
+        found
+            .or(self.queue_names.first())
+            .map_or_else(|| self.support_name.clone(), |(_, shown)| shown.clone())
+    }
+
+    /// `queue` if it is a configured queue's name (safe in a link).
+    fn known_queue(&self, queue: &str) -> Option<String> {
+        let names = self.queue_names.iter();
+        names
+            .map(|(name, _)| name)
+            .find(|name| *name == queue)
+            .cloned()
+    }
+
+    /// Every queue's name, the first one first, when there are several.
+    fn queue_list(&self) -> Vec<String> {
+        if self.queue_names.len() < 2 {
+            return Vec::new();
+        }
+        self.queue_names
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 

@@ -29,7 +29,7 @@ use super::limits::{
     ADMIN_CONNECTIONS, Activity, Phase, REQUEST_SECONDS, RESERVED_DESCRIPTORS, Registry, Slot,
     Timeouts, connection_cap, raise_file_limit,
 };
-use crate::imap::ImapStatus;
+use crate::imap::ImapBoard;
 use crate::settings::{Settings, WebSettings};
 use crate::store::Store;
 
@@ -79,7 +79,7 @@ impl Servers {
         self,
         store: Arc<Store>,
         settings: &Settings,
-        imap: Arc<ImapStatus>,
+        imap: Arc<ImapBoard>,
         shutdown: CancellationToken,
     ) {
         let web = &settings.web;

@@ -35,11 +35,15 @@ pub struct TicketHeading {
     pub explanation: &'static str,
     pub created: When,
     pub last_activity: When,
+    /// Who handles it: the queue's name for agents, its display name
+    /// (the support address's) for the customer.
+    pub queue: String,
 }
 
 impl TicketHeading {
     pub fn of(summary: &TicketSummary) -> TicketHeading {
         TicketHeading {
+            queue: summary.queue.clone(),
             number: summary.number.0,
             subject: display_subject(&summary.subject),
             status_label: status_label(summary.status),

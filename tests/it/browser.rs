@@ -73,7 +73,7 @@ async fn a_customer_reads_their_tickets_in_a_real_browser_and_no_payload_runs() 
     }
 }
 
-async fn connect(driver: &str) -> Client {
+pub(crate) async fn connect(driver: &str) -> Client {
     let mut options = json!({
         "args": [
             "--headless=new",

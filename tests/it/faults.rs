@@ -13,9 +13,10 @@
 
 mod backlog;
 mod crash;
+mod lmtp;
 mod mailbox;
 mod outage;
 mod poison;
 mod proxy;
-mod rig;
+pub(crate) mod rig;
 mod stack;

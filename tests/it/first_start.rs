@@ -6,39 +6,12 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-
 use postdesk::store::Store;
 
 use crate::support::{
-    Daemon, Stack, fresh_support_box, imap_login, inbox, raw_mail, send, settings, temp_dir,
-    unique, wait_for_mail,
+    Daemon, Stack, append, fresh_support_box, inbox, send, settings, temp_dir, unique,
+    wait_for_mail, written,
 };
-
-/// A customer's mail written `age` ago (Date: header), as its Message-ID
-/// and bytes.
-fn written(from: &str, to: &str, subject: &str, age: chrono::Duration) -> (String, Vec<u8>) {
-    let date = (Utc::now() - age).to_rfc2822();
-    let (id, raw) = raw_mail(from, to, subject, "Please help.", &[]);
-    // `raw_mail` dates it now: put the wanted Date in its place.
-    let text = String::from_utf8(raw).expect("ASCII mail");
-    let start = text.find("Date: ").expect("a Date header");
-    let end = start + text[start..].find("\r\n").expect("a line end");
-    let text = format!("{}Date: {date}{}", &text[..start], &text[end..]);
-    (id, text.into_bytes())
-}
-
-async fn append(stack: &Stack, support: &str, mails: &[(&Vec<u8>, bool)]) {
-    let mut session = imap_login(stack, support).await;
-    for (raw, seen) in mails {
-        let flags = seen.then_some("(\\Seen)");
-        session
-            .append("INBOX", flags, None, raw)
-            .await
-            .expect("the server takes the APPEND");
-    }
-    let _ = session.logout().await;
-}
 
 /// The ticket the stored mail `message_id` is on, if any.
 fn ticket_of(store: &Store, message_id: &str) -> Option<postdesk::domain::TicketNumber> {

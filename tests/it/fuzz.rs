@@ -95,6 +95,7 @@ impl IngestLookup for MemLookup {
             cc: vec![Mailbox::parse("cc@customer.test", None).unwrap()],
             customer_message_ids: vec!["orig@customer.test".to_string()],
             last_activity_at: last,
+            queue: "support".into(),
         }))
     }
 

@@ -63,10 +63,10 @@ impl Stack {
 
 static NEXT_SUPPORT_BOX: AtomicUsize = AtomicUsize::new(1);
 
-/// A support mailbox of its own for each test (t01 … t60), emptied first.
+/// A support mailbox of its own for each test (t01 … t150), emptied first.
 pub async fn fresh_support_box(stack: &Stack) -> String {
     let n = NEXT_SUPPORT_BOX.fetch_add(1, Ordering::SeqCst);
-    assert!(n <= 60, "the mail stack has 60 spare support mailboxes");
+    assert!(n <= 150, "the mail stack has 150 spare support mailboxes");
     let address = format!("t{n:02}@example.test");
     clear_mailbox(stack, &address).await;
     address
@@ -169,6 +169,31 @@ pub fn raw_mail(
         headers.push_str(&format!("{name}: {value}\r\n"));
     }
     (id, format!("{headers}\r\n{body}\r\n").into_bytes())
+}
+
+/// A customer's mail written `age` ago (Date: header), as its Message-ID
+/// and bytes.
+pub fn written(from: &str, to: &str, subject: &str, age: chrono::Duration) -> (String, Vec<u8>) {
+    let date = (chrono::Utc::now() - age).to_rfc2822();
+    let (id, raw) = raw_mail(from, to, subject, "Please help.", &[]);
+    // `raw_mail` dates it now: put the wanted Date in its place.
+    let text = String::from_utf8(raw).expect("ASCII mail");
+    let start = text.find("Date: ").expect("a Date header");
+    let end = start + text[start..].find("\r\n").expect("a line end");
+    let text = format!("{}Date: {date}{}", &text[..start], &text[end..]);
+    (id, text.into_bytes())
+}
+
+pub async fn append(stack: &Stack, support: &str, mails: &[(&Vec<u8>, bool)]) {
+    let mut session = imap_login(stack, support).await;
+    for (raw, seen) in mails {
+        let flags = seen.then_some("(\\Seen)");
+        session
+            .append("INBOX", flags, None, raw)
+            .await
+            .expect("the server takes the APPEND");
+    }
+    let _ = session.logout().await;
 }
 
 /// A string unique in this test run.

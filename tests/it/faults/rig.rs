@@ -279,7 +279,8 @@ pub fn ticket_json(config: &Path, number: i64) -> serde_json::Value {
 /// needs it.
 const RIG_AGENT_KEY: &str = "fault-rig-agent-key-0123456789";
 
-/// One number from `/metrics` (a line `NAME VALUE`).
+/// One number from `/metrics` (a line `NAME VALUE`, or `NAME{LABELS} VALUE`:
+/// the first one, e.g. the first queue's IMAP figures).
 pub async fn metric(web: SocketAddr, name: &str) -> f64 {
     let text = reqwest::Client::new()
         .get(format!("http://{web}/metrics"))
@@ -291,7 +292,14 @@ pub async fn metric(web: SocketAddr, name: &str) -> f64 {
         .await
         .expect("a body");
     text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .find_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            rest.parse().ok()
+        })
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use tower::ServiceExt;
 
 use postdesk::domain::TicketNumber;
-use postdesk::imap::ImapStatus;
+use postdesk::imap::ImapBoard;
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
 use postdesk::store::{IngestReport, MailSource, Store};
@@ -82,7 +82,7 @@ impl PageFixture {
         postdesk::web::router(
             Arc::clone(&self.store),
             &self.settings,
-            Arc::new(ImapStatus::default()),
+            Arc::new(ImapBoard::single("support", Arc::default())),
         )
     }
 
@@ -91,7 +91,7 @@ impl PageFixture {
         postdesk::web::routers(
             Arc::clone(&self.store),
             &self.settings,
-            Arc::new(ImapStatus::default()),
+            Arc::new(ImapBoard::single("support", Arc::default())),
         )
         .1
     }

@@ -101,7 +101,7 @@ async fn health_metrics_and_the_stylesheet() {
     assert_eq!(health.header(header::CONTENT_TYPE), "application/json");
     assert_eq!(
         health.body,
-        r#"{"status":"ok","database":"ok","imap":{"connected":false,"last_fetch_seconds_ago":null},"outbox":{"pending":0,"oldest_pending_seconds":null}}"#
+        r#"{"status":"ok","database":"ok","imap":{"connected":false,"last_fetch_seconds_ago":null},"outbox":{"pending":0,"oldest_pending_seconds":null},"mailboxes":[{"queue":"support","state":"up","connected":false,"last_fetch_seconds_ago":null}],"smtp":{"auth_failing":false,"auth_failing_seconds":null}}"#
     );
     // The fixture's mail is dated 2025 and nothing sends it: the outbox's
     // oldest mail is far over half an hour old, which is a 503.
@@ -142,8 +142,8 @@ async fn health_metrics_and_the_stylesheet() {
         "nothing sends in this test"
     );
     assert_eq!(value("postdesk_outbox_failed"), 0.0);
-    assert_eq!(value("postdesk_imap_connected"), 0.0);
-    assert!(value("postdesk_imap_seconds_since_last_fetch").is_nan());
+    assert_eq!(value("postdesk_imap_connected{queue=\"support\"}"), 0.0);
+    assert!(value("postdesk_imap_seconds_since_last_fetch{queue=\"support\"}").is_nan());
     assert!(!text.contains("customer.test"), "counts only");
 
     let css = get(&router, "/static/style.css", &[]).await;

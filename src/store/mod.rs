@@ -90,10 +90,30 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
+/// Creates a missing database file readable by its owner only: it holds
+/// every customer's mail, whatever the process umask (SQLite gives its
+/// `-wal` and `-shm` files the database file's mode).
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => {
+            Err(err).with_context(|| format!("cannot create the database {}", path.display()))
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the database and runs pending migrations.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
         let in_use = backup::hold_shared(path)?;
+        create_private(path)?;
         let mut writer = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&writer)?;
@@ -232,4 +252,23 @@ fn configure(conn: &Connection) -> anyhow::Result<()> {
     // commit must survive a power cut, not only a crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_new_database_and_its_wal_are_readable_by_the_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh.db");
+        let store = Store::open(&path).unwrap();
+        store.installation_secret().unwrap();
+        for file in [path.clone(), path.with_extension("db-wal")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+    }
 }

@@ -1,6 +1,9 @@
 //! `postdesk import [--queue Q] [--since DATE]`: brings the mail already in
 //! a queue's IMAP folder in as history, so that a desk switched on over an
-//! existing support mailbox knows its past conversations. Read-only on the
+//! existing support mailbox knows its past conversations. It takes only
+//! what the daemon never will: before the first start the read mail, after
+//! it the mail at or below the checkpoint; unread mail is left to the
+//! daemon, which confirms and notifies as usual. Read-only on the
 //! server (nothing flagged, moved or deleted, no checkpoint moved); every
 //! mail is threaded and stored as of its own Date, sends nothing, and the
 //! tickets it makes are closed. Running it again is harmless: a mail
@@ -22,6 +25,7 @@ use crate::settings::{Queue, Settings};
 /// What one queue's import did, counted by verdict.
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
+    in_folder: usize,
     found: usize,
     new_tickets: usize,
     follow_ups: usize,
@@ -78,16 +82,19 @@ pub fn run(
     for queue in &queues {
         let tally = runtime.block_on(import_queue(queue, since, &limits, &store, &pipeline))?;
         println!(
-            "queue {}: {} mails found in {}; {} new tickets (closed), {} added to tickets, \
-             {} already stored, {} ignored, {} quarantined; nothing was sent",
+            "queue {}: {} mails in {}, {} of them history; {} new tickets (closed), \
+             {} added to tickets, {} already stored, {} ignored, {} quarantined; \
+             nothing was sent; {} left to the daemon",
             queue.name,
-            tally.found,
+            tally.in_folder,
             queue.imap.mailbox,
+            tally.found,
             tally.new_tickets,
             tally.follow_ups,
             tally.duplicates,
             tally.ignored,
-            tally.quarantined
+            tally.quarantined,
+            tally.in_folder - tally.found
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -104,10 +111,11 @@ async fn import_queue(
     let tally = RefCell::new(Tally::default());
     let imap = &queue.imap;
     let tokens = TokenSource::for_logins(&queue.imap, &queue.smtp, &queue.oauth, &queue.name)?;
+    let checkpoint = store.checkpoint(&queue.checkpoint_key())?;
     let count = read_history(
         imap,
         tokens.as_deref(),
-        since,
+        (since, checkpoint),
         limits,
         |uidvalidity, mails| {
             let (store, pipeline) = (Arc::clone(store), Arc::clone(pipeline));
@@ -128,6 +136,7 @@ async fn import_queue(
     .await
     .with_context(|| format!("importing queue {} ({})", queue.name, imap.mailbox))?;
     let mut tally = tally.into_inner();
+    tally.in_folder = count.in_folder;
     tally.found = count.found;
     Ok(tally)
 }

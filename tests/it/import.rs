@@ -1,12 +1,16 @@
-//! `postdesk import` on the real Dovecot (issue 12 §4): the mail already in
-//! the support box, read or not, comes in as history: threaded, dated by
-//! itself, tickets closed, nothing sent, nothing changed on the server; a
-//! second run stores nothing twice; `--since` takes only the later mail.
+//! `postdesk import` on the real Dovecot (issue 12 §4): the read mail
+//! already in the support box comes in as history (threaded, dated by
+//! itself, tickets closed, nothing sent, nothing changed on the server),
+//! the unread mail is left to the daemon's first start, which confirms it;
+//! a second run stores nothing twice; `--since` takes only the later mail.
 
 use postdesk::domain::Status;
 use postdesk::store::Store;
 
-use crate::support::{Stack, append, fresh_support_box, inbox, run_cli, temp_dir, unique, written};
+use crate::support::{
+    Daemon, Stack, append, fresh_support_box, inbox, run_cli, settings, temp_dir, unique,
+    wait_for_mail, written,
+};
 
 /// The environment for the command line on `support`'s mailbox.
 fn env(stack: &Stack, support: &str) -> Vec<(String, String)> {
@@ -74,7 +78,7 @@ async fn import_brings_old_mail_in_as_closed_history_and_sends_nothing() {
         &recent_customer,
         &support,
         &format!("Invoice {marker}"),
-        days(10),
+        chrono::Duration::minutes(10),
     );
     append(
         &stack,
@@ -88,61 +92,79 @@ async fn import_brings_old_mail_in_as_closed_history_and_sends_nothing() {
     let db = dir.path().join("postdesk.db");
     let env = env(&stack, &support);
     let said = import(&db, &env, &[]);
-    assert!(said.contains("3 mails found"), "{said}");
     assert!(
-        said.contains("2 new tickets (closed), 1 added to tickets"),
+        said.contains("3 mails in INBOX, 2 of them history"),
         "{said}"
     );
+    assert!(
+        said.contains("1 new tickets (closed), 1 added to tickets"),
+        "{said}"
+    );
+    assert!(said.contains("1 left to the daemon"), "{said}");
 
     let store = Store::open(&db).expect("the store opens");
-    let explain = |id: &str| store.explain(id).expect("explain reads").expect("stored");
-    let old_ticket = explain(&first.0).ticket;
-    assert_eq!(explain(&reply_id).ticket, old_ticket, "the reply threads");
-    assert_ne!(explain(&unread.0).ticket, old_ticket);
-    for ticket in store.list_tickets(None).expect("tickets") {
-        assert_eq!(ticket.status, Status::Closed, "#{}", ticket.number.0);
-        let detail = store.ticket_detail(ticket.number).unwrap().unwrap();
-        assert!(
-            detail.messages.iter().all(|m| m.direction == "in"),
-            "an imported ticket has outgoing mail"
-        );
-    }
+    let explain = |id: &str| store.explain(id).expect("explain reads");
+    let old_ticket = explain(&first.0).expect("the read mail is history").ticket;
+    assert_eq!(
+        explain(&reply_id).expect("stored").ticket,
+        old_ticket,
+        "the reply threads"
+    );
+    assert!(
+        explain(&unread.0).is_none(),
+        "an unread mail is the daemon's, not history"
+    );
     let detail = store.ticket_detail(old_ticket).unwrap().unwrap();
+    assert_eq!(detail.summary.status, Status::Closed);
+    assert!(detail.messages.iter().all(|m| m.direction == "in"));
     let year_ago = chrono::Utc::now() - days(390);
     assert!(
         detail.summary.created_at < year_ago,
         "dated by the mail: {}",
         detail.summary.created_at
     );
+    let outbox: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(outbox, 0, "the import queued mail");
+    drop(store);
 
-    // Nothing changed on the server, nobody got mail, a second run stores
-    // nothing twice.
-    let flags_after: Vec<bool> = inbox(&stack, &support).await.iter().map(|m| m.1).collect();
-    assert_eq!(flags_before, flags_after);
-    assert_eq!(flags_after, vec![true, true, false]);
-    let again = import(&db, &env, &[]);
+    // The first start takes the unread mail as usual: an open ticket, its
+    // sender confirmed; the history sends nothing even with a sender running.
+    let daemon = Daemon::start(settings(&stack, &support, dir.path())).await;
+    wait_for_mail(&stack, &recent_customer, &format!("Invoice {marker}")).await;
+    let fresh = daemon
+        .store
+        .explain(&unread.0)
+        .unwrap()
+        .expect("taken live");
+    let live = daemon.store.ticket_detail(fresh.ticket).unwrap().unwrap();
+    assert_eq!(live.summary.status, Status::New);
+    daemon.stop().await;
     assert!(
-        again.contains("0 new tickets (closed), 0 added to tickets, 3 already stored"),
-        "{again}"
+        inbox(&stack, &old_customer).await.is_empty(),
+        "the history's customer got mail"
     );
-    assert_eq!(store.list_tickets(None).unwrap().len(), 2);
-    for customer in [&old_customer, &recent_customer] {
-        assert!(
-            inbox(&stack, customer).await.is_empty(),
-            "{customer} got mail"
-        );
-    }
+    let flags_after: Vec<bool> = inbox(&stack, &support).await.iter().map(|m| m.1).collect();
+    assert_eq!(flags_after, vec![true, true, true], "only the daemon marks");
+    assert_eq!(flags_before, vec![true, true, false]);
 
-    // --since: only what arrived on or after that day (the server's arrival
-    // date: APPEND made them all today, so a future day finds none and
-    // today finds all three).
+    // After the first start: everything at or below the checkpoint is
+    // known, so a second import stores nothing twice.
+    let again = import(&db, &env, &[]);
+    assert!(again.contains("3 of them history"), "{again}");
+    assert!(again.contains("3 already stored"), "{again}");
+
+    // --since: only what arrived on or after that day (APPEND made them all
+    // today, so a future day finds none); a bad day is refused.
     let fresh = temp_dir();
     let fresh_db = fresh.path().join("postdesk.db");
     let tomorrow = (chrono::Utc::now() + days(1))
         .format("%Y-%m-%d")
         .to_string();
     let none = import(&fresh_db, &env, &["--since", &tomorrow]);
-    assert!(none.contains("0 mails found"), "{none}");
+    assert!(none.contains("0 mails in INBOX"), "{none}");
     let bad = run_cli(&fresh_db, &[], &["import", "--since", "last week"], None);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));

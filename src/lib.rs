@@ -20,6 +20,7 @@
 //! - [`web`]: the read-only status page.
 //! - [`tokens`]: random and HMAC-signed tokens.
 //! - [`terminal`]: mail text made safe for the command line's output.
+//! - [`logging`]: the log filter (credential-bearing crates held at info).
 //! - [`cli`]: the larger command-line handlers.
 //! - [`app`]: builds and owns the daemon's tasks and their shutdown.
 
@@ -30,6 +31,7 @@ pub mod imap;
 pub mod ingest;
 pub mod intake;
 pub mod lmtp;
+pub mod logging;
 pub mod oauth;
 pub mod outbound;
 pub mod settings;

@@ -249,8 +249,7 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,refinery_core=warn"));
+    let filter = postdesk::logging::filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colour codes only for a person at a terminal, not for journald or files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,0 +1,66 @@
+//! Logging: the filter every command logs through. `RUST_LOG` chooses the
+//! level, but the crates that see credentials on the wire (lettre writes
+//! `AUTH PLAIN <base64 user and password>` and XOAUTH2 bearer tokens at
+//! debug, and whole mails with their private links) are held at info
+//! whatever it says, so a debug run cannot put a secret in a log file.
+
+use tracing_subscriber::EnvFilter;
+
+/// The default when `RUST_LOG` is unset.
+const DEFAULT: &str = "info,refinery_core=warn";
+
+/// Crates held at info: they log protocol lines that carry secrets.
+const HELD_AT_INFO: [&str; 5] = ["lettre", "async_imap", "hyper", "hyper_util", "rustls"];
+
+/// The filter from `rust_log` (the `RUST_LOG` value, if any).
+pub fn filter(rust_log: Option<&str>) -> EnvFilter {
+    let mut filter = rust_log
+        .and_then(|value| EnvFilter::try_new(value).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT));
+    for target in HELD_AT_INFO {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rust_log_debug_shows_our_debug_lines_but_never_lettres_wire() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter(Some("debug")))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "lettre::transport::smtp::client", "Wrote: AUTH PLAIN c2VjcmV0");
+            tracing::debug!(target: "postdesk::outbound", "our own debug line");
+            tracing::info!(target: "lettre::transport::smtp", "lettre at info");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("AUTH PLAIN"), "{text}");
+        assert!(text.contains("our own debug line"), "{text}");
+        assert!(text.contains("lettre at info"), "{text}");
+    }
+}

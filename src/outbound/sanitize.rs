@@ -35,7 +35,11 @@ pub fn relay_html(html: &str, text: &str) -> Option<String> {
         return None;
     }
     let cleaned = clean(&body);
-    let words = words(&visible_text(&cleaned));
+    // Compared as the customer may see it: with each image's alt text (a
+    // remote image's becomes its link label, an inline one's shows when
+    // it does not load); our own `[image]` label for one without is no
+    // word of the agent's.
+    let words = words(&visible_text(&with_alt_texts(&cleaned)));
     if words.is_empty() || !is_subsequence(&words, &self::words(text)) {
         return None;
     }
@@ -157,6 +161,8 @@ static CLEANER: LazyLock<Builder<'static>> = LazyLock::new(|| {
             "textarea", "button", "audio", "video", "canvas", "frameset",
         ])
         .add_generic_attributes(["style", "dir", "align"])
+        // A tooltip is text the text part does not have.
+        .rm_generic_attributes(["title"])
         .add_tag_attributes("font", ["color", "face", "size"])
         .add_tag_attributes("table", ["border", "cellpadding", "cellspacing", "width"])
         .add_tag_attributes("td", ["valign", "width", "nowrap"])
@@ -263,6 +269,15 @@ fn remote_images_as_links(cleaned: &str) -> String {
         } else {
             format!("<a href=\"{src}\" rel=\"noopener noreferrer\">[{label}]</a>")
         }
+    })
+    .into_owned()
+}
+
+/// `html` with each image replaced by its alt text, where it would show.
+fn with_alt_texts(html: &str) -> String {
+    IMG.replace_all(html, |c: &regex::Captures| {
+        let alt = ALT.captures(&c[0]).and_then(|a| a.get(1));
+        format!(" {} ", alt.map_or("", |a| a.as_str()))
     })
     .into_owned()
 }

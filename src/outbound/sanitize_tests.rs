@@ -49,6 +49,9 @@ fn a_javascript_link_loses_its_href() {
 
 #[test]
 fn a_remote_image_becomes_a_link_and_cid_images_stay() {
+    // The text part names the images by their alt texts, as mail clients write them.
+    let text = "Hello Ann, [logo]\n\nthe invoice [shot]";
+    let relay = |html: &str| relay_html(html, text).expect("the same words");
     let out = relay(
         "<p>Hello Ann,</p><img src=\"https://tracker.test/p.gif?u=1&amp;v=2\" alt=\"logo\">\
          <img src=\"http://tracker.test/q.gif\"><img src=\"data:image/png;base64,AAAA\">\
@@ -127,6 +130,27 @@ fn html_that_says_more_than_the_text_is_not_used() {
 }
 
 #[test]
+fn alt_and_title_texts_cannot_say_more_than_the_text() {
+    let text = "Hello Ann, the fix is deployed.";
+    // A remote image's alt text becomes a visible link label.
+    let tracker = "<p>Hello Ann, the fix is deployed.</p>\
+        <img src=\"https://tracker.example/p.png\" alt=\"INTERNAL: fraud risk, refund denied\">";
+    assert_eq!(relay_html(tracker, text), None);
+    // An inline image's alt text shows when it does not load.
+    let inline =
+        "<p>Hello Ann, the fix is deployed.</p><img src=\"cid:x\" alt=\"VIP do not refund\">";
+    assert_eq!(relay_html(inline, text), None);
+    // A tooltip goes; the words stay.
+    let tooltip =
+        "<p title=\"internal note: VIP, do not refund\">Hello Ann, the fix is deployed.</p>";
+    let relayed = relay_html(tooltip, text).expect("the same words");
+    assert!(!relayed.contains("VIP"), "{relayed}");
+    // An alt text the text part has (the text part shows [alt]) is fine.
+    let honest = "<p>Hello Ann, the fix is deployed.</p><img src=\"cid:x\" alt=\"deployed\">";
+    assert!(relay_html(honest, "Hello Ann, the fix is deployed. [deployed]").is_some());
+}
+
+#[test]
 fn words_compare_in_order_and_ignore_case_and_punctuation() {
     let w = |s: &str| words(s);
     assert!(is_subsequence(&w("Hello, ANN"), &w("hello dear ann!")));
@@ -142,6 +166,7 @@ fn an_inline_image_only_the_cut_signature_showed_stays_behind() {
         content_id: cid.map(str::to_string),
         sha256: String::new(),
         bytes: vec![1],
+        span: None,
     };
     let files = [
         file("shot.png", Some("shot@x")),

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ImapSettings, OAuthSettings, Settings, SettingsError, SmtpSettings, is_address, list_or_commas,
-    safety,
+    AuthMethod, ImapSettings, OAuthSettings, Settings, SettingsError, SmtpSettings, is_address,
+    list_or_commas, safety,
 };
 
 #[path = "overlay.rs"]
@@ -166,6 +166,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), SettingsError> {
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut addresses: BTreeMap<String, String> = BTreeMap::new();
     let mut folders: BTreeMap<String, String> = BTreeMap::new();
+    let mut token_files: BTreeMap<String, (String, String)> = BTreeMap::new();
     for q in &queues {
         let name_key = q.key(if q.index.is_some() {
             "queue"
@@ -190,6 +191,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), SettingsError> {
             addresses.insert(q.address.to_lowercase(), "support.address".into());
         }
         check_transport(q)?;
+        check_token_file(q, &mut token_files)?;
         if q.imap.enabled {
             let folder = format!("{}@{}/{}", q.imap.username, q.imap.host, q.imap.mailbox);
             if let Some(other) = folders.insert(folder.to_lowercase(), q.key("imap")) {
@@ -201,6 +203,40 @@ pub(super) fn validate(settings: &Settings) -> Result<(), SettingsError> {
         }
     }
     Ok(())
+}
+
+/// Queues share a refresh-token file only with the same OAuth2 client (then
+/// they share one token source, see `app::token_sources`): two clients
+/// rotating one file would overwrite each other's token, and a provider
+/// that detects the reuse revokes them both.
+fn check_token_file(
+    q: &Queue,
+    seen: &mut BTreeMap<String, (String, String)>,
+) -> Result<(), SettingsError> {
+    let uses_oauth = [q.imap.auth, q.smtp.auth].contains(&AuthMethod::Xoauth2);
+    let file = q.oauth.refresh_token_file.trim();
+    if !uses_oauth || file.is_empty() {
+        return Ok(());
+    }
+    let o = &q.oauth;
+    let client = format!(
+        "{}\0{}\0{}\0{}",
+        o.provider, o.tenant, o.client_id, o.token_url
+    );
+    let key = q.key("oauth.refresh_token_file");
+    match seen.get(file) {
+        Some((other_client, other)) if *other_client != client => Err(invalid(
+            &key,
+            format!(
+                "`{file}` is the refresh-token file of {other}, for another OAuth2 client: give each client its own file"
+            ),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            seen.insert(file.to_string(), (client, key));
+            Ok(())
+        }
+    }
 }
 
 /// A `[[mailbox]]`'s own keys: its address (unique) and its agents.

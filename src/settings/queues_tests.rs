@@ -207,3 +207,26 @@ fn check_config_shows_each_mailbox_with_secrets_redacted() {
     assert!(shown.contains("imap.password = \"***\""), "{shown}");
     assert!(!shown.contains("billing-pw") && !shown.contains("global-pw"));
 }
+
+#[test]
+fn one_refresh_token_file_serves_one_oauth2_client_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    // Both queues log in with XOAUTH2; the mailbox inherits [oauth].
+    let shared = TWO.replacen("[imap]\n", "[imap]\nauth = \"xoauth2\"\n", 1)
+        + &format!(
+            "\n[oauth]\nclient_id = \"app-1\"\nrefresh_token_file = \"{}\"\n",
+            file.display()
+        );
+    load_file(&shared, &[]).unwrap();
+    let other_client = shared.replace(
+        "smtp.port = 2525",
+        "smtp.port = 2525\noauth.client_id = \"app-2\"",
+    );
+    let err = load_file(&other_client, &[]).unwrap_err();
+    assert!(
+        err.contains("`mailbox[0].oauth.refresh_token_file`")
+            && err.contains("another OAuth2 client"),
+        "{err}"
+    );
+}

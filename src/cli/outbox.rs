@@ -2,16 +2,17 @@
 //! outbox retry ID|--all-failed`: what postdesk sent or tries to send, and
 //! failed mail put back in the queue with the same stored bytes (so the
 //! same Message-ID; the attempts start again at 0). A running daemon picks
-//! a retried mail up within a second. It says when the SMTP server refuses
-//! our login (mail then waits as pending, see `outbound::sender`). It does
-//! not compose or change any mail.
+//! a retried mail up within a second. It says which queues' SMTP login the
+//! server refuses and which settings keys to fix (their mail then waits as
+//! pending, see `outbound::auth_watch`). It does not compose or change any
+//! mail.
 
 use std::process::ExitCode;
 
 use chrono::Utc;
 
 use crate::settings::Settings;
-use crate::store::{OutboxEntry, OutboxRetry, Store};
+use crate::store::{OutboxEntry, OutboxRetry, SmtpAuthFailure, Store};
 use crate::terminal;
 
 /// Runs `outbox list`.
@@ -114,15 +115,52 @@ pub fn retry(settings: &Settings, id: Option<i64>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Says on stderr that mail waits for a login the server refuses.
+/// Says on stderr, per refused route, that its queues' mail waits for a
+/// login the server refuses, and which keys to fix.
 fn warn_if_login_refused(store: &Store) -> anyhow::Result<()> {
-    if let Some(failure) = store.smtp_auth_failure()? {
-        eprintln!(
-            "postdesk: warning: the SMTP server has refused our login since {} (mail waits \
-             as pending; fix [smtp] and restart): {}",
-            failure.since.format("%Y-%m-%d %H:%M UTC"),
-            terminal::line(&failure.error)
-        );
+    for failure in store.smtp_auth_failures()? {
+        eprintln!("{}", refusal_warning(&failure));
     }
     Ok(())
+}
+
+fn refusal_warning(failure: &SmtpAuthFailure) -> String {
+    let queues = failure.queues.join(", ");
+    let (noun, pronoun) = if failure.queues.len() == 1 {
+        ("queue", "its")
+    } else {
+        ("queues", "their")
+    };
+    format!(
+        "postdesk: warning: the SMTP server has refused the login for {noun} {} since {} \
+         ({pronoun} mail waits as pending; fix {} and restart): {}",
+        terminal::line(&queues),
+        failure.since.format("%Y-%m-%d %H:%M UTC"),
+        terminal::line(&failure.hint),
+        terminal::line(&failure.error)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn the_warning_names_the_queue_and_its_own_keys() {
+        let failure = SmtpAuthFailure {
+            route: "billing".into(),
+            queues: vec!["billing".into()],
+            hint: "mailbox[0].smtp.username and mailbox[0].smtp.password".into(),
+            since: Utc.timestamp_opt(0, 0).unwrap(),
+            error: "535 5.7.8 no\x1b[2J".into(),
+        };
+        let said = refusal_warning(&failure);
+        assert!(
+            said.contains("for queue billing since 1970-01-01 00:00 UTC"),
+            "{said}"
+        );
+        assert!(said.contains("fix mailbox[0].smtp.username and mailbox[0].smtp.password"));
+        assert!(!said.contains("[smtp]") && !said.contains('\x1b'), "{said}");
+    }
 }

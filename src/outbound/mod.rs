@@ -2,6 +2,7 @@
 //! the outbox worker that delivers them over SMTP ([`sender`], through the
 //! transport of [`mailer`]).
 
+mod auth_watch;
 pub mod compose;
 pub mod html;
 pub mod journal;

@@ -3,9 +3,11 @@
 //! XOAUTH2) has its own account; every other queue shares the global
 //! `[smtp]`. Queues with the same settings share one route, so the sender
 //! keeps one mailer per distinct account. The route is picked by the
-//! outbox row's envelope sender, which is the queue's address. Pure: it
-//! builds no mailer (the sender does, from a route's settings) and sends
-//! nothing.
+//! outbox row's envelope sender, which is the queue's address. A route is
+//! named by its first queue (the name keys its refused-login state and
+//! held mail in the store) and knows which settings keys fix its login.
+//! Pure: it builds no mailer (the sender does, from a route's settings)
+//! and sends nothing.
 
 use std::sync::Arc;
 
@@ -18,8 +20,11 @@ pub struct SmtpRoute {
     pub smtp: SmtpSettings,
     /// Where XOAUTH2 access tokens come from, when `smtp.auth` says so.
     pub oauth: Option<Arc<TokenSource>>,
-    /// The queues' names (for logs).
+    /// The queues' names, the first one naming the route.
     pub queues: Vec<String>,
+    /// The settings keys an operator fixes when the server refuses this
+    /// route's login, as `check-config` names them.
+    pub hint: String,
     /// The queues' addresses, lower-case: envelope senders of this route.
     addresses: Vec<String>,
 }
@@ -45,9 +50,11 @@ impl SmtpRoutes {
                 continue;
             }
             let oauth = oauth.filter(|_| queue.smtp.auth == AuthMethod::Xoauth2);
+            let hint = login_hint(&queue);
             let route = SmtpRoute {
                 smtp: queue.smtp,
                 oauth,
+                hint,
                 queues: vec![queue.name],
                 addresses: vec![address],
             };
@@ -83,6 +90,36 @@ impl SmtpRoutes {
             .iter()
             .position(|r| r.addresses.contains(&base))
             .unwrap_or(0)
+    }
+}
+
+impl SmtpRoute {
+    /// The route's name: its first queue's (one word, unique).
+    pub fn name(&self) -> &str {
+        self.queues.first().map_or("", String::as_str)
+    }
+}
+
+/// Where `queue`'s SMTP login is set: `smtp.password` for the first
+/// queue, `mailbox[0].smtp.password` for a `[[mailbox]]` of its own
+/// account; with XOAUTH2 its refresh token and how to get a new one.
+fn login_hint(queue: &Queue) -> String {
+    match queue.smtp.auth {
+        AuthMethod::Password => format!(
+            "{} and {}",
+            queue.key("smtp.username"),
+            queue.key("smtp.password")
+        ),
+        AuthMethod::Xoauth2 => {
+            let mailbox = match queue.index {
+                None => String::new(),
+                Some(_) => format!(" --mailbox {}", queue.name),
+            };
+            format!(
+                "{} (sign in again: postdesk oauth authorize{mailbox})",
+                queue.key("oauth.refresh_token_file")
+            )
+        }
     }
 }
 
@@ -142,6 +179,8 @@ mod tests {
         assert_eq!(r.routes().len(), 1);
         assert_eq!(r.routes()[0].queues, ["support", "billing"]);
         assert_eq!(r.pick("billing@shop.test"), 0);
+        assert_eq!(r.routes()[0].name(), "support");
+        assert_eq!(r.routes()[0].hint, "smtp.username and smtp.password");
     }
 
     #[test]
@@ -156,9 +195,31 @@ mod tests {
         assert_eq!(r.pick("tickets@example.com"), 0);
         assert_eq!(r.pick("stranger@else.test"), 0);
         assert_eq!(r.routes()[1].smtp.username, "billing");
+        assert_eq!(r.routes()[1].name(), "billing");
+        assert_eq!(
+            r.routes()[1].hint,
+            "mailbox[0].smtp.username and mailbox[0].smtp.password"
+        );
         // Only the password differs: still another account.
         let mut pairs = BILLING.to_vec();
         pairs.push(("POSTDESK__MAILBOX__0__SMTP__PASSWORD", "other"));
         assert_eq!(routes(&settings(&pairs)).routes().len(), 2);
+    }
+
+    #[test]
+    fn an_xoauth2_route_names_its_token_and_the_sign_in() {
+        let queues = settings(&BILLING).queues();
+        let (mut first, mut billing) = (queues[0].clone(), queues[1].clone());
+        first.smtp.auth = AuthMethod::Xoauth2;
+        billing.smtp.auth = AuthMethod::Xoauth2;
+        assert_eq!(
+            login_hint(&first),
+            "oauth.refresh_token_file (sign in again: postdesk oauth authorize)"
+        );
+        assert_eq!(
+            login_hint(&billing),
+            "mailbox[0].oauth.refresh_token_file (sign in again: postdesk oauth authorize \
+             --mailbox billing)"
+        );
     }
 }

@@ -1,9 +1,13 @@
 //! Sender: the outbox worker. Claims due rows from the store, sends each
 //! over SMTP (lettre, rustls), records sent / retry later / failed. Wakes
-//! at once when ingest queues mail, otherwise every second. It must not
+//! at once when ingest queues mail, otherwise every second. Each row goes
+//! out through its queue's route (`routes`); a route whose login the
+//! server refuses has its mail held, unattempted, until its next try
+//! (`auth_watch`), and every other route keeps sending. It must not
 //! compose mail or decide who gets what: that happened before the row was
 //! written.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +17,7 @@ use lettre::address::Envelope;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::outbound::auth_watch::AuthWatch;
 use crate::outbound::journal::SentJournal;
 use crate::outbound::mailer::Mailer;
 use crate::outbound::routes::SmtpRoutes;
@@ -26,34 +31,14 @@ pub async fn run(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // One mailer per SMTP account (`routes`); the first queue's settings
-    // bound the retries and timeouts.
-    let mailers = routes
-        .routes()
-        .iter()
-        .map(|r| Mailer::new(&r.smtp, r.oauth.clone()))
-        .collect::<anyhow::Result<Vec<Mailer>>>()?;
-    let (Some(settings), Some(mailer)) = (routes.first().map(|r| r.smtp.clone()), mailers.first())
-    else {
-        anyhow::bail!("no SMTP account is configured");
-    };
-    let delivered = journal.read().context("cannot read the sent journal")?;
-    let recovered = blocking(&store, move |s| s.recover_sent(&delivered, Utc::now())).await?;
-    if recovered > 0 {
-        tracing::info!("{recovered} mails sent just before the last stop are recorded as sent.");
-    }
-    journal.clear().context("cannot clear the sent journal")?;
-    let requeued = blocking(&store, |s| s.requeue_interrupted()).await?;
-    if requeued > 0 {
-        tracing::info!("{requeued} mails interrupted by the last shutdown are queued again.");
-    }
-    let mut auth = AuthWatch::load(&store).await;
-    auth.probe(&store, mailer, settings.timeout_seconds).await;
-    // Whether the journal holds entries the database has since recorded:
-    // only then is it worth emptying (a truncate and an fsync).
-    let mut journal_dirty = false;
+    let mut worker = Worker::new(store, routes, journal)?;
+    worker.recover().await?;
+    worker
+        .watch
+        .start(&worker.store, &worker.mailers, worker.timeout_seconds)
+        .await;
     while !shutdown.is_cancelled() {
-        let due = blocking(&store, |s| s.claim_outbox(Utc::now(), 20)).await;
+        let due = blocking(&worker.store, |s| s.claim_outbox(Utc::now(), 20)).await;
         let due = match due {
             Ok(due) => due,
             Err(err) => {
@@ -62,15 +47,7 @@ pub async fn run(
             }
         };
         if due.is_empty() {
-            // Everything accepted so far is recorded in the database.
-            if journal_dirty {
-                let journal = journal.clone();
-                match tokio::task::spawn_blocking(move || journal.clear()).await {
-                    Ok(Ok(())) => journal_dirty = false,
-                    Ok(Err(err)) => tracing::warn!("Cannot clear the sent journal: {err}"),
-                    Err(err) => tracing::warn!("The journal task panicked: {err}"),
-                }
-            }
+            worker.clear_journal().await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = wake.notified() => {}
@@ -78,44 +55,152 @@ pub async fn run(
             }
             continue;
         }
+        worker.send_batch(&due, &shutdown).await?;
+    }
+    Ok(())
+}
+
+/// The outbox worker's state between batches.
+struct Worker {
+    store: Arc<Store>,
+    routes: SmtpRoutes,
+    /// One mailer per route, in the order of `routes`.
+    mailers: Vec<Mailer>,
+    journal: SentJournal,
+    watch: AuthWatch,
+    /// The first queue's settings bound the retries and timeouts.
+    timeout_seconds: u64,
+    max_attempts: u32,
+    /// Whether the journal holds entries the database has since recorded:
+    /// only then is it worth emptying (a truncate and an fsync).
+    journal_dirty: bool,
+}
+
+impl Worker {
+    fn new(store: Arc<Store>, routes: SmtpRoutes, journal: SentJournal) -> anyhow::Result<Worker> {
+        let mailers = routes
+            .routes()
+            .iter()
+            .map(|r| Mailer::new(&r.smtp, r.oauth.clone()))
+            .collect::<anyhow::Result<Vec<Mailer>>>()?;
+        let Some(first) = routes.first().map(|r| r.smtp.clone()) else {
+            anyhow::bail!("no SMTP account is configured");
+        };
+        Ok(Worker {
+            store,
+            watch: AuthWatch::new(&routes),
+            routes,
+            mailers,
+            journal,
+            timeout_seconds: first.timeout_seconds,
+            max_attempts: first.max_attempts,
+            journal_dirty: false,
+        })
+    }
+
+    /// Settles what the last run left: mail the journal says was sent is
+    /// recorded so, mail interrupted mid-send is queued again.
+    async fn recover(&self) -> anyhow::Result<()> {
+        let delivered = self
+            .journal
+            .read()
+            .context("cannot read the sent journal")?;
+        let recovered =
+            blocking(&self.store, move |s| s.recover_sent(&delivered, Utc::now())).await?;
+        if recovered > 0 {
+            tracing::info!(
+                "{recovered} mails sent just before the last stop are recorded as sent."
+            );
+        }
+        self.journal
+            .clear()
+            .context("cannot clear the sent journal")?;
+        let requeued = blocking(&self.store, |s| s.requeue_interrupted()).await?;
+        if requeued > 0 {
+            tracing::info!("{requeued} mails interrupted by the last shutdown are queued again.");
+        }
+        Ok(())
+    }
+
+    /// Everything accepted so far is recorded in the database: empties
+    /// the journal if it holds anything.
+    async fn clear_journal(&mut self) {
+        if !self.journal_dirty {
+            return;
+        }
+        let journal = self.journal.clone();
+        match tokio::task::spawn_blocking(move || journal.clear()).await {
+            Ok(Ok(())) => self.journal_dirty = false,
+            Ok(Err(err)) => tracing::warn!("Cannot clear the sent journal: {err}"),
+            Err(err) => tracing::warn!("The journal task panicked: {err}"),
+        }
+    }
+
+    /// Sends each claimed row, except those of a route whose login the
+    /// server refuses: they are held, unattempted, until that route's next
+    /// try, so other routes' mail never waits behind them.
+    async fn send_batch(
+        &mut self,
+        due: &[OutboxItem],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut held: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
         for (index, item) in due.iter().enumerate() {
             if shutdown.is_cancelled() {
                 // Not attempted: back to pending for the next run.
                 let rest: Vec<i64> = due[index..].iter().map(|i| i.id).collect();
-                blocking(&store, move |s| s.release_claims(&rest)).await?;
+                blocking(&self.store, move |s| s.release_claims(&rest)).await?;
                 break;
             }
-            let mailer = &mailers[routes.pick(&item.envelope_from)];
-            let result = deliver(mailer, item, settings.timeout_seconds).await;
-            if matches!(result, DeliveryResult::Sent) {
-                let (journal, id) = (journal.clone(), item.message_id.clone());
-                tokio::task::spawn_blocking(move || journal.record(&id))
-                    .await
-                    .context("the journal task panicked")?
-                    .context("cannot write the sent journal")?;
-                journal_dirty = true;
+            let route = self.routes.pick(&item.envelope_from);
+            if self.watch.held_until(route, Utc::now()).is_none() {
+                let result = deliver(&self.mailers[route], item, self.timeout_seconds).await;
+                self.finish(item, route, result).await?;
             }
-            log_result(item, &result);
-            auth.observe(&store, &result).await;
-            let refused = matches!(result, DeliveryResult::AuthFailed(_));
-            let (id, max) = (item.id, settings.max_attempts);
-            blocking(&store, move |s| {
-                s.record_delivery(id, &result, max, Utc::now())
-            })
-            .await?;
-            if refused {
-                // Every mail would meet the same refusal: wait, then retry.
-                let rest: Vec<i64> = due[index + 1..].iter().map(|i| i.id).collect();
-                blocking(&store, move |s| s.release_claims(&rest)).await?;
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(auth.backoff()) => {}
-                }
-                break;
+            // Refused just now or before: wait for the route's next try.
+            if self.watch.held_until(route, Utc::now()).is_some() {
+                held.entry(route).or_default().push(item.id);
             }
         }
+        for (route, ids) in held {
+            let now = Utc::now();
+            let until = self.watch.held_until(route, now).unwrap_or(now);
+            let name = self.routes.routes()[route].name().to_string();
+            tracing::debug!(
+                "{} mails of route {name} wait for its SMTP login until {until}.",
+                ids.len()
+            );
+            blocking(&self.store, move |s| s.hold_outbox(&ids, &name, until)).await?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Records one attempt: in the journal when sent, in the log, in the
+    /// route's login state and on the row.
+    async fn finish(
+        &mut self,
+        item: &OutboxItem,
+        route: usize,
+        result: DeliveryResult,
+    ) -> anyhow::Result<()> {
+        if matches!(result, DeliveryResult::Sent) {
+            let (journal, id) = (self.journal.clone(), item.message_id.clone());
+            tokio::task::spawn_blocking(move || journal.record(&id))
+                .await
+                .context("the journal task panicked")?
+                .context("cannot write the sent journal")?;
+            self.journal_dirty = true;
+        }
+        log_result(item, self.routes.routes()[route].name(), &result);
+        self.watch
+            .observe(&self.store, route, &result, Utc::now())
+            .await;
+        let (id, max) = (item.id, self.max_attempts);
+        blocking(&self.store, move |s| {
+            s.record_delivery(id, &result, max, Utc::now())
+        })
+        .await
+    }
 }
 
 async fn deliver(mailer: &Mailer, item: &OutboxItem, timeout_seconds: u64) -> DeliveryResult {
@@ -140,7 +225,7 @@ fn envelope(item: &OutboxItem) -> anyhow::Result<Envelope> {
     Ok(Envelope::new(Some(item.envelope_from.parse()?), to)?)
 }
 
-fn log_result(item: &OutboxItem, result: &DeliveryResult) {
+fn log_result(item: &OutboxItem, route: &str, result: &DeliveryResult) {
     let to = item.recipients.join(", ");
     match result {
         DeliveryResult::Sent => tracing::info!("Sent <{}> to {to}.", item.message_id),
@@ -150,8 +235,9 @@ fn log_result(item: &OutboxItem, result: &DeliveryResult) {
         DeliveryResult::Permanent(e) => {
             tracing::error!("Gave up sending <{}> to {to}: {e}", item.message_id)
         }
-        DeliveryResult::AuthFailed(e) => tracing::error!(
-            "The SMTP server refuses our login; <{}> waits until it accepts it: {e}",
+        DeliveryResult::AuthFailed(e) => tracing::warn!(
+            "The SMTP server refuses the login of route {route}; <{}> waits until it \
+             accepts it: {e}",
             item.message_id
         ),
     }
@@ -178,81 +264,8 @@ pub fn classify_failure(code: Option<u16>, text: &str) -> DeliveryResult {
     }
 }
 
-/// Whether the SMTP server refuses our login, as recorded in the store
-/// (for `/healthz`, `/metrics`, `outbox list`); written only on a change.
-struct AuthWatch {
-    failing: bool,
-    /// Refusals in a row: the wait before the next try doubles with each.
-    refusals: u32,
-}
-
-impl AuthWatch {
-    async fn load(store: &Arc<Store>) -> AuthWatch {
-        let failing = blocking(store, |s| s.smtp_auth_failure())
-            .await
-            .map(|f| f.is_some())
-            .unwrap_or(false);
-        AuthWatch {
-            failing,
-            refusals: 0,
-        }
-    }
-
-    /// A refusal recorded by an earlier run may be fixed by new settings:
-    /// log in once to know, even with no mail waiting.
-    async fn probe(&mut self, store: &Arc<Store>, mailer: &Mailer, timeout_seconds: u64) {
-        if !self.failing {
-            return;
-        }
-        let limit = Duration::from_secs(timeout_seconds.saturating_mul(2));
-        let result = match tokio::time::timeout(limit, mailer.test_connection()).await {
-            Ok(Ok(true)) => DeliveryResult::Sent,
-            Ok(Ok(false)) => return,
-            Ok(Err(err)) => classify_failure(err.status().map(u16::from), &err.to_string()),
-            Err(_) => return,
-        };
-        if matches!(result, DeliveryResult::Sent) {
-            tracing::info!("The SMTP server accepts our login again.");
-        }
-        self.observe(store, &result).await;
-    }
-
-    /// Records what an attempt says about our login: refused, or past it
-    /// (sent, or a reply to the mail itself); a network error says nothing.
-    async fn observe(&mut self, store: &Arc<Store>, result: &DeliveryResult) {
-        let written = match result {
-            DeliveryResult::AuthFailed(error) => {
-                self.refusals = self.refusals.saturating_add(1);
-                let error = error.clone();
-                let first = !self.failing;
-                self.failing = true;
-                if !first && self.refusals % 16 != 1 {
-                    return;
-                }
-                blocking(store, move |s| s.set_smtp_auth_failure(&error, Utc::now())).await
-            }
-            DeliveryResult::Sent | DeliveryResult::Permanent(_) => {
-                self.refusals = 0;
-                if !std::mem::replace(&mut self.failing, false) {
-                    return;
-                }
-                blocking(store, |s| s.clear_smtp_auth_failure()).await
-            }
-            DeliveryResult::Temporary(_) => return,
-        };
-        if let Err(err) = written {
-            tracing::warn!("Cannot record the SMTP login state: {err:#}");
-        }
-    }
-
-    /// 5 s after the first refusal, doubling, at most 5 minutes.
-    fn backoff(&self) -> Duration {
-        let exponent = self.refusals.saturating_sub(1).min(6);
-        Duration::from_secs((5u64 << exponent).min(300))
-    }
-}
-
-async fn blocking<T: Send + 'static>(
+/// Runs `f` on the store off the async threads.
+pub(super) async fn blocking<T: Send + 'static>(
     store: &Arc<Store>,
     f: impl FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
@@ -356,18 +369,5 @@ mod tests {
                 DeliveryResult::Sent => unreachable!(),
             }
         }
-    }
-
-    #[test]
-    fn refused_logins_back_off_with_a_cap() {
-        let mut watch = AuthWatch {
-            failing: true,
-            refusals: 1,
-        };
-        assert_eq!(watch.backoff(), Duration::from_secs(5));
-        watch.refusals = 2;
-        assert_eq!(watch.backoff(), Duration::from_secs(10));
-        watch.refusals = 40;
-        assert_eq!(watch.backoff(), Duration::from_secs(300));
     }
 }

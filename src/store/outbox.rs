@@ -5,7 +5,8 @@
 //! least once: only a crash between the server's 250 and the journal's
 //! fdatasync can send a mail twice, which is the only safe side to err on.
 //! A login the server refuses is ours to fix, not the mail's: the row stays
-//! pending, no attempt counted, and `smtp_auth_failure` says since when.
+//! pending, no attempt counted, held until its route's next try, and
+//! `smtp_auth_routes` says which route since when (see `smtp_auth`).
 //! Operators list rows and put failed ones back (`outbox list|retry`) with
 //! the same stored bytes, so the same Message-ID.
 
@@ -133,7 +134,7 @@ impl Store {
             DeliveryResult::Sent => {
                 conn.execute(
                     "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
-                     last_error = NULL WHERE id = ?1",
+                     last_error = NULL, held_for = NULL WHERE id = ?1",
                     params![id, now],
                 )?;
             }
@@ -150,14 +151,14 @@ impl Store {
                 };
                 conn.execute(
                     "UPDATE outbox SET status = ?2, attempts = ?3, last_error = ?4,
-                     next_attempt_at = ?5 WHERE id = ?1",
+                     next_attempt_at = ?5, held_for = NULL WHERE id = ?1",
                     params![id, status, attempts, error, now + retry_delay(attempts)],
                 )?;
             }
             DeliveryResult::Permanent(error) => {
                 conn.execute(
                     "UPDATE outbox SET status = 'failed', attempts = attempts + 1,
-                     last_error = ?2 WHERE id = ?1",
+                     last_error = ?2, held_for = NULL WHERE id = ?1",
                     params![id, error],
                 )?;
             }
@@ -199,6 +200,9 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The route (its first queue's name) whose refused SMTP login holds
+    /// this mail back; `None` when nothing holds it.
+    pub held_for: Option<String>,
 }
 
 /// What `outbox retry ID` did.
@@ -211,13 +215,6 @@ pub enum OutboxRetry {
     /// Delivered already: not sent twice.
     AlreadySent,
     NotFound,
-}
-
-/// Since when the SMTP server refuses our login, and its words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpAuthFailure {
-    pub since: DateTime<Utc>,
-    pub error: String,
 }
 
 impl Store {
@@ -288,47 +285,13 @@ impl Store {
         ids.sort_unstable();
         Ok(ids)
     }
-
-    /// Records that the server refused our login; the first refusal's time
-    /// is kept, the latest words replace the older ones.
-    pub fn set_smtp_auth_failure(&self, error: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.write().execute(
-            "INSERT INTO smtp_auth_failure (id, failing_since, error) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET error = excluded.error",
-            params![now, error],
-        )?;
-        Ok(())
-    }
-
-    /// Records that a login worked (or a server answered past it).
-    pub fn clear_smtp_auth_failure(&self) -> anyhow::Result<()> {
-        self.write().execute("DELETE FROM smtp_auth_failure", [])?;
-        Ok(())
-    }
-
-    /// Whether the server refuses our login, since when and why.
-    pub fn smtp_auth_failure(&self) -> anyhow::Result<Option<SmtpAuthFailure>> {
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT failing_since, error FROM smtp_auth_failure WHERE id = 1",
-                [],
-                |r| {
-                    Ok(SmtpAuthFailure {
-                        since: r.get(0)?,
-                        error: r.get(1)?,
-                    })
-                },
-            )
-            .optional()?)
-        })
-    }
 }
 
 /// The columns of an [`OutboxEntry`]. Mail of no ticket has no message
 /// row: its subject is read from the head of the stored bytes.
 const ENTRY_SELECT: &str = "SELECT o.id, o.message_id, o.status, o.ticket_number, o.kind,
         o.recipients, m.subject, CASE WHEN m.subject IS NULL THEN substr(o.raw, 1, 8192) END,
-        o.attempts, o.last_error, o.created_at, o.sent_at
+        o.attempts, o.last_error, o.created_at, o.sent_at, o.held_for
    FROM outbox o
    LEFT JOIN messages m ON m.message_id = o.message_id AND m.direction = 'out'";
 
@@ -348,6 +311,7 @@ fn entry_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxEntry> {
         last_error: r.get(9)?,
         created_at: r.get(10)?,
         sent_at: r.get(11)?,
+        held_for: r.get(12)?,
     })
 }
 
@@ -461,17 +425,33 @@ mod tests {
     }
 
     #[test]
-    fn the_login_state_keeps_its_first_time_and_latest_words() {
-        let (_dir, store, _) = desk();
-        assert_eq!(store.smtp_auth_failure().unwrap(), None);
-        let first = Utc::now() - Duration::minutes(5);
-        store.set_smtp_auth_failure("535 one", first).unwrap();
-        store.set_smtp_auth_failure("535 two", Utc::now()).unwrap();
-        let failure = store.smtp_auth_failure().unwrap().unwrap();
-        assert_eq!(failure.error, "535 two");
-        assert_eq!(failure.since.timestamp(), first.timestamp());
-        store.clear_smtp_auth_failure().unwrap();
-        assert_eq!(store.smtp_auth_failure().unwrap(), None);
+    fn held_mail_is_passed_over_until_its_time_and_released_at_start() {
+        let (_dir, store, id) = desk();
+        let now = Utc::now();
+        let claimed = store.claim_outbox(now, 10).unwrap();
+        assert_eq!(claimed.len(), 1);
+        let refused = DeliveryResult::AuthFailed("permanent error (535): 5.7.8 no".into());
+        store.record_delivery(id, &refused, 3, now).unwrap();
+        let later = now + Duration::seconds(30);
+        store.hold_outbox(&[id], "billing", later).unwrap();
+        let row = entry(&store, id);
+        assert_eq!((row.status.as_str(), row.attempts), ("pending", 0));
+        assert_eq!(row.held_for.as_deref(), Some("billing"));
+        assert!(store.claim_outbox(now, 10).unwrap().is_empty(), "held");
+        assert_eq!(store.claim_outbox(later, 10).unwrap().len(), 1, "due then");
+        store.hold_outbox(&[id], "billing", later).unwrap();
+
+        assert_eq!(store.release_held_outbox(now).unwrap(), ["billing"]);
+        assert_eq!(entry(&store, id).held_for, None);
+        assert_eq!(store.claim_outbox(now, 10).unwrap().len(), 1, "due at once");
+        store
+            .record_delivery(id, &DeliveryResult::Sent, 3, now)
+            .unwrap();
+        // A sent row is never held again, nor put back.
+        store.hold_outbox(&[id], "billing", later).unwrap();
+        let row = entry(&store, id);
+        assert_eq!((row.status.as_str(), row.held_for), ("sent", None));
+        assert!(store.release_held_outbox(now).unwrap().is_empty());
     }
 
     #[test]

@@ -54,10 +54,10 @@ struct Seen {
 /// `/healthz`: 200 `{"status":"ok",…}` with each part's state, 503 with
 /// `"status":"degraded"` when the database does not answer, IMAP has been
 /// down for [`IMAP_DOWN_SECONDS`], the oldest unsent mail is older than
-/// [`OUTBOX_STUCK_SECONDS`] or the SMTP server refuses our login.
+/// [`OUTBOX_STUCK_SECONDS`] or the SMTP server refuses a route's login.
 pub async fn healthz(State(state): State<WebState>) -> Response {
     let read = read_store(&state, "the health check", |s| s.outbox_backlog()).await;
-    let login = read_store(&state, "the SMTP login", |s| s.smtp_auth_failure()).await;
+    let login = read_store(&state, "the SMTP login", |s| s.smtp_auth_failures()).await;
     let now = chrono::Utc::now();
     let seen = Seen {
         backlog: read
@@ -73,8 +73,8 @@ pub async fn healthz(State(state): State<WebState>) -> Response {
         now_unix: now.timestamp(),
     };
     let (mut healthy, mut body) = health(&seen, state.health);
-    // A refused SMTP login holds every mail back (`smtp_health`).
-    let smtp = smtp_health::part(login.ok().flatten().as_ref(), now.timestamp());
+    // A refused SMTP login holds its route's mail back (`smtp_health`).
+    let smtp = smtp_health::part(&login.unwrap_or_default(), now.timestamp());
     if smtp.auth_failing {
         (healthy, body.status) = (false, "degraded");
     }
@@ -219,8 +219,9 @@ pub async fn metrics(State(state): State<WebState>) -> Response {
         Err(response) => return response,
     };
     let mut body = exposition(&counts, &state.imap, chrono::Utc::now().timestamp());
-    let login = read_store(&state, "the SMTP login", |s| s.smtp_auth_failure()).await;
-    body.push_str(&smtp_health::exposition(matches!(login, Ok(Some(_)))));
+    let login = read_store(&state, "the SMTP login", |s| s.smtp_auth_failures()).await;
+    let queues = state.queue_names.iter().map(|(name, _)| name.as_str());
+    body.push_str(&smtp_health::exposition(queues, &login.unwrap_or_default()));
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -3,18 +3,21 @@
 //! so on `/healthz` and `/metrics` until the password is fixed, then the
 //! same mail (same Message-ID) goes out; a permanent refusal of the mail
 //! itself (554 relay denied) fails it, `outbox list --failed` shows it and
-//! `outbox retry ID` queues the very same bytes again.
+//! `outbox retry ID` queues the very same bytes again. With two queues on
+//! two SMTP accounts, a refused login on one holds only that queue's mail:
+//! the other's goes out at once, and `/healthz`, `/metrics` and `outbox
+//! list` name the refused queue and its own settings keys.
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
 
-use postdesk::settings::{Secret, TlsMode};
+use postdesk::settings::{Secret, Settings, TlsMode};
 use postdesk::store::{OutboxEntry, Store};
 
 use crate::support::{
-    Daemon, Stack, eventually, fresh_support_box, run_cli, send, send_raw, settings, temp_dir,
-    unique, wait_for_mail,
+    Daemon, Stack, eventually, fresh_support_box, mails_with_subject, run_cli, send, send_raw,
+    settings, temp_dir, unique, wait_for_mail,
 };
 
 const KEY: &str = "outbox-test-agent-key-0123456789";
@@ -83,17 +86,23 @@ async fn a_refused_login_keeps_mail_pending_until_the_password_is_fixed() {
     let waiting = row(&store, &marker).expect("the confirmation's row");
     assert_eq!(waiting.status, "pending", "our fault, not the mail's");
     assert_eq!(waiting.attempts, 0, "no attempt counted");
-    let failure = store.smtp_auth_failure().unwrap().expect("recorded");
-    assert!(failure.error.contains("535"), "{failure:?}");
+    let failures = store.smtp_auth_failures().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].error.contains("535"), "{failures:?}");
+    assert_eq!(failures[0].hint, "smtp.username and smtp.password");
 
     let (status, body) = fetch(&daemon.url("/healthz"), None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["smtp"]["auth_failing"], true, "{body}");
+    assert_eq!(
+        health["smtp"]["auth_failing_queues"][0], "support",
+        "{body}"
+    );
     let (_, metrics) = fetch(&daemon.url("/metrics"), Some(KEY)).await;
     assert!(
-        metrics.contains("\npostdesk_smtp_auth_failing 1\n"),
+        metrics.contains("\npostdesk_smtp_auth_failing{queue=\"support\"} 1\n"),
         "{metrics}"
     );
     let before = stored_bytes(&config.database.path, waiting.id);
@@ -113,14 +122,14 @@ async fn a_refused_login_keeps_mail_pending_until_the_password_is_fixed() {
     assert_eq!(stored_bytes(&config.database.path, sent.id), before);
     eventually("the login is known to work again", || {
         let store = daemon.store.clone();
-        async move { store.smtp_auth_failure().unwrap().is_none() }
+        async move { store.smtp_auth_failures().unwrap().is_empty() }
     })
     .await;
     let (status, body) = fetch(&daemon.url("/healthz"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, metrics) = fetch(&daemon.url("/metrics"), Some(KEY)).await;
     assert!(
-        metrics.contains("\npostdesk_smtp_auth_failing 0\n"),
+        metrics.contains("\npostdesk_smtp_auth_failing{queue=\"support\"} 0\n"),
         "{metrics}"
     );
     daemon.stop().await;
@@ -154,7 +163,7 @@ async fn a_permanent_refusal_fails_the_mail_and_retry_queues_the_same_bytes() {
     assert!(error.contains("554"), "{error}");
     assert_eq!(failed.attempts, 1, "a permanent refusal is not retried");
     assert!(
-        store.smtp_auth_failure().unwrap().is_none(),
+        store.smtp_auth_failures().unwrap().is_empty(),
         "not a login fault"
     );
     daemon.stop().await;
@@ -213,4 +222,176 @@ async fn a_permanent_refusal_fails_the_mail_and_retry_queues_the_same_bytes() {
     assert!(String::from_utf8_lossy(&all.stdout).contains("no failed mail"));
     let neither = cli(&["outbox", "retry"]);
     assert_eq!(neither.status.code(), Some(2), "an ID or --all-failed");
+}
+
+/// The test settings on `support` (plain SMTP, no login) with `billing` as
+/// a second queue on an SMTP account of its own (submission, STARTTLS,
+/// logging in as `billing` with `smtp_password`).
+fn billing_on_its_own_account(
+    stack: &Stack,
+    support: &str,
+    billing: &str,
+    smtp_password: &str,
+    dir: &std::path::Path,
+) -> Settings {
+    let mut env: Vec<(String, String)> = [
+        ("QUEUE", "billing".to_string()),
+        ("ADDRESS", billing.to_string()),
+        ("AGENTS", "agent2@example.test".to_string()),
+        ("IMAP__USERNAME", billing.to_string()),
+        ("IMAP__PASSWORD", stack.password.clone()),
+        ("SMTP__PORT", stack.submission_port.to_string()),
+        ("SMTP__TLS", "starttls".to_string()),
+        ("SMTP__CA_FILE", stack.ca_file.clone()),
+        ("SMTP__USERNAME", billing.to_string()),
+        ("SMTP__PASSWORD", smtp_password.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("POSTDESK__MAILBOX__0__{k}"), v))
+    .collect();
+    env.push(("POSTDESK__WEB__AGENT_TOKEN".into(), KEY.into()));
+    let db = dir.join("postdesk.db");
+    let pairs = [
+        ("SUPPORT__ADDRESS", support.to_string()),
+        ("SUPPORT__AGENTS", "agent@example.test".to_string()),
+        ("SUPPORT__PUBLIC_URL", "http://127.0.0.1:8025".to_string()),
+        ("IMAP__HOST", stack.host.clone()),
+        ("IMAP__PORT", stack.imap_port.to_string()),
+        ("IMAP__TLS", "none".to_string()),
+        ("IMAP__USERNAME", support.to_string()),
+        ("IMAP__PASSWORD", stack.password.clone()),
+        ("IMAP__POLL_SECONDS", "1".to_string()),
+        ("SMTP__HOST", stack.host.clone()),
+        ("SMTP__PORT", stack.smtp_port.to_string()),
+        ("SMTP__TLS", "none".to_string()),
+        ("DATABASE__PATH", db.display().to_string()),
+        ("WEB__LISTEN", "127.0.0.1:0".to_string()),
+    ];
+    env.extend(pairs.map(|(k, v)| (format!("POSTDESK__{k}"), v)));
+    Settings::load_with_env(None, env).expect("two queues on two accounts are valid")
+}
+
+/// The status and attempts of every outbox row whose subject has `marker`.
+fn rows(store: &Store, marker: &str) -> Vec<OutboxEntry> {
+    let (entries, _) = store.outbox_list(false, 100).expect("the outbox reads");
+    entries
+        .into_iter()
+        .filter(|e| e.subject.contains(marker))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_on_one_queue_holds_only_that_queues_mail() {
+    let stack = Stack::from_env();
+    let (support, billing) = (
+        fresh_support_box(&stack).await,
+        fresh_support_box(&stack).await,
+    );
+    let dir = temp_dir();
+    let config = billing_on_its_own_account(&stack, &support, &billing, "WRONG", dir.path());
+    let db = config.database.path.clone();
+    let daemon = Daemon::start(config).await;
+    let store = daemon.store.clone();
+
+    // Billing's mail is queued first: its rows have the lowest ids.
+    let invoice = unique("invoice");
+    send(
+        &stack,
+        "customer5@example.test",
+        &billing,
+        &invoice,
+        "Twice?",
+    )
+    .await;
+    eventually("billing's refused login is recorded on its mail", || {
+        let refused = row(&store, &invoice)
+            .and_then(|e| e.last_error)
+            .is_some_and(|e| e.contains("535"));
+        async move { refused }
+    })
+    .await;
+    let help = unique("help");
+    send(&stack, "customer5@example.test", &support, &help, "Jammed.").await;
+
+    // Support's route logs in fine: its mail goes out at once.
+    let confirmation = wait_for_mail(&stack, "customer5@example.test", &help).await;
+    assert_eq!(confirmation.from.expect("a From").address.as_str(), support);
+    wait_for_mail(&stack, "agent@example.test", &help).await;
+    eventually("support's rows are recorded as sent", || {
+        let sent = rows(&store, &help).iter().all(|e| e.status == "sent");
+        async move { sent }
+    })
+    .await;
+    let held = rows(&store, &invoice);
+    assert_eq!(held.len(), 2, "a confirmation and a notification: {held:?}");
+    for entry in &held {
+        assert_eq!(entry.status, "pending", "{entry:?}");
+        assert_eq!(entry.attempts, 0, "no attempt counted: {entry:?}");
+    }
+    assert!(
+        held.iter()
+            .any(|e| e.held_for.as_deref() == Some("billing")),
+        "{held:?}"
+    );
+    assert!(
+        mails_with_subject(&stack, "customer5@example.test", &invoice)
+            .await
+            .is_empty()
+    );
+    // Support's mail going out did not clear billing's refusal.
+    let failures = store.smtp_auth_failures().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (failures[0].route.as_str(), &failures[0].queues[..]),
+        ("billing", &["billing".to_string()][..])
+    );
+
+    let (status, body) = fetch(&daemon.url("/healthz"), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        health["smtp"]["auth_failing_queues"],
+        serde_json::json!(["billing"]),
+        "{body}"
+    );
+    let (_, metrics) = fetch(&daemon.url("/metrics"), Some(KEY)).await;
+    assert!(
+        metrics.contains("\npostdesk_smtp_auth_failing{queue=\"billing\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\npostdesk_smtp_auth_failing{queue=\"support\"} 0\n"),
+        "{metrics}"
+    );
+    daemon.stop().await;
+
+    let out = run_cli(&db, &[], &["outbox", "list"], None);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("login for queue billing since"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("fix mailbox[0].smtp.username and mailbox[0].smtp.password"),
+        "{warning}"
+    );
+    assert!(!warning.contains("[smtp]"), "{warning}");
+
+    // The operator fixes billing's password and restarts: its held mail
+    // goes out at once, the very same rows.
+    let config =
+        billing_on_its_own_account(&stack, &support, &billing, &stack.password, dir.path());
+    let daemon = Daemon::start(config).await;
+    wait_for_mail(&stack, "customer5@example.test", &invoice).await;
+    let store = daemon.store.clone();
+    eventually("billing's rows are sent and its refusal cleared", || {
+        let sent = rows(&store, &invoice)
+            .iter()
+            .all(|e| e.status == "sent" && e.attempts == 1);
+        let cleared = store.smtp_auth_failures().unwrap().is_empty();
+        async move { sent && cleared }
+    })
+    .await;
+    daemon.stop().await;
 }

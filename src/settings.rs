@@ -355,6 +355,9 @@ impl Settings {
             return invalid("support.public_url", "must start with http:// or https://");
         }
         queues::validate(self)?;
+        if let Some(reason) = safety::lmtp_listen_refusal(&self.lmtp.listen) {
+            return invalid("lmtp.listen", &reason);
+        }
         if self.web.listen.parse::<SocketAddr>().is_err() {
             return invalid(
                 "web.listen",

@@ -71,7 +71,26 @@ impl DataReader {
             self.out = Vec::new();
             return;
         }
+        self.grow_for(bytes.len());
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Makes room for `more` bytes, doubling but never past the limit, so
+    /// that what a message holds (its capacity) is bounded by the limit.
+    fn grow_for(&mut self, more: usize) {
+        let (len, capacity) = (self.out.len(), self.out.capacity());
+        if capacity - len >= more {
+            return;
+        }
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let want = (capacity * 2).max(len + more).max(4096).min(limit);
+        // `size <= limit` here, so `want >= len + more`.
+        self.out.reserve_exact(want.saturating_sub(len).max(more));
+    }
+
+    /// The bytes this reader holds in memory (what the DATA budget counts).
+    pub fn held(&self) -> u64 {
+        self.out.capacity() as u64
     }
 
     /// The message, or `Err(bytes read)` when it was over the limit.
@@ -145,6 +164,21 @@ mod tests {
         assert_eq!(reader.push(b"\r\n"), DataStep::More);
         assert_eq!(reader.push(b".\r\n"), DataStep::End);
         assert_eq!(reader.finish(), Err(1002));
+    }
+
+    #[test]
+    fn what_is_held_never_passes_the_cap() {
+        let limit = 100_000;
+        let mut reader = DataReader::new(limit);
+        let line = [b'q'; 998];
+        let mut most = 0;
+        while reader.size + 1000 <= limit {
+            reader.push(&line);
+            reader.push(b"\r\n");
+            most = most.max(reader.held());
+        }
+        assert!(most <= limit, "held {most} of a {limit} cap");
+        assert!(reader.held() >= reader.size, "everything read is held");
     }
 
     #[test]

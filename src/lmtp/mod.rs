@@ -4,9 +4,11 @@
 //! `server.rs` and `web/serve.rs`: one task per connection under a cap,
 //! backoff on a failed accept, shutdown passed in. The protocol is a pure
 //! state machine (`protocol`, `data`); `session` does the I/O and hands
-//! each message to the intake seam. It must not parse mail or touch the
-//! database itself.
+//! each message to the intake seam; `budget` bounds the messages held in
+//! memory across connections. It must not parse mail or touch the database
+//! itself.
 
+mod budget;
 mod data;
 mod protocol;
 mod session;
@@ -24,6 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use budget::{DATA_DEADLINE, DATA_SLOTS, DataBudget, SLOT_WAIT};
 pub use data::{DataReader, DataStep};
 pub use protocol::{MAX_RECIPIENTS, Protocol, Step};
 
@@ -32,7 +35,8 @@ use crate::settings::Settings;
 use crate::store::Store;
 
 /// Connections served at once; more wait in the kernel's backlog. Postfix
-/// opens at most 20 per destination by default.
+/// opens at most 20 per destination by default. Only [`DATA_SLOTS`] of them
+/// read a message at a time.
 pub const MAX_CONNECTIONS: usize = 64;
 /// The shortest and longest pause after a failed accept.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(1));
@@ -103,7 +107,10 @@ async fn bind_unix(path: &Path) -> anyhow::Result<Listener> {
     }
     let listener = UnixListener::bind(path)
         .with_context(|| format!("cannot listen on lmtp.listen = unix:{shown}"))?;
-    // The MTA's group may connect; nobody else.
+    // The MTA's group may connect; nobody else. The group is the one the
+    // socket got at bind: in a setgid directory of the MTA's group (Debian:
+    // /var/spool/postfix/postdesk, 2750 postdesk:postfix) that is the MTA's,
+    // without postdesk being in it or chown'ing anything.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("cannot set mode 0660 on {shown}"))?;
     Ok(Listener::Unix(listener, path.to_path_buf()))
@@ -114,6 +121,7 @@ async fn bind_unix(path: &Path) -> anyhow::Result<Listener> {
 pub async fn run(listener: Listener, ctx: Arc<Context>, shutdown: CancellationToken) {
     tracing::info!("LMTP is served on {}.", listener.describe());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let budget = DataBudget::standard();
     let connections = TaskTracker::new();
     let mut backoff = ACCEPT_BACKOFF.0;
     loop {
@@ -131,8 +139,9 @@ pub async fn run(listener: Listener, ctx: Arc<Context>, shutdown: CancellationTo
             Ok(stream) => {
                 backoff = ACCEPT_BACKOFF.0;
                 let (ctx, shutdown) = (Arc::clone(&ctx), shutdown.clone());
+                let budget = Arc::clone(&budget);
                 connections.spawn(async move {
-                    if let Err(err) = stream.serve(ctx, shutdown).await {
+                    if let Err(err) = stream.serve(ctx, budget, shutdown).await {
                         tracing::debug!("An LMTP connection ended: {err}");
                     }
                     drop(slot);
@@ -164,13 +173,18 @@ enum Stream {
 }
 
 impl Stream {
-    async fn serve(self, ctx: Arc<Context>, shutdown: CancellationToken) -> io::Result<()> {
+    async fn serve(
+        self,
+        ctx: Arc<Context>,
+        budget: Arc<DataBudget>,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
         match self {
             Stream::Tcp(tcp) => {
                 let _ = tcp.set_nodelay(true);
-                session::serve(tcp, ctx, shutdown).await
+                session::serve(tcp, ctx, budget, shutdown).await
             }
-            Stream::Unix(unix) => session::serve(unix, ctx, shutdown).await,
+            Stream::Unix(unix) => session::serve(unix, ctx, budget, shutdown).await,
         }
     }
 }
@@ -221,5 +235,30 @@ mod tests {
             .err();
         assert!(err.is_some_and(|e| e.to_string().contains("not a socket")));
         assert_eq!(std::fs::read_to_string(&file).expect("kept"), "keep me");
+    }
+
+    #[tokio::test]
+    async fn a_socket_in_a_setgid_directory_gets_the_directory_group() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let spool = dir.path().join("postdesk");
+        std::fs::create_dir(&spool).expect("the socket's directory");
+        let own_group = std::fs::metadata(&spool).expect("the directory").gid();
+        // As root (the test machines), a group this process is not in, as
+        // `postfix` is not postdesk's; otherwise only the setgid path runs.
+        let nogroup = 65534;
+        let group = match std::os::unix::fs::chown(&spool, None, Some(nogroup)) {
+            Ok(()) => nogroup,
+            Err(_) => own_group,
+        };
+        std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o2750)).expect("setgid");
+        let path = spool.join("lmtp.sock");
+        let live = Listener::bind(&format!("unix:{}", path.display()))
+            .await
+            .expect("bound");
+        let socket = std::fs::metadata(&path).expect("the socket");
+        assert_eq!(socket.gid(), group, "the directory's group, not ours");
+        assert_eq!(socket.permissions().mode() & 0o777, 0o660);
+        drop(live);
     }
 }

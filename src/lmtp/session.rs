@@ -2,8 +2,10 @@
 //! timeouts and size caps, drives the pure [`Protocol`] and
 //! [`DataReader`], hands each message to the intake seam once for all its
 //! recipients and answers each recipient with the verdict's reply, only
-//! after the store committed. Replies to pipelined commands are flushed
-//! together, when no more input is waiting. It decides nothing itself.
+//! after the store committed. A message is read only with a slot of the
+//! server's [`DataBudget`] and within its deadline. Replies to pipelined
+//! commands are flushed together, when no more input is waiting. It
+//! decides nothing itself.
 
 use std::io;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWrite
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
+use super::budget::{DataBudget, DataSlot};
 use super::data::{DataReader, DataStep};
 use super::protocol::{LINE_TOO_LONG, Protocol, START_DATA, Step};
 use crate::intake::{self, Source, Verdict};
@@ -28,10 +31,31 @@ const DATA_PIECE: usize = 64 * 1024;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the client may pause within the message.
 const DATA_TIMEOUT: Duration = Duration::from_secs(180);
+/// The answer to DATA when no slot came free in time (the MTA retries).
+const BUSY: &str = "451 4.3.2 Too many messages are being received at once; try again later";
+const SHUTTING_DOWN: &str = "421 4.3.2 Shutting down; try again later";
+const PAUSED: &str = "421 4.4.2 Timeout; closing";
+
+/// How reading a message ended.
+enum Read {
+    /// The final dot came: the bytes, or the size read when over the cap.
+    Message(Result<Vec<u8>, u64>),
+    /// The client went away.
+    Gone,
+    /// The client paused longer than [`DATA_TIMEOUT`].
+    Paused,
+    /// The whole message took longer than the budget's deadline.
+    Overdue,
+}
 
 /// Serves one connection until QUIT, EOF, a timeout or `shutdown`
 /// (between commands only: a message being received is finished first).
-pub async fn serve<S>(stream: S, ctx: Arc<Context>, shutdown: CancellationToken) -> io::Result<()>
+pub async fn serve<S>(
+    stream: S,
+    ctx: Arc<Context>,
+    budget: Arc<DataBudget>,
+    shutdown: CancellationToken,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -45,12 +69,12 @@ where
         let read = tokio::select! {
             read = tokio::time::timeout(COMMAND_TIMEOUT, read_piece(&mut reader, MAX_COMMAND_LINE, &mut line)) => read,
             _ = shutdown.cancelled() => {
-                return send(&mut write, &mut out, "421 4.3.2 Shutting down; try again later", true).await;
+                return send(&mut write, &mut out, SHUTTING_DOWN, true).await;
             }
         };
         let got = match read {
             Ok(got) => got?,
-            Err(_) => return send(&mut write, &mut out, "421 4.4.2 Timeout; closing", true).await,
+            Err(_) => return send(&mut write, &mut out, PAUSED, true).await,
         };
         if !got {
             return Ok(()); // the client went away
@@ -69,39 +93,97 @@ where
             }
             Step::Close(text) => return send(&mut write, &mut out, &text, true).await,
             Step::Data => {
-                send(&mut write, &mut out, START_DATA, true).await?;
-                let Some(message) = read_message(&mut reader, &ctx).await? else {
-                    return Ok(()); // lost mid-message: nothing stored, the MTA retries
-                };
-                let recipients = protocol.end_data();
-                let verdict = deliver(&ctx, message, &recipients).await;
-                for _ in &recipients {
-                    send(&mut write, &mut out, &verdict.lmtp_reply(), false).await?;
+                let io = (&mut reader, &mut write, &mut out);
+                if !transaction(io, &mut protocol, &ctx, &budget, &shutdown).await? {
+                    return Ok(());
                 }
-                flush_out(&mut write, &mut out).await?;
             }
         }
     }
 }
 
-/// The message up to its final dot: `Ok(the bytes or the size read when
-/// over the cap)`, `None` when the client went away or paused too long.
+/// After DATA: waits for a slot, reads the message under it, stores it
+/// and answers each recipient. `false` when the connection is to close.
+async fn transaction<R, W>(
+    (reader, write, out): (&mut R, &mut W, &mut Vec<u8>),
+    protocol: &mut Protocol,
+    ctx: &Arc<Context>,
+    budget: &Arc<DataBudget>,
+    shutdown: &CancellationToken,
+) -> io::Result<bool>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let slot = tokio::select! {
+        slot = budget.acquire() => slot,
+        _ = shutdown.cancelled() => {
+            send(write, out, SHUTTING_DOWN, true).await?;
+            return Ok(false);
+        }
+    };
+    let Some(mut slot) = slot else {
+        tracing::warn!("An LMTP message was refused for now: every DATA slot stayed busy.");
+        protocol.end_data();
+        send(write, out, BUSY, true).await?;
+        return Ok(true);
+    };
+    send(write, out, START_DATA, true).await?;
+    // Lost, paused or overdue mid-message: nothing is stored, the MTA retries.
+    let closing = match read_message(reader, ctx, budget, &mut slot).await? {
+        Read::Message(message) => {
+            let recipients = protocol.end_data();
+            let verdict = deliver(ctx, message, &recipients).await;
+            drop(slot);
+            for _ in &recipients {
+                send(write, out, &verdict.lmtp_reply(), false).await?;
+            }
+            flush_out(write, out).await?;
+            return Ok(true);
+        }
+        Read::Gone => return Ok(false),
+        Read::Paused => PAUSED.to_string(),
+        Read::Overdue => {
+            tracing::warn!("An LMTP message took too long to arrive; the connection is closed.");
+            overdue(budget.deadline())
+        }
+    };
+    send(write, out, &closing, true).await?;
+    Ok(false)
+}
+
+/// The message up to its final dot, each piece within [`DATA_TIMEOUT`]
+/// and the whole within the budget's deadline; `slot` counts what it holds.
 async fn read_message<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     ctx: &Context,
-) -> io::Result<Option<Result<Vec<u8>, u64>>> {
+    budget: &DataBudget,
+    slot: &mut DataSlot,
+) -> io::Result<Read> {
+    let deadline = tokio::time::Instant::now() + budget.deadline();
     let mut data = DataReader::new(ctx.settings.limits.max_message_bytes);
     let mut piece = Vec::with_capacity(1024);
     loop {
-        match tokio::time::timeout(DATA_TIMEOUT, read_piece(reader, DATA_PIECE, &mut piece)).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) | Err(_) => return Ok(None),
-            Ok(Err(err)) => return Err(err),
+        let read = tokio::time::timeout(DATA_TIMEOUT, read_piece(reader, DATA_PIECE, &mut piece));
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(Ok(true))) => {}
+            Ok(Ok(Ok(false))) => return Ok(Read::Gone),
+            Ok(Ok(Err(err))) => return Err(err),
+            Ok(Err(_)) => return Ok(Read::Paused),
+            Err(_) => return Ok(Read::Overdue),
         }
-        if data.push(&piece) == DataStep::End {
-            return Ok(Some(data.finish()));
+        let step = data.push(&piece);
+        slot.hold(data.held());
+        if step == DataStep::End {
+            return Ok(Read::Message(data.finish()));
         }
     }
+}
+
+/// The reply to a message that took longer than `deadline`.
+fn overdue(deadline: Duration) -> String {
+    let seconds = deadline.as_secs_f64();
+    format!("451 4.4.2 The message took longer than {seconds:.0} s to arrive; closing")
 }
 
 /// Stores the message once for all `recipients` (or refuses it when it
@@ -211,3 +293,7 @@ async fn flush_out<W: AsyncWrite + Unpin>(write: &mut W, out: &mut Vec<u8>) -> i
     out.clear();
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

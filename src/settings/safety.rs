@@ -1,7 +1,9 @@
 //! Settings that work but hurt: a password sent in clear to another host
-//! (refused), links that point at this machine and example addresses left
-//! from the defaults (warned about, one line each). Pure: looks at the
-//! values only, never resolves a name or opens a connection.
+//! and an LMTP listener open to the network (refused), links that point at
+//! this machine, example addresses left from the defaults and a TCP LMTP
+//! listener beside a trusted authserv-id (warned about, one line each).
+//! Pure: looks at the values only, never resolves a name or opens a
+//! connection.
 
 use std::net::IpAddr;
 
@@ -32,9 +34,50 @@ pub(super) fn plaintext_refusal(
     })
 }
 
+/// Why `lmtp.listen` is refused: not `HOST:PORT` or `unix:PATH`, or a TCP
+/// address off this machine. LMTP has no authentication: whoever connects
+/// is trusted as much as the MTA.
+pub(super) fn lmtp_listen_refusal(listen: &str) -> Option<String> {
+    if listen.is_empty() {
+        return None;
+    }
+    if let Some(path) = listen.strip_prefix("unix:") {
+        return path
+            .trim()
+            .is_empty()
+            .then(|| "needs a socket path after `unix:`".to_string());
+    }
+    let (host, port) = match listen.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:").unwrap_or((rest, "")),
+        None => listen.rsplit_once(':').unwrap_or((listen, "")),
+    };
+    if port.parse::<u16>().is_err() {
+        return Some(format!(
+            "`{listen}` must be HOST:PORT (like 127.0.0.1:2424) or unix:PATH"
+        ));
+    }
+    if is_loopback_host(host) {
+        return None;
+    }
+    Some(format!(
+        "`{listen}` is not on this machine (127.0.0.0/8, ::1, localhost): LMTP has no \
+         authentication, so anyone who reaches the port could hand in mail, forged agent \
+         mail included; use a unix socket (unix:PATH) or 127.0.0.1"
+    ))
+}
+
 /// One line per setting that is valid but probably a mistake.
 pub(super) fn warnings(settings: &Settings) -> Vec<String> {
     let mut out = Vec::new();
+    let (listen, authserv) = (&settings.lmtp.listen, &settings.support.trusted_authserv_id);
+    if !listen.is_empty() && !listen.starts_with("unix:") && !authserv.is_empty() {
+        out.push(format!(
+            "lmtp.listen `{listen}` is a TCP port and support.trusted_authserv_id is set: any \
+             local user or process that connects to it can hand in a mail with a forged \
+             Received/Authentication-Results pair and act as an agent; use a unix socket \
+             (unix:PATH, mode 0660, the MTA's group)"
+        ));
+    }
     let url = &settings.support.public_url;
     let host = url_host(url);
     if is_loopback_host(host) {
@@ -145,5 +188,67 @@ mod tests {
             url_host("https://127.0.0.1.evil.test/"),
             "127.0.0.1.evil.test"
         );
+    }
+
+    #[test]
+    fn an_lmtp_listener_off_this_machine_is_refused() {
+        for ok in [
+            "",
+            "127.0.0.1:2424",
+            "[::1]:24",
+            "localhost:2424",
+            "unix:/var/spool/postfix/postdesk/lmtp.sock",
+        ] {
+            assert_eq!(lmtp_listen_refusal(ok), None, "{ok}");
+        }
+        for open in [
+            "0.0.0.0:2424",
+            "[::]:2424",
+            "192.0.2.7:24",
+            "mx.shop.test:24",
+        ] {
+            let reason = lmtp_listen_refusal(open).expect(open);
+            assert!(reason.contains("no authentication"), "{reason}");
+        }
+        for bad in ["127.0.0.1", "127.0.0.1:lmtp", "unix:", "[::1]"] {
+            let reason = lmtp_listen_refusal(bad).expect(bad);
+            assert!(reason.contains("HOST:PORT") || reason.contains("socket path"));
+        }
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, super::super::SettingsError> {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (format!("POSTDESK__{k}"), v.to_string()))
+            .collect();
+        Settings::load_with_env(None, env)
+    }
+
+    #[test]
+    fn check_config_refuses_a_network_lmtp_listener_by_its_key() {
+        let err = load(&[("LMTP__LISTEN", "0.0.0.0:2424")]).expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("lmtp.listen"), "{text}");
+        assert!(text.contains("no authentication"), "{text}");
+        load(&[("LMTP__LISTEN", "127.0.0.1:2424")]).expect("loopback is accepted");
+    }
+
+    #[test]
+    fn a_tcp_lmtp_listener_beside_a_trusted_authserv_id_is_warned_about_once() {
+        let lmtp_warnings = |pairs: &[(&str, &str)]| -> Vec<String> {
+            let settings = load(pairs).expect("valid");
+            let all = settings.warnings();
+            all.into_iter().filter(|w| w.starts_with("lmtp.")).collect()
+        };
+        let trusted = ("SUPPORT__TRUSTED_AUTHSERV_ID", "mx.shop.test");
+        let tcp = ("LMTP__LISTEN", "127.0.0.1:2424");
+        let warned = lmtp_warnings(&[trusted, tcp]);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("forged"), "{}", warned[0]);
+        assert!(!warned[0].contains('\n'));
+        let socket = ("LMTP__LISTEN", "unix:/run/postdesk/lmtp.sock");
+        assert!(lmtp_warnings(&[trusted, socket]).is_empty());
+        assert!(lmtp_warnings(&[tcp]).is_empty(), "nothing is trusted");
+        assert!(lmtp_warnings(&[trusted]).is_empty(), "no LMTP");
     }
 }

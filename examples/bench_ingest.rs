@@ -4,7 +4,11 @@
 //! daemon (`postdesk run`, a child process) on a fresh database and times
 //! it until every mail is a ticket or a follow-up with its confirmation
 //! queued (the UID checkpoint, written in the same transaction, has reached
-//! the last UID). Prints both rates, their ratio and the daemon's peak RSS.
+//! the last UID). Then runs `bench_floor` (issue 16 §1), the least a durable
+//! store must write, on the same mails in the same batches with the same
+//! SQLite settings, three times (the median counts). Prints the three
+//! rates, the ratios daemon/floor and daemon/raw, bytes stored per mail and
+//! the daemon's peak RSS.
 //!
 //! Run it through `scripts/bench ingest` (which starts the mail stack and
 //! builds), or by hand with the stack's environment:
@@ -13,6 +17,7 @@
 #[path = "bench_support/mod.rs"]
 mod support;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -43,6 +48,9 @@ struct Args {
     raw_runs: usize,
     #[arg(long, default_value_t = 6)]
     seed: u64,
+    /// Runs of the floor (the median counts).
+    #[arg(long, default_value_t = 3)]
+    floor_runs: usize,
 }
 
 #[tokio::main]
@@ -51,7 +59,8 @@ async fn main() -> anyhow::Result<()> {
     let stack = Stack::from_env()?;
     let work = support::work_dir(&args.work)?;
 
-    let expected = fill_mailbox(&stack, &args).await?;
+    let mails_file = work.join("mails.bin");
+    let expected = fill_mailbox(&stack, &args, &mails_file).await?;
     let raw = raw_fetch_rate(&stack, &args).await?;
 
     let sink = Sink::start().await?;
@@ -80,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
     let sent = sink.accepted();
     let (unseen, exists) = support::unseen(&stack, &args.support).await?;
     daemon.stop()?;
+    let stored = stored_bytes(&db)?;
+    let floor = floor(&args, &mails_file, &work)?;
 
     println!(
         "mails: {} ({:.1} MB, {} replies, {} with a 200 KB attachment), appended in {:.1} s",
@@ -121,16 +132,88 @@ async fn main() -> anyhow::Result<()> {
         "reference",
     );
     figure(
+        "ingest: floor (bench_floor: raw bytes, message row, outbox row; same batches, WAL, synchronous=FULL), median",
+        &format!(
+            "{:.0} mails/s ({:.2} s; {:.1} KB stored per mail)",
+            args.mails as f64 / floor.secs,
+            floor.secs,
+            floor.bytes as f64 / 1e3 / args.mails as f64
+        ),
+        "reference",
+    );
+    figure(
+        "ingest: daemon stored per mail (database after checkpoint / mails)",
+        &format!("{:.1} KB", stored as f64 / 1e3 / args.mails as f64),
+        "reference",
+    );
+    figure(
+        "ingest: daemon rate / floor rate",
+        &format!("{:.3}", rate * floor.secs / args.mails as f64),
+        ">= 0.5",
+    );
+    figure(
         "ingest: daemon rate / raw fetch rate",
         &format!("{:.3}", rate / raw.rate),
-        ">= 0.5",
+        "reference",
     );
     figure(
         "memory: daemon peak RSS (VmHWM) during the ingest",
         &format!("{:.1} MB", peak.hwm_mib()),
-        "< 50 MB",
+        "<= 30 MB",
     );
     Ok(())
+}
+
+/// The database's size once its WAL is checkpointed into it (the daemon
+/// has stopped).
+fn stored_bytes(db: &std::path::Path) -> anyhow::Result<u64> {
+    let conn = Connection::open(db)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    drop(conn);
+    Ok(std::fs::metadata(db)?.len())
+}
+
+struct Floor {
+    secs: f64,
+    bytes: u64,
+}
+
+/// Runs `bench_floor` (beside this example) `floor_runs` times on the
+/// mails file; the median run.
+fn floor(args: &Args, mails: &std::path::Path, work: &std::path::Path) -> anyhow::Result<Floor> {
+    let exe = std::env::current_exe()?.with_file_name("bench_floor");
+    let mut runs = Vec::new();
+    for run in 1..=args.floor_runs.max(1) {
+        let out = std::process::Command::new(&exe)
+            .arg("--mails-file")
+            .arg(mails)
+            .arg("--db")
+            .arg(work.join("floor.db"))
+            .output()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        if !out.status.success() {
+            bail!(
+                "bench_floor failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines().filter(|l| !l.starts_with("FLOOR\t")) {
+            println!("floor run {run}: {line}");
+        }
+        let last = text
+            .lines()
+            .find_map(|l| l.strip_prefix("FLOOR\t"))
+            .context("bench_floor printed no FLOOR line")?;
+        let (secs, bytes) = last.split_once('\t').context("a malformed FLOOR line")?;
+        runs.push(Floor {
+            secs: secs.parse()?,
+            bytes: bytes.parse()?,
+        });
+    }
+    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    let median = runs.len() / 2;
+    Ok(runs.swap_remove(median))
 }
 
 struct Appended {
@@ -142,8 +225,14 @@ struct Appended {
 }
 
 /// Empties the support mailbox and APPENDs the generated mails in order
-/// (replies after what they answer).
-async fn fill_mailbox(stack: &Stack, args: &Args) -> anyhow::Result<Appended> {
+/// (replies after what they answer); writes them to `mails_file` too, for
+/// the floor.
+async fn fill_mailbox(
+    stack: &Stack,
+    args: &Args,
+    mails_file: &std::path::Path,
+) -> anyhow::Result<Appended> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(mails_file)?);
     support::clear_inbox(stack, &args.support).await?;
     let customers = (args.mails / 4).max(1) as u32;
     let mut generator = Generator::new(
@@ -162,9 +251,12 @@ async fn fill_mailbox(stack: &Stack, args: &Args) -> anyhow::Result<Appended> {
         bytes += mail.raw.len();
         replies += usize::from(mail.is_reply);
         attachments += usize::from(mail.has_attachment);
+        file.write_all(&u32::try_from(mail.raw.len())?.to_le_bytes())?;
+        file.write_all(&mail.raw)?;
         appender.push(mail.raw).await?;
     }
     appender.finish().await?;
+    file.flush()?;
     let append = started.elapsed();
     let mut session = imap_login(stack, &args.support).await?;
     let mailbox = session.select("INBOX").await?;

@@ -17,6 +17,7 @@ mod prepared;
 pub mod queues;
 mod relay;
 mod respond;
+pub mod span;
 pub mod strip;
 pub mod subject;
 pub mod thread;

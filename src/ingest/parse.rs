@@ -10,6 +10,7 @@ use crate::tokens::sha256_hex;
 use chrono::{DateTime, Utc};
 use mail_parser::{Address as HeaderAddress, HeaderValue, MessageParser, MimeHeaders, PartType};
 
+use super::span::{RawSpan, locate};
 use super::strip;
 
 /// One mailbox: a checked, lower-cased address and an optional display
@@ -60,6 +61,9 @@ pub struct Attachment {
     pub content_id: Option<String>,
     pub sha256: String,
     pub bytes: Vec<u8>,
+    /// Where `bytes` sit in the raw mail, encoded: the store then keeps
+    /// them there only (see [`super::span`]).
+    pub span: Option<RawSpan>,
 }
 
 /// The parts of a mail that ingest cares about, owned and normalised.
@@ -203,7 +207,8 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         html,
         content_type: content_type_of(message.root_part()),
         report_parts: report_parts(&message),
-        attachments: attachments(&message),
+        // `body` is a suffix of `raw`: the parser's offsets count from it.
+        attachments: attachments(raw, raw.len() - body.len(), &message),
         raw_sha256,
     })
 }
@@ -584,7 +589,7 @@ fn report_parts(message: &mail_parser::Message) -> Vec<String> {
     out
 }
 
-fn attachments(message: &mail_parser::Message) -> Vec<Attachment> {
+fn attachments(raw: &[u8], base: usize, message: &mail_parser::Message) -> Vec<Attachment> {
     message
         .attachments()
         .filter_map(|part| {
@@ -600,6 +605,7 @@ fn attachments(message: &mail_parser::Message) -> Vec<Attachment> {
                 .map(str::to_string)
                 .unwrap_or_else(|| default_filename(&media_type));
             Some(Attachment {
+                span: locate(raw, base, part, &bytes),
                 sha256: sha256_hex(&bytes),
                 filename,
                 media_type,

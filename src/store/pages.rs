@@ -16,6 +16,7 @@ use super::ticket_lists::{counts_by_status, requester_of};
 use super::tickets::{SENDER_TAKES_PART, customer_sees, detail};
 use super::{Store, TicketDetail};
 use crate::domain::{Status, TicketNumber};
+use crate::ingest::span::{self, SpanEncoding};
 
 /// One ticket as agents see it: every message, plus who holds it.
 #[derive(Debug, Clone)]
@@ -186,7 +187,8 @@ fn owns_ticket(c: &Connection, token: &str, number: TicketNumber) -> anyhow::Res
 }
 
 /// An attachment of ticket `number`; with `customer_view`, only one on a
-/// message the customer's page shows.
+/// message the customer's page shows. Its bytes come from its span of the
+/// raw mail, decoded, or from its decoded copy (see migration V8).
 fn attachment_of(
     c: &Connection,
     number: TicketNumber,
@@ -194,25 +196,158 @@ fn attachment_of(
     customer_view: bool,
 ) -> anyhow::Result<Option<AttachmentFile>> {
     let sql = format!(
-        "SELECT a.filename, a.media_type, m.kind, {SENDER_TAKES_PART}, b.bytes
+        "SELECT a.filename, a.media_type, m.kind, {SENDER_TAKES_PART}, a.encoding, a.sha256,
+           CASE WHEN a.encoding IS NULL
+             THEN (SELECT b.bytes FROM blobs b WHERE b.sha256 = a.sha256)
+             ELSE (SELECT substr(r.bytes, a.raw_offset + 1, a.raw_length)
+                   FROM raw_mails r WHERE r.id = m.raw_mail_id)
+           END
          FROM attachments a
          JOIN messages m ON m.id = a.message_id
-         JOIN blobs b ON b.sha256 = a.sha256
          WHERE a.id = ?1 AND m.ticket_number = ?2"
     );
     let found = c
         .query_row(&sql, params![attachment, number.0], |r| {
             let kind: String = r.get(2)?;
             let shown = customer_sees(&kind, r.get(3)?);
-            let file = AttachmentFile {
-                filename: r.get(0)?,
-                media_type: r.get(1)?,
-                bytes: r.get(4)?,
-            };
-            Ok((file, shown))
+            let encoding: Option<String> = r.get(4)?;
+            let stored: Option<Vec<u8>> = r.get(6)?;
+            let file = (r.get::<_, String>(0)?, r.get::<_, String>(1)?);
+            Ok((file, (encoding, r.get::<_, String>(5)?), stored, shown))
         })
         .optional()?;
-    Ok(found
-        .filter(|(_, shown)| !customer_view || *shown)
-        .map(|(file, _)| file))
+    let Some(((filename, media_type), (encoding, sha256), stored, shown)) = found else {
+        return Ok(None);
+    };
+    if customer_view && !shown {
+        return Ok(None);
+    }
+    let stored =
+        stored.ok_or_else(|| anyhow::anyhow!("attachment {attachment} has no stored bytes"))?;
+    let bytes = match encoding {
+        None => stored,
+        Some(name) => {
+            let encoding = SpanEncoding::parse(&name).ok_or_else(|| {
+                anyhow::anyhow!("attachment {attachment} has an unknown encoding {name:?}")
+            })?;
+            let bytes = span::decode(&stored, encoding).ok_or_else(|| {
+                anyhow::anyhow!("attachment {attachment}'s span of its raw mail does not decode")
+            })?;
+            // What was checked at ingest, checked again: a download is the
+            // file that arrived or an error, never other bytes.
+            if crate::tokens::sha256_hex(&bytes) != sha256 {
+                anyhow::bail!("attachment {attachment}'s span of its raw mail is not the file");
+            }
+            bytes
+        }
+    };
+    Ok(Some(AttachmentFile {
+        filename,
+        media_type,
+        bytes,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::ingest::Pipeline;
+    use crate::settings::Settings;
+    use crate::store::MailSource;
+
+    /// A PDF sent base64 (kept in the raw mail only) and a Latin-1 text
+    /// file (converted by the parser, so kept decoded as before).
+    fn mail(pdf: &[u8]) -> Vec<u8> {
+        let b64 = base64(pdf);
+        format!(
+            "From: ann@customer.test\r\nTo: tickets@support.test\r\nSubject: Files\r\n\
+             Message-ID: <files@customer.test>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n\
+             --b\r\nContent-Type: application/pdf\r\n\
+             Content-Disposition: attachment; filename=\"a.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n\
+             --b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\
+             Content-Disposition: attachment; filename=\"n.txt\"\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for (n, chunk) in bytes.chunks(3).enumerate() {
+            let v =
+                chunk.iter().fold(0u32, |v, b| (v << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+            for i in 0..4 {
+                out.push(if i <= chunk.len() {
+                    T[((v >> (18 - 6 * i)) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+            if n % 19 == 18 {
+                out.push_str("\r\n");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_attachment_is_stored_once_and_downloads_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![(
+            "POSTDESK__SUPPORT__ADDRESS".to_string(),
+            "tickets@support.test".to_string(),
+        )];
+        let settings = Settings::load_with_env(None, env).unwrap();
+        let db = dir.path().join("t.db");
+        let store = Store::open(&db).unwrap();
+        let pipeline = Pipeline::new(&settings, "unit-secret-unit-secret");
+        let pdf: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        store
+            .ingest_mail(&pipeline, mail(&pdf), &MailSource::Pipe, Utc::now())
+            .unwrap();
+
+        let conn = Connection::open(&db).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        // Only the converted text file has a decoded copy; the PDF's bytes
+        // are in the raw mail alone.
+        assert_eq!(count("SELECT count(*) FROM blobs"), 1);
+        assert_eq!(count("SELECT max(size) FROM blobs"), "café".len() as i64);
+        let ids: Vec<(i64, Option<String>)> = conn
+            .prepare("SELECT id, encoding FROM attachments ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids[0].1.as_deref(), Some("base64"));
+        assert_eq!(ids[1].1, None);
+
+        let number = TicketNumber(count("SELECT number FROM tickets"));
+        let got = store.agent_attachment(number, ids[0].0).unwrap().unwrap();
+        assert_eq!((got.filename.as_str(), got.bytes == pdf), ("a.pdf", true));
+        let text = store.agent_attachment(number, ids[1].0).unwrap().unwrap();
+        assert_eq!(text.bytes, "café".as_bytes());
+
+        // A span that no longer decodes is an error, never other bytes.
+        conn.execute(
+            "UPDATE attachments SET raw_offset = 0 WHERE id = ?1",
+            [ids[0].0],
+        )
+        .unwrap();
+        assert!(store.agent_attachment(number, ids[0].0).is_err());
+
+        // Erasing the sender leaves neither copy.
+        store
+            .erase_address("ann@customer.test", false, Utc::now())
+            .unwrap();
+        assert_eq!(count("SELECT count(*) FROM attachments"), 0);
+        assert_eq!(count("SELECT count(*) FROM blobs"), 0);
+        assert_eq!(count("SELECT count(*) FROM raw_mails"), 0);
+    }
 }

@@ -148,13 +148,19 @@ fn write_plan(
     ])?;
     let message_row = tx.last_insert_rowid();
     for a in &plan.attachments {
+        // Kept where they are, in the raw mail above, when a span of it
+        // decodes to them; a decoded copy only otherwise.
+        let span = a.span;
+        if span.is_none() {
+            tx.prepare_cached(
+                "INSERT INTO blobs (sha256, size, bytes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![a.sha256, a.bytes.len() as i64, a.bytes])?;
+        }
         tx.prepare_cached(
-            "INSERT INTO blobs (sha256, size, bytes) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![a.sha256, a.bytes.len() as i64, a.bytes])?;
-        tx.prepare_cached(
-            "INSERT INTO attachments (message_id, filename, media_type, content_id, sha256, size)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO attachments (message_id, filename, media_type, content_id, sha256, size,
+               raw_offset, raw_length, encoding)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             message_row,
@@ -162,7 +168,10 @@ fn write_plan(
             a.media_type,
             a.content_id,
             a.sha256,
-            a.bytes.len() as i64
+            a.bytes.len() as i64,
+            span.map(|s| i64::try_from(s.offset).unwrap_or(i64::MAX)),
+            span.map(|s| i64::try_from(s.length).unwrap_or(i64::MAX)),
+            span.map(|s| s.encoding.as_str()),
         ])?;
     }
     for link in &plan.links {

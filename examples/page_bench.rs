@@ -1,38 +1,52 @@
-//! Benchmark of the status page: requests per second and p99 latency of
-//! `/t/TOKEN` over a database of 100,000 tickets (by default).
+//! Benchmark of the status page beside a bare route of the same server:
+//! requests per second, p50 and p99 of `/t/TOKEN` and `/r/TOKEN` over a
+//! database of 100,000 tickets (by default), each with its ratio to a
+//! bench-only route that returns a fixed 2 KB body.
 //!
 //! ```text
 //! apt-get install wrk        # the load generator (Debian's package)
-//! cargo run --release --example page_bench -- --tickets 100000
+//! scripts/bench page         # or: cargo run --release --example page_bench -- --tickets 100000
 //! ```
 //!
 //! It fills `target/bench/page-N.db` once through the store's public API
 //! (`ingest_batch`, the IMAP path: one transaction per 1,000 mails; every
 //! ticket gets its confirmation, every 4th a customer follow-up with a
-//! quote, every 3rd an agent's reply), reuses it on later runs, serves the
-//! same router the daemon serves (release build) on 127.0.0.1, and drives
-//! it with `wrk` over 1,000 ticket links, after a warm-up. It prints the
-//! figures; it asserts nothing. `--serve-only` keeps serving for other
-//! tools (e.g. `oha`) and writes the links to a file.
+//! quote, every 3rd an agent's reply), reuses it on later runs, and serves
+//! the daemon's router (release build) through the daemon's own accept
+//! loop on 127.0.0.1, with one extra route, `/bench/bare`, that exists
+//! only here. The same `wrk` (same threads, connections, duration, a Lua
+//! script walking a list of paths) then drives, in turn, the bare route,
+//! 1,000 ticket links and 1,000 requester links, each after a warm-up. It
+//! prints the figures with the load average at the start of each run; it
+//! asserts nothing. `--serve-only` keeps serving for other tools (e.g.
+//! `oha`) and writes the links to a file.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::{TimeZone, Utc};
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use clap::Parser;
 
 use postdesk::domain::TicketNumber;
-use postdesk::imap::{FetchedMail, ImapBoard};
+use postdesk::imap::ImapBoard;
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
 use postdesk::store::Store;
-use postdesk::tokens::Purpose;
+
+use fill::{AGENT, fill, ticket_count};
+
+#[path = "page_bench_support/fill.rs"]
+mod fill;
+#[path = "page_bench_support/wrk.rs"]
+mod wrk;
 
 #[derive(Parser)]
-#[command(about = "Requests/s and p99 of /t/TOKEN over a filled database")]
+#[command(about = "Requests/s, p50 and p99 of /t/TOKEN and /r/TOKEN beside a bare route")]
 struct Args {
     /// Tickets in the database.
     #[arg(long, default_value_t = 100_000)]
@@ -40,9 +54,12 @@ struct Args {
     /// The database (filled if it holds fewer tickets).
     #[arg(long)]
     db: Option<PathBuf>,
-    /// Seconds of measured load (after 3 s of warm-up).
+    /// Seconds of measured load per route (after 3 s of warm-up).
     #[arg(long, default_value_t = 20)]
     duration: u32,
+    /// Rounds of (bare route, /t/TOKEN, /r/TOKEN), one after the other.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
     /// Open connections.
     #[arg(long, default_value_t = 32)]
     connections: u32,
@@ -52,10 +69,12 @@ struct Args {
     /// Serve until interrupted instead of running wrk.
     #[arg(long)]
     serve_only: bool,
+    /// Also time the store reads behind each page alone, on one thread
+    /// (no HTTP, no rendering): where a page's time goes.
+    #[arg(long)]
+    time_reads: bool,
 }
 
-const AGENT: &str = "agent@bench.test";
-const BATCH: usize = 1_000;
 const SAMPLED_LINKS: u32 = 1_000;
 
 fn main() -> anyhow::Result<()> {
@@ -72,20 +91,38 @@ fn main() -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&db)?);
     let pipeline = Pipeline::new(&settings, "page-bench-secret");
     fill(&store, &pipeline, args.tickets)?;
-    let links = sample_links(&store, args.tickets)?;
+    let (ticket_links, requester_links) = sample_links(&store, args.tickets)?;
     let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
     println!(
-        "database: {} ({} tickets, {:.0} MB); {} ticket links sampled",
+        "database: {} ({} tickets, {:.0} MB); {} ticket and {} requester links sampled",
         db.display(),
         ticket_count(&store)?,
         size as f64 / 1e6,
-        links.len()
+        ticket_links.len(),
+        requester_links.len()
     );
+    if args.time_reads {
+        time_reads(&store, &ticket_links, &requester_links)?;
+    }
+    let targets = vec![
+        Target {
+            name: BARE_NAME,
+            paths: vec![BARE_PATH.to_string()],
+        },
+        Target {
+            name: "/t/TOKEN",
+            paths: ticket_links,
+        },
+        Target {
+            name: "/r/TOKEN",
+            paths: requester_links,
+        },
+    ];
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve_and_measure(store, settings, links, &args))
+    runtime.block_on(serve_and_measure(store, settings, targets, &args))
 }
 
 fn bench_settings(db: &Path) -> anyhow::Result<Settings> {
@@ -103,203 +140,190 @@ fn bench_settings(db: &Path) -> anyhow::Result<Settings> {
     Ok(Settings::load_with_env(None, env)?)
 }
 
-fn ticket_count(store: &Store) -> anyhow::Result<i64> {
-    Ok(store.store_metrics()?.tickets_by_status.values().sum())
+/// Links from the confirmations of tickets spread over the range: each
+/// confirmation carries one ticket link (`/t/`) and one requester link
+/// (`/r/`). Requester links come from a second walk with a step prime to
+/// the 2,000 customers, so that they name many requesters, not a few.
+fn sample_links(store: &Store, tickets: u32) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let step = (tickets / SAMPLED_LINKS).max(1);
+    let mut ticket_links = Vec::new();
+    for n in (1..=tickets).step_by(step as usize) {
+        if let Some(link) = confirmation_link(store, n, "/t/")? {
+            ticket_links.push(link);
+        }
+    }
+    let mut requester_links = Vec::new();
+    for n in (1..=tickets).step_by(97).take(SAMPLED_LINKS as usize) {
+        if let Some(link) = confirmation_link(store, n, "/r/")? {
+            requester_links.push(link);
+        }
+    }
+    if ticket_links.is_empty() || requester_links.is_empty() {
+        bail!("no ticket or requester links found in the confirmations");
+    }
+    Ok((ticket_links, requester_links))
 }
 
-/// Fills the database up to `tickets` through `ingest_batch`.
-fn fill(store: &Store, pipeline: &Pipeline, tickets: u32) -> anyhow::Result<()> {
-    let have = u32::try_from(ticket_count(store)?).unwrap_or(0);
-    if have >= tickets {
-        return Ok(());
-    }
-    let started = Instant::now();
-    let mut uid = store.checkpoint("bench")?.map(|c| c.last_uid).unwrap_or(0);
-    let base = Utc
-        .with_ymd_and_hms(2024, 1, 1, 8, 0, 0)
-        .single()
-        .context("a start date")?;
-    let mut next = have + 1;
-    while next <= tickets {
-        let last = (next + BATCH as u32 - 1).min(tickets);
-        let mut mails = Vec::with_capacity(BATCH * 2);
-        for n in next..=last {
-            uid += 1;
-            mails.push(FetchedMail::whole(uid, new_ticket_mail(n)));
+/// The `/t/TOKEN` or `/r/TOKEN` link of ticket `n`'s confirmation.
+fn confirmation_link(store: &Store, n: u32, prefix: &str) -> anyhow::Result<Option<String>> {
+    let Some(detail) = store.ticket_detail(TicketNumber(i64::from(n)))? else {
+        return Ok(None);
+    };
+    let token = detail
+        .messages
+        .iter()
+        .filter(|m| m.kind == "confirmation")
+        .find_map(|m| m.text.split(prefix).nth(1))
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        });
+    Ok(token.map(|token| format!("{prefix}{token}")))
+}
+
+/// Times the store read of each page over its links, after one warm-up
+/// pass: microseconds per read, on this thread alone.
+fn time_reads(store: &Store, tickets: &[String], requesters: &[String]) -> anyhow::Result<()> {
+    let token = |link: &str| link.rsplit('/').next().unwrap_or_default().to_string();
+    let tickets: Vec<String> = tickets.iter().map(|l| token(l)).collect();
+    let requesters: Vec<String> = requesters.iter().map(|l| token(l)).collect();
+    let filter = postdesk::store::TicketFilter::default();
+    for pass in ["warm-up", "timed"] {
+        let started = Instant::now();
+        for t in &tickets {
+            store
+                .ticket_page(t)?
+                .context("a sampled ticket link is unknown")?;
         }
-        // Follow-ups come after their tickets, in the same batch.
-        for n in next..=last {
-            if n % 4 == 0 {
-                uid += 1;
-                mails.push(FetchedMail::whole(uid, follow_up_mail(n)));
-            }
-            if n % 3 == 0 {
-                uid += 1;
-                mails.push(FetchedMail::whole(uid, agent_reply_mail(pipeline, n)?));
-            }
+        let per_ticket = started.elapsed().as_secs_f64() * 1e6 / tickets.len() as f64;
+        let started = Instant::now();
+        for r in &requesters {
+            store
+                .requester_page(r, filter, 1)?
+                .context("a sampled requester link is unknown")?;
         }
-        let now = base + chrono::Duration::minutes(i64::from(next));
-        store.ingest_batch(pipeline, "bench", 1, &mails[..], now)?;
-        next = last + 1;
-        if (last as usize).is_multiple_of(10 * BATCH) || last == tickets {
+        let per_list = started.elapsed().as_secs_f64() * 1e6 / requesters.len() as f64;
+        if pass == "timed" {
             println!(
-                "filled {last} of {tickets} tickets in {:.0} s",
-                started.elapsed().as_secs_f64()
+                "store reads alone, one thread: ticket_page {per_ticket:.1} us, \
+                 requester_page {per_list:.1} us (load {})",
+                wrk::load_average()
             );
         }
     }
     Ok(())
 }
 
-fn customer(n: u32) -> String {
-    format!("customer{}@bench.test", n % 2_000)
+/// The bench-only route's fixed body: 2 KB, the size of a small page.
+static BARE_BODY: [u8; 2048] = [b'x'; 2048];
+/// Where the example (only) serves it.
+const BARE_PATH: &str = "/bench/bare";
+
+async fn bare() -> Response {
+    let body = axum::body::Bytes::from_static(&BARE_BODY);
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-fn new_ticket_mail(n: u32) -> Vec<u8> {
-    format!(
-        "From: Customer {c} <{addr}>\r\nTo: tickets@bench.test\r\n\
-         Subject: Request {n}: the printer on floor {f} prints blank pages\r\n\
-         Message-ID: <bench-{n}@customer.bench.test>\r\nDate: Mon, 1 Jan 2024 08:00:00 +0000\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\n\
-         Hello,\r\n\r\nsince this morning the printer on floor {f} prints blank pages.\r\n\
-         We tried a new cartridge and turning it off and on again.\r\n\r\nThanks,\r\nCustomer {c}\r\n",
-        c = n % 2_000,
-        addr = customer(n),
-        f = n % 7
-    )
-    .into_bytes()
-}
-
-fn follow_up_mail(n: u32) -> Vec<u8> {
-    format!(
-        "From: Customer {c} <{addr}>\r\nTo: tickets@bench.test\r\n\
-         Subject: Re: [Ticket #{n}] Request {n}\r\n\
-         Message-ID: <bench-{n}-followup@customer.bench.test>\r\n\
-         In-Reply-To: <bench-{n}@customer.bench.test>\r\n\
-         Date: Mon, 1 Jan 2024 09:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
-         It happens on the second floor too.\r\n\r\n\
-         On Mon, 1 Jan 2024 at 08:00, Customer {c} wrote:\r\n\
-         > since this morning the printer prints blank pages.\r\n",
-        c = n % 2_000,
-        addr = customer(n),
-    )
-    .into_bytes()
-}
-
-fn agent_reply_mail(pipeline: &Pipeline, n: u32) -> anyhow::Result<Vec<u8>> {
-    let signed = pipeline.signer.message_id(
-        TicketNumber(i64::from(n)),
-        Purpose::Notification,
-        Some(AGENT),
-        &pipeline.domain,
-    )?;
-    Ok(format!(
-        "From: Alice Agent <{AGENT}>\r\nTo: tickets@bench.test\r\n\
-         Subject: Re: [Ticket #{n}] New request\r\nMessage-ID: <bench-{n}-agent@bench.test>\r\n\
-         In-Reply-To: <{signed}>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\n\
-         Hello,\r\n\r\nplease try the driver from our intranet and tell us if it helps.\r\n"
-    )
-    .into_bytes())
-}
-
-/// Ticket links from the confirmations of tickets spread over the range.
-fn sample_links(store: &Store, tickets: u32) -> anyhow::Result<Vec<String>> {
-    let step = (tickets / SAMPLED_LINKS).max(1);
-    let mut links = Vec::new();
-    for n in (1..=tickets).step_by(step as usize) {
-        let Some(detail) = store.ticket_detail(TicketNumber(i64::from(n)))? else {
-            continue;
-        };
-        let token = detail
-            .messages
-            .iter()
-            .filter(|m| m.kind == "confirmation")
-            .find_map(|m| m.text.split("/t/").nth(1))
-            .map(|rest| {
-                rest.chars()
-                    .take_while(char::is_ascii_hexdigit)
-                    .collect::<String>()
-            });
-        if let Some(token) = token {
-            links.push(format!("/t/{token}"));
-        }
-    }
-    if links.is_empty() {
-        bail!("no ticket links found in the confirmations");
-    }
-    Ok(links)
+/// What one measured route is: its name in the table and its paths.
+struct Target {
+    name: &'static str,
+    paths: Vec<String>,
 }
 
 async fn serve_and_measure(
     store: Arc<Store>,
     settings: Settings,
-    links: Vec<String>,
+    targets: Vec<Target>,
     args: &Args,
 ) -> anyhow::Result<()> {
-    // The daemon's own accept loop (timeouts, connection cap), as served.
+    // The daemon's router behind the daemon's own accept loop (timeouts,
+    // connection cap), with the bare route beside it.
     let mut settings = settings;
     settings.web.listen = "127.0.0.1:0".to_string();
     let servers = postdesk::web::Servers::bind(&settings.web).await?;
     let base = format!("http://{}", servers.addr()?);
+    let router = Router::new()
+        .route(BARE_PATH, get(bare))
+        .merge(postdesk::web::router(
+            store,
+            &settings,
+            Arc::new(ImapBoard::default()),
+        ));
     let stop = tokio_util::sync::CancellationToken::new();
     let server = {
         let stop = stop.clone();
-        tokio::spawn(async move {
-            servers
-                .serve(store, &settings, Arc::new(ImapBoard::default()), stop)
-                .await
-        })
+        let web = settings.web.clone();
+        tokio::spawn(async move { servers.serve_router(router, &web, stop).await })
     };
-    let script = std::env::temp_dir().join(format!("page-bench-{}.lua", std::process::id()));
-    std::fs::write(&script, lua_script(&links))?;
-    let first = format!("{base}{}", links[0]);
-    let status = plain_get(&first).await?;
-    println!("GET {first} -> {status}");
-    if args.serve_only {
-        let list = script.with_extension("urls");
-        let urls: Vec<String> = links.iter().map(|l| format!("{base}{l}")).collect();
-        std::fs::write(&list, urls.join("\n"))?;
-        println!(
-            "serving on {base}; links in {}; Ctrl-C stops",
-            list.display()
-        );
-        tokio::signal::ctrl_c().await?;
-        stop.cancel();
-        let _ = server.await;
-        return Ok(());
+    let mut scripts = Vec::new();
+    for target in &targets {
+        let first = format!("{base}{}", target.paths[0]);
+        let (status, bytes) = plain_get(&first).await?;
+        println!("GET {first} -> {status} ({bytes} bytes in all)");
+        let name: String = target
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let script =
+            std::env::temp_dir().join(format!("page-bench-{}-{name}.lua", std::process::id()));
+        std::fs::write(&script, wrk::lua_script(&target.paths))?;
+        scripts.push(script);
     }
-    let (threads, connections, duration) = (args.threads, args.connections, args.duration);
-    let warm = run_wrk(threads, connections, 3, &script, &base)
-        .await
-        .context("cannot run wrk: install it with `apt-get install wrk`")?;
-    if !warm.status.success() {
-        bail!("wrk failed: {}", String::from_utf8_lossy(&warm.stderr));
-    }
-    let run = run_wrk(threads, connections, duration, &script, &base).await?;
+    let measured = if args.serve_only {
+        serve_only(&base, &targets).await
+    } else {
+        measure_rounds(&targets, &scripts, &base, args).await
+    };
     stop.cancel();
     let _ = server.await;
-    let _ = std::fs::remove_file(&script);
-    let report = String::from_utf8_lossy(&run.stdout).into_owned();
-    println!("{report}");
-    let rps = find_after(&report, "Requests/sec:").unwrap_or("?");
-    let p99 = report
-        .lines()
-        .find(|l| l.trim_start().starts_with("99%"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("?");
-    let errors = report.contains("Non-2xx") || report.contains("Socket errors");
+    for script in &scripts {
+        let _ = std::fs::remove_file(script);
+    }
+    measured
+}
+
+/// Serves until Ctrl-C, the URLs of each route in a file.
+async fn serve_only(base: &str, targets: &[Target]) -> anyhow::Result<()> {
+    let list = std::env::temp_dir().join(format!("page-bench-{}.urls", std::process::id()));
+    let urls: Vec<String> = targets
+        .iter()
+        .flat_map(|t| t.paths.iter().map(|p| format!("{base}{p}")))
+        .collect();
+    std::fs::write(&list, urls.join("\n"))?;
     println!(
-        "/t/TOKEN over {} tickets: {rps} requests/s, p99 {p99} (wrk -t{threads} -c{connections} \
-         -d{duration}s, server and wrk on {} cores){}",
-        thousands(args.tickets),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        if errors {
-            "; wrk reported errors (see above)"
-        } else {
-            ""
-        }
+        "serving on {base}; links in {}; Ctrl-C stops",
+        list.display()
     );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// Each round measures every route in turn, the bare route first; each
+/// route's ratio is to the bare route of the same round.
+async fn measure_rounds(
+    targets: &[Target],
+    scripts: &[PathBuf],
+    base: &str,
+    args: &Args,
+) -> anyhow::Result<()> {
+    let load = wrk::Load {
+        threads: args.threads,
+        connections: args.connections,
+        seconds: args.duration,
+    };
+    let mut rows = Vec::new();
+    for round in 1..=args.rounds {
+        let mut floor = None;
+        for (target, script) in targets.iter().zip(scripts) {
+            let figures = wrk::measure(load, script, base).await?;
+            println!("round {round}, {}:\n{}", target.name, figures.report);
+            let floor_rps = *floor.get_or_insert(figures.requests_per_second);
+            rows.push((round, target.name, floor_rps, figures));
+        }
+    }
+    print_table(&rows, args);
     println!(
         "resident memory of the server process: {}",
         resident_memory()
@@ -307,25 +331,44 @@ async fn serve_and_measure(
     Ok(())
 }
 
-/// wrk with `--latency` over the script's links, off the async threads.
-async fn run_wrk(
-    threads: u32,
-    connections: u32,
-    seconds: u32,
-    script: &Path,
-    base: &str,
-) -> anyhow::Result<std::process::Output> {
-    let mut command = Command::new("wrk");
-    command
-        .arg(format!("-t{threads}"))
-        .arg(format!("-c{connections}"))
-        .arg(format!("-d{seconds}s"))
-        .arg("--latency")
-        .arg("-s")
-        .arg(script)
-        .arg(base);
-    Ok(tokio::task::spawn_blocking(move || command.output()).await??)
+fn print_table(rows: &[(u32, &str, f64, wrk::Figures)], args: &Args) {
+    println!(
+        "\nover {} tickets, wrk -t{} -c{} -d{}s (after {} s of warm-up), server and wrk on {} cores; \
+         goal for the pages: >= {GOAL_RATIO} of the bare route's requests/s, p99 <= {GOAL_P99_MS} ms",
+        thousands(args.tickets),
+        args.threads,
+        args.connections,
+        args.duration,
+        wrk::WARM_UP_SECONDS,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    println!(
+        "{:<5} {:<20} {:>12} {:>9} {:>9} {:>15} {:>6}  goal",
+        "round", "route", "requests/s", "p50 ms", "p99 ms", "ratio to bare", "load"
+    );
+    for (round, name, floor, f) in rows {
+        let ratio = f.requests_per_second / floor;
+        let goal = if *name == BARE_NAME {
+            "floor"
+        } else if ratio >= GOAL_RATIO && f.p99_ms <= GOAL_P99_MS {
+            "met"
+        } else {
+            "missed"
+        };
+        println!(
+            "{round:<5} {name:<20} {:>12.0} {:>9.2} {:>9.2} {ratio:>15.2} {:>6}  {goal}{}",
+            f.requests_per_second,
+            f.p50_ms,
+            f.p99_ms,
+            f.load_before,
+            if f.errors { " (wrk saw errors)" } else { "" }
+        );
+    }
 }
+
+const BARE_NAME: &str = "bare route (2 KB)";
+const GOAL_RATIO: f64 = 0.6;
+const GOAL_P99_MS: f64 = 5.0;
 
 /// 100000 → "100,000".
 fn thousands(n: u32) -> String {
@@ -340,24 +383,9 @@ fn thousands(n: u32) -> String {
     out
 }
 
-fn find_after<'a>(text: &'a str, label: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(label))
-        .map(str::trim)
-}
-
-/// Each wrk connection walks the sampled links in turn.
-fn lua_script(links: &[String]) -> String {
-    let list: Vec<String> = links.iter().map(|l| format!("  \"{l}\",")).collect();
-    format!(
-        "local paths = {{\n{}\n}}\nlocal i = math.random(#paths)\n\
-         request = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n",
-        list.join("\n")
-    )
-}
-
-/// One GET over a plain socket, to check the link answers before the run.
-async fn plain_get(url: &str) -> anyhow::Result<String> {
+/// One GET over a plain socket, to check a link answers before the run:
+/// the status line and the bytes of the whole response.
+async fn plain_get(url: &str) -> anyhow::Result<(String, usize)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").context("an http URL")?;
     let (host, path) = rest.split_once('/').context("a path")?;
@@ -367,16 +395,25 @@ async fn plain_get(url: &str) -> anyhow::Result<String> {
     let mut response = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut response)).await??;
     let text = String::from_utf8_lossy(&response);
-    Ok(text.lines().next().unwrap_or_default().to_string())
+    let status = text.lines().next().unwrap_or_default().to_string();
+    Ok((status, response.len()))
 }
 
+/// VmRSS, and its parts: the heap (RssAnon) and the database's pages the
+/// reader connections map (RssFile: the OS page cache's, counted once per
+/// mapping that touched them, not memory of the process's own).
 fn resident_memory() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.trim_start_matches("VmRSS:").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string())
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or_else(|| "unknown".to_string(), |v| v.trim().to_string())
+    };
+    format!(
+        "{} (heap and stacks, RssAnon: {}; mapped database pages, RssFile: {})",
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:")
+    )
 }

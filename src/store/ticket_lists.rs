@@ -192,14 +192,16 @@ impl Owner<'_> {
 
 /// The requester address a live requester token names.
 pub(super) fn requester_of(c: &Connection, token: &str) -> anyhow::Result<Option<String>> {
-    Ok(c.query_row(
+    let mut stmt = c.prepare_cached(
         "SELECT requester FROM access_tokens
          WHERE token_hash = ?1 AND scope = 'requester' AND revoked_at IS NULL",
-        [crate::tokens::hash_token(token)],
-        |r| r.get::<_, Option<String>>(0),
-    )
-    .optional()?
-    .flatten())
+    )?;
+    Ok(stmt
+        .query_row([crate::tokens::hash_token(token)], |r| {
+            r.get::<_, Option<String>>(0)
+        })
+        .optional()?
+        .flatten())
 }
 
 /// Tickets per status, of one requester or of all; every status present.

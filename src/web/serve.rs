@@ -82,20 +82,7 @@ impl Servers {
         imap: Arc<ImapBoard>,
         shutdown: CancellationToken,
     ) {
-        let web = &settings.web;
-        let file_limit = raise_file_limit();
-        let cap = connection_cap(web.max_connections, file_limit);
-        tracing::info!(
-            "The status page takes at most {cap} connections (web.max_connections = {}, \
-             open-file limit {}, {RESERVED_DESCRIPTORS} descriptors kept for mail and the database).",
-            web.max_connections,
-            file_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string()),
-        );
-        let timeouts = Timeouts {
-            header: Duration::from_secs(web.header_timeout_seconds),
-            idle: Duration::from_secs(web.idle_timeout_seconds),
-            request: Duration::from_secs(REQUEST_SECONDS),
-        };
+        let (cap, timeouts) = limits_of(&settings.web);
         let (main, admin) = super::routers(store, settings, imap);
         let main = run(self.main, main, cap, timeouts, shutdown.clone());
         match self.admin {
@@ -109,6 +96,39 @@ impl Servers {
             None => main.await,
         }
     }
+
+    /// Serves `router` alone on the main listener, through the same accept
+    /// loop, cap and timeouts as [`Servers::serve`]. For benchmarks that
+    /// put a route of their own beside the pages (the page benchmark's
+    /// bare route); the daemon itself serves only [`Servers::serve`].
+    pub async fn serve_router(
+        self,
+        router: Router,
+        web: &WebSettings,
+        shutdown: CancellationToken,
+    ) {
+        let (cap, timeouts) = limits_of(web);
+        run(self.main, router, cap, timeouts, shutdown).await;
+    }
+}
+
+/// The main listener's connection cap (after raising the open-file limit)
+/// and every connection's deadlines.
+fn limits_of(web: &WebSettings) -> (usize, Timeouts) {
+    let file_limit = raise_file_limit();
+    let cap = connection_cap(web.max_connections, file_limit);
+    tracing::info!(
+        "The status page takes at most {cap} connections (web.max_connections = {}, \
+         open-file limit {}, {RESERVED_DESCRIPTORS} descriptors kept for mail and the database).",
+        web.max_connections,
+        file_limit.map_or_else(|| "unknown".to_string(), |l| l.to_string()),
+    );
+    let timeouts = Timeouts {
+        header: Duration::from_secs(web.header_timeout_seconds),
+        idle: Duration::from_secs(web.idle_timeout_seconds),
+        request: Duration::from_secs(REQUEST_SECONDS),
+    };
+    (cap, timeouts)
 }
 
 /// Serves `router` on `listener` until `shutdown`, with at most `cap`

@@ -1,0 +1,121 @@
+//! The page benchmark's database: 100,000 (by default) tickets filled
+//! through the store's public API (`ingest_batch`, the IMAP path, one
+//! transaction per 1,000 mails): every ticket gets its confirmation, every
+//! 4th a customer follow-up with a quote, every 3rd an agent's reply
+//! answering our signed Message-ID. It adds to what is there; it serves
+//! and measures nothing.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{TimeZone, Utc};
+
+use postdesk::domain::TicketNumber;
+use postdesk::imap::FetchedMail;
+use postdesk::ingest::Pipeline;
+use postdesk::store::Store;
+use postdesk::tokens::Purpose;
+
+/// The one agent of the benchmark's support address.
+pub const AGENT: &str = "agent@bench.test";
+const BATCH: usize = 1_000;
+
+pub fn ticket_count(store: &Store) -> anyhow::Result<i64> {
+    Ok(store.store_metrics()?.tickets_by_status.values().sum())
+}
+
+/// Fills the database up to `tickets` through `ingest_batch`.
+pub fn fill(store: &Store, pipeline: &Pipeline, tickets: u32) -> anyhow::Result<()> {
+    let have = u32::try_from(ticket_count(store)?).unwrap_or(0);
+    if have >= tickets {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut uid = store.checkpoint("bench")?.map(|c| c.last_uid).unwrap_or(0);
+    let base = Utc
+        .with_ymd_and_hms(2024, 1, 1, 8, 0, 0)
+        .single()
+        .context("a start date")?;
+    let mut next = have + 1;
+    while next <= tickets {
+        let last = (next + BATCH as u32 - 1).min(tickets);
+        let mut mails = Vec::with_capacity(BATCH * 2);
+        for n in next..=last {
+            uid += 1;
+            mails.push(FetchedMail::whole(uid, new_ticket_mail(n)));
+        }
+        // Follow-ups come after their tickets, in the same batch.
+        for n in next..=last {
+            if n % 4 == 0 {
+                uid += 1;
+                mails.push(FetchedMail::whole(uid, follow_up_mail(n)));
+            }
+            if n % 3 == 0 {
+                uid += 1;
+                mails.push(FetchedMail::whole(uid, agent_reply_mail(pipeline, n)?));
+            }
+        }
+        let now = base + chrono::Duration::minutes(i64::from(next));
+        store.ingest_batch(pipeline, "bench", 1, &mails[..], now)?;
+        next = last + 1;
+        if (last as usize).is_multiple_of(10 * BATCH) || last == tickets {
+            println!(
+                "filled {last} of {tickets} tickets in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn customer(n: u32) -> String {
+    format!("customer{}@bench.test", n % 2_000)
+}
+
+fn new_ticket_mail(n: u32) -> Vec<u8> {
+    format!(
+        "From: Customer {c} <{addr}>\r\nTo: tickets@bench.test\r\n\
+         Subject: Request {n}: the printer on floor {f} prints blank pages\r\n\
+         Message-ID: <bench-{n}@customer.bench.test>\r\nDate: Mon, 1 Jan 2024 08:00:00 +0000\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n\
+         Hello,\r\n\r\nsince this morning the printer on floor {f} prints blank pages.\r\n\
+         We tried a new cartridge and turning it off and on again.\r\n\r\nThanks,\r\nCustomer {c}\r\n",
+        c = n % 2_000,
+        addr = customer(n),
+        f = n % 7
+    )
+    .into_bytes()
+}
+
+fn follow_up_mail(n: u32) -> Vec<u8> {
+    format!(
+        "From: Customer {c} <{addr}>\r\nTo: tickets@bench.test\r\n\
+         Subject: Re: [Ticket #{n}] Request {n}\r\n\
+         Message-ID: <bench-{n}-followup@customer.bench.test>\r\n\
+         In-Reply-To: <bench-{n}@customer.bench.test>\r\n\
+         Date: Mon, 1 Jan 2024 09:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         It happens on the second floor too.\r\n\r\n\
+         On Mon, 1 Jan 2024 at 08:00, Customer {c} wrote:\r\n\
+         > since this morning the printer prints blank pages.\r\n",
+        c = n % 2_000,
+        addr = customer(n),
+    )
+    .into_bytes()
+}
+
+fn agent_reply_mail(pipeline: &Pipeline, n: u32) -> anyhow::Result<Vec<u8>> {
+    let signed = pipeline.signer.message_id(
+        TicketNumber(i64::from(n)),
+        Purpose::Notification,
+        Some(AGENT),
+        &pipeline.domain,
+    )?;
+    Ok(format!(
+        "From: Alice Agent <{AGENT}>\r\nTo: tickets@bench.test\r\n\
+         Subject: Re: [Ticket #{n}] New request\r\nMessage-ID: <bench-{n}-agent@bench.test>\r\n\
+         In-Reply-To: <{signed}>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n\
+         Hello,\r\n\r\nplease try the driver from our intranet and tell us if it helps.\r\n"
+    )
+    .into_bytes())
+}

@@ -22,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use futures_util::TryStreamExt;
 use lettre::address::Envelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use support::inbox::{Arrivals, watch_inboxes};
 use support::mails::{Generator, Mix};
-use support::{Daemon, DaemonConfig, Stack, figure, imap_login, percentile};
+use support::{Daemon, DaemonConfig, Stack, figure, percentile};
 
 #[derive(Parser)]
 struct Args {
@@ -60,11 +60,10 @@ struct Args {
 }
 
 /// When each mail's SMTP submission began and when the server accepted it
-/// (250 after DATA), and when its confirmation was seen.
+/// (250 after DATA); when its confirmation was seen is in [`Arrivals`].
 #[derive(Default)]
 struct Times {
     submitted: BTreeMap<usize, (Instant, Instant)>,
-    arrived: BTreeMap<usize, Instant>,
 }
 
 #[tokio::main]
@@ -102,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let mut daemon = Daemon::spawn(&args.postdesk, &config, &work.join("daemon.log"))?;
     let times = Arc::new(Mutex::new(Times::default()));
+    let seen = Arrivals::default();
     let mut generator = Generator::new(
         args.seed,
         Mix {
@@ -124,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         &customers,
         &format!("-w{run}"),
         args.customers as usize,
-        &times,
+        &seen,
         args.poll_ms,
     )
     .await?;
@@ -135,22 +135,13 @@ async fn main() -> anyhow::Result<()> {
     wait_all(warm_up, &mut daemon, Duration::from_secs(60))
         .await
         .context("warm-up")?;
-    times
-        .lock()
+    seen.lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .arrived
         .clear();
 
     let suffix = format!("-m{run}");
-    let readers = watch_inboxes(
-        &stack,
-        &customers,
-        &suffix,
-        args.mails,
-        &times,
-        args.poll_ms,
-    )
-    .await?;
+    let readers =
+        watch_inboxes(&stack, &customers, &suffix, args.mails, &seen, args.poll_ms).await?;
     let started = Instant::now();
     let offsets = arrivals(&args);
     let mut sends = Vec::new();
@@ -174,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
     let rss = daemon.rss()?;
     daemon.stop()?;
     outcome?;
-    report(&args, &times, rss)
+    report(&args, &times, &seen, rss)
 }
 
 /// When each mail is submitted, from the start: evenly spaced, or a
@@ -196,8 +187,14 @@ fn arrivals(args: &Args) -> Vec<Duration> {
         .collect()
 }
 
-fn report(args: &Args, times: &Mutex<Times>, rss: support::Rss) -> anyhow::Result<()> {
+fn report(
+    args: &Args,
+    times: &Mutex<Times>,
+    seen: &Arrivals,
+    rss: support::Rss,
+) -> anyhow::Result<()> {
     let t = times.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    let arrived = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     // From the server's acceptance of the submission (the clock a sender
     // sees: "sent"), and for reference from the first byte of the session.
     let since = |from_start: bool| -> Vec<f64> {
@@ -206,7 +203,7 @@ fn report(args: &Args, times: &Mutex<Times>, rss: support::Rss) -> anyhow::Resul
             .iter()
             .filter_map(|(i, (began, accepted))| {
                 let from = if from_start { began } else { accepted };
-                t.arrived
+                arrived
                     .get(i)
                     .map(|got| got.duration_since(*from).as_secs_f64())
             })
@@ -278,64 +275,6 @@ async fn submit(
         .await
         .context("the stack refused a customer's mail")?;
     Ok(())
-}
-
-/// One polling reader per customer; each ends once `expected` mails with
-/// `suffix` in their subject have arrived across all readers.
-async fn watch_inboxes(
-    stack: &Stack,
-    customers: &[String],
-    suffix: &str,
-    expected: usize,
-    times: &Arc<Mutex<Times>>,
-    poll_ms: u64,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<()>>>> {
-    let mut readers = Vec::new();
-    for user in customers {
-        let mut session = imap_login(stack, user).await?;
-        let mailbox = session.select("INBOX").await?;
-        let mut next = mailbox.uid_next.unwrap_or(1);
-        let (times, suffix) = (Arc::clone(times), suffix.to_string());
-        readers.push(tokio::spawn(async move {
-            loop {
-                let seen = Instant::now();
-                let query = format!("{next}:*");
-                let fetches: Vec<_> = session
-                    .uid_fetch(&query, "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-                    .await?
-                    .try_collect()
-                    .await?;
-                while session.unsolicited_responses.try_recv().is_ok() {}
-                let arrived = {
-                    let mut t = times.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                    for fetch in fetches {
-                        let Some(uid) = fetch.uid.filter(|u| *u >= next) else {
-                            continue;
-                        };
-                        next = uid + 1;
-                        if let Some(i) = fetch.header().and_then(|h| tagged(h, &suffix)) {
-                            t.arrived.entry(i).or_insert(seen);
-                        }
-                    }
-                    t.arrived.len()
-                };
-                if arrived >= expected {
-                    session.logout().await?;
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(poll_ms)).await;
-            }
-        }));
-    }
-    Ok(readers)
-}
-
-/// The number `i` of a subject "… lat-{i}{suffix}" or "… warm-{i}{suffix}".
-fn tagged(header: &[u8], suffix: &str) -> Option<usize> {
-    let text = String::from_utf8_lossy(header);
-    let end = text.find(suffix)?;
-    let start = text[..end].rfind('-')? + 1;
-    text[start..end].parse().ok()
 }
 
 async fn wait_all(

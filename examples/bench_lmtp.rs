@@ -3,9 +3,9 @@
 //! (`scripts/mailstack route`) either to the release daemon (IMAP off,
 //! `--mode lmtp`) or to a zero-work echo LMTP server in this process that
 //! answers 250 and at once submits a reply to the customer (`--mode echo`:
-//! the floor of the same stack). Each customer's INBOX is read with a
-//! tight poll (as `bench_latency`, whose IMAP IDLE path `scripts/bench
-//! lmtp` runs beside this). Prints p50 and p99 of submit (the server's 250
+//! the floor of the same stack). Each customer's INBOX is read with the
+//! same tight poll as `bench_latency`'s (`bench_support/inbox.rs`), whose
+//! IMAP IDLE path `scripts/bench lmtp` runs beside this. Prints p50 and p99 of submit (the server's 250
 //! after DATA) → the answer in the customer's INBOX.
 //!
 //! `target/release/examples/bench_lmtp --postdesk target/release/postdesk --work DIR
@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use futures_util::TryStreamExt;
 use lettre::address::Envelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use postdesk::lmtp::{DataReader, DataStep, Protocol, Step};
-use support::{Daemon, Stack, figure, imap_login, percentile};
+use support::inbox::{Arrivals, watch_inboxes};
+use support::{Daemon, Stack, figure, percentile};
 
 #[derive(Parser)]
 struct Args {
@@ -50,7 +50,8 @@ struct Args {
 }
 
 type Mailer = AsyncSmtpTransport<Tokio1Executor>;
-type Times = Arc<Mutex<(BTreeMap<usize, Instant>, BTreeMap<usize, Instant>)>>;
+/// When each mail's submission was accepted (250 after DATA).
+type Sent = Arc<Mutex<BTreeMap<usize, Instant>>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -130,8 +131,9 @@ async fn measure(
 ) -> anyhow::Result<Vec<f64>> {
     for (round, count) in [("w", 1), ("m", args.mails)] {
         let suffix = format!("-{round}{run}");
-        let times: Times = Arc::default();
-        let readers = watch(stack, customers, &suffix, count, &times, args.poll_ms).await?;
+        let (sent, arrivals) = (Sent::default(), Arrivals::default());
+        let readers =
+            watch_inboxes(stack, customers, &suffix, count, &arrivals, args.poll_ms).await?;
         let started = Instant::now();
         for i in 0..count {
             let at = started + Duration::from_secs_f64(i as f64 / args.rate);
@@ -144,12 +146,12 @@ async fn measure(
                 chrono::Utc::now().to_rfc2822()
             );
             let envelope = Envelope::new(Some(from.parse()?), vec![support.parse()?])?;
-            let (mailer, times) = (mailer.clone(), Arc::clone(&times));
+            let (mailer, sent) = (mailer.clone(), Arc::clone(&sent));
             tokio::spawn(async move {
                 if mailer.send_raw(&envelope, raw.as_bytes()).await.is_ok()
-                    && let Ok(mut t) = times.lock()
+                    && let Ok(mut s) = sent.lock()
                 {
-                    t.0.insert(i, Instant::now());
+                    s.insert(i, Instant::now());
                 }
             });
         }
@@ -160,11 +162,12 @@ async fn measure(
                 .context("not every answer arrived within 120 s")???;
         }
         if round == "m" {
-            let t = times.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-            let mut v: Vec<f64> =
-                t.0.iter()
-                    .filter_map(|(i, sent)| Some(t.1.get(i)?.duration_since(*sent).as_secs_f64()))
-                    .collect();
+            let sent = sent.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let arrived = arrivals.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            let mut v: Vec<f64> = sent
+                .iter()
+                .filter_map(|(i, at)| Some(arrived.get(i)?.duration_since(*at).as_secs_f64()))
+                .collect();
             v.sort_by(f64::total_cmp);
             if v.len() != args.mails {
                 bail!("only {} of {} answers were timed", v.len(), args.mails);
@@ -175,66 +178,6 @@ async fn measure(
     bail!("no measured round")
 }
 
-/// One polling reader per customer, as `bench_latency`'s; each ends once
-/// `expected` answers with `suffix` in their subject arrived in all.
-async fn watch(
-    stack: &Stack,
-    customers: &[String],
-    suffix: &str,
-    expected: usize,
-    times: &Times,
-    poll_ms: u64,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<()>>>> {
-    let mut readers = Vec::new();
-    for user in customers {
-        let mut session = imap_login(stack, user).await?;
-        let mut next = session.select("INBOX").await?.uid_next.unwrap_or(1);
-        let (times, suffix) = (Arc::clone(times), suffix.to_string());
-        readers.push(tokio::spawn(async move {
-            loop {
-                let seen = Instant::now();
-                let fetches: Vec<_> = session
-                    .uid_fetch(
-                        format!("{next}:*"),
-                        "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
-                    )
-                    .await?
-                    .try_collect()
-                    .await?;
-                while session.unsolicited_responses.try_recv().is_ok() {}
-                let arrived = {
-                    let mut t = times.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                    for fetch in fetches {
-                        let Some(uid) = fetch.uid.filter(|u| *u >= next) else {
-                            continue;
-                        };
-                        next = uid + 1;
-                        if let Some(i) = fetch.header().and_then(|h| tagged(h, &suffix)) {
-                            t.1.entry(i).or_insert(seen);
-                        }
-                    }
-                    t.1.len()
-                };
-                if arrived >= expected {
-                    session.logout().await?;
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(poll_ms)).await;
-            }
-        }));
-    }
-    Ok(readers)
-}
-
-/// The number `i` of a subject "… lat-{i}{suffix}".
-fn tagged(header: &[u8], suffix: &str) -> Option<usize> {
-    let text = String::from_utf8_lossy(header);
-    let end = text.find(suffix)?;
-    let start = text[..end].rfind('-')? + 1;
-    text[start..end].parse().ok()
-}
-
-/// `scripts/mailstack route DIR DOMAIN [NEXTHOP]`.
 fn route(stack_dir: &Path, domain: &str, nexthop: Option<&str>) -> anyhow::Result<()> {
     let mut cmd = std::process::Command::new("scripts/mailstack");
     cmd.arg("route").arg(stack_dir).arg(domain).args(nexthop);

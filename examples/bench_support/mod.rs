@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod inbox;
 pub mod mails;
 pub mod sink;
 

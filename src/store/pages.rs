@@ -277,23 +277,14 @@ mod tests {
     }
 
     fn base64(bytes: &[u8]) -> String {
-        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for (n, chunk) in bytes.chunks(3).enumerate() {
-            let v =
-                chunk.iter().fold(0u32, |v, b| (v << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-            for i in 0..4 {
-                out.push(if i <= chunk.len() {
-                    T[((v >> (18 - 6 * i)) & 63) as usize] as char
-                } else {
-                    '='
-                });
-            }
-            if n % 19 == 18 {
-                out.push_str("\r\n");
-            }
-        }
-        out
+        use base64::Engine;
+        let flat = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let lines: Vec<&str> = flat
+            .as_bytes()
+            .chunks(76)
+            .map(|line| std::str::from_utf8(line).unwrap())
+            .collect();
+        lines.join("\r\n")
     }
 
     #[test]

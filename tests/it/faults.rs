@@ -19,4 +19,4 @@ mod outage;
 mod poison;
 mod proxy;
 pub(crate) mod rig;
-mod stack;
+pub(crate) mod stack;

@@ -10,18 +10,15 @@
 
 #[path = "oauth/provider.rs"]
 mod provider;
-#[path = "oauth/stack.rs"]
-mod stack;
-
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::faults::rig::{DaemonProcess, Log, cli, metric};
+use crate::faults::stack::PrivateStack;
 use crate::support::{Stack, mails_with_subject, send, unique};
 use provider::Provider;
-use stack::OAuthStack;
 
 const SUPPORT: &str = "t01@example.test";
 const AGENT_KEY: &str = "fault-rig-agent-key-0123456789";
@@ -126,7 +123,8 @@ async fn wait_for_reply(stack: &Stack, log: &Log, customer: &str, needle: &str, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xoauth2_mail_flows_across_refreshes_and_a_revoked_token_is_reported_then_recovers() {
     let provider = Provider::start(SUPPORT, Duration::from_secs(3)).await;
-    let ms = OAuthStack::start(&format!("{}/introspect", provider.base)).await;
+    let introspect = format!("{}/introspect", provider.base);
+    let ms = PrivateStack::start_with(vec![("MAILSTACK_OAUTH_URL", introspect)]).await;
     let stack = ms.stack.clone();
     let dir = tempfile::tempdir().expect("a temp dir");
     let token_file = dir.path().join("refresh-token");

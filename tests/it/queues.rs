@@ -308,17 +308,7 @@ fn an_agent_of_another_queue_cannot_act_on_its_tickets() {
         panic!("a new ticket");
     };
     // The support queue's agent answers with a token signed for them.
-    let token = pipeline
-        .message_id(number, Purpose::Notification, Some(AGENT))
-        .unwrap();
-    let reply = format!("<{token}>");
-    let (_, raw) = raw_mail(
-        AGENT,
-        "billing@shop.test",
-        &format!("Re: [Ticket #{number}] Refund"),
-        "#close\r\nNo refund for you.",
-        &[("In-Reply-To", &reply), ("References", &reply)],
-    );
+    let raw = agent_reply(&pipeline, number, AGENT, "#close\r\nNo refund for you.");
     ingest(&store, &pipeline, &raw, &MailSource::Pipe);
     let detail = store.ticket_detail(number).unwrap().unwrap();
     assert_eq!(detail.summary.queue, "billing");
@@ -340,20 +330,37 @@ fn an_agent_of_another_queue_cannot_act_on_its_tickets() {
         "the agent is told why: {deliveries:?}"
     );
     // The billing agent's own command works.
-    let token = pipeline
-        .message_id(number, Purpose::Notification, Some(BILLING_AGENT))
-        .unwrap();
-    let reply = format!("<{token}>");
-    let (_, raw) = raw_mail(
+    let raw = agent_reply(
+        &pipeline,
+        number,
         BILLING_AGENT,
-        "billing@shop.test",
-        &format!("Re: [Ticket #{number}] Refund"),
         "#pending\r\nWe are checking.",
-        &[("In-Reply-To", &reply), ("References", &reply)],
     );
     ingest(&store, &pipeline, &raw, &MailSource::Pipe);
     let detail = store.ticket_detail(number).unwrap().unwrap();
     assert_eq!(detail.summary.status.as_str(), "pending");
+}
+
+/// `agent`'s answer to the notification of billing ticket `number`, with
+/// the token signed for them.
+fn agent_reply(
+    pipeline: &Pipeline,
+    number: postdesk::domain::TicketNumber,
+    agent: &str,
+    body: &str,
+) -> Vec<u8> {
+    let token = pipeline
+        .message_id(number, Purpose::Notification, Some(agent))
+        .unwrap();
+    let reply = format!("<{token}>");
+    let (_, raw) = raw_mail(
+        agent,
+        "billing@shop.test",
+        &format!("Re: [Ticket #{number}] Refund"),
+        body,
+        &[("In-Reply-To", &reply), ("References", &reply)],
+    );
+    raw
 }
 
 #[test]

@@ -54,7 +54,7 @@ On Mon, Example Support wrote:\r\n> My screen is dark.\r\n";
 fn agent_mail(notification: &ParsedMail) -> Vec<u8> {
     let parent = notification.message_id.clone().expect("a Message-ID");
     let reply_to = notification.reply_to[0].address.clone();
-    let pdf = b64(&pdf_bytes());
+    let pdf = base64_lines(&pdf_bytes());
     format!(
         "From: Alice Agent <{AGENT}>\r\nTo: {reply_to}\r\nSubject: Re: {subject}\r\n\
          Message-ID: <{id}@agent.test>\r\nIn-Reply-To: <{parent}>\r\nReferences: <{parent}>\r\n\
@@ -76,47 +76,11 @@ fn agent_mail(notification: &ParsedMail) -> Vec<u8> {
     .into_bytes()
 }
 
-fn b64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for (i, chunk) in bytes.chunks(3).enumerate() {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for j in 0..4 {
-            if j <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * j) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-        if i % 19 == 18 {
-            out.push_str("\r\n");
-        }
-    }
-    out
-}
-
 fn png_bytes() -> Vec<u8> {
-    let lookup = |c: u8| {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-            .iter()
-            .position(|&x| x == c)
-            .map(|p| p as u32)
-    };
-    let clean: Vec<u32> = PNG_BASE64.bytes().filter_map(lookup).collect();
-    let mut out = Vec::new();
-    for chunk in clean.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, v)| n | v << (18 - 6 * i));
-        out.extend(n.to_be_bytes()[1..chunk.len()].iter());
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(PNG_BASE64)
+        .expect("the PNG is base64")
 }
 
 /// Submits as the agent from their own client (submission, STARTTLS, AUTH).
@@ -245,7 +209,7 @@ async fn the_relayed_reply_and_a_notification_render_in_a_real_browser() {
         let data = format!(
             "data:{};base64,{}",
             a.media_type,
-            b64(&a.bytes).replace("\r\n", "")
+            base64_lines(&a.bytes).replace("\r\n", "")
         );
         reply_html = reply_html.replace(&cid, &data);
     }

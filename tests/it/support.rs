@@ -196,6 +196,18 @@ pub async fn append(stack: &Stack, support: &str, mails: &[(&Vec<u8>, bool)]) {
     let _ = session.logout().await;
 }
 
+/// `bytes` in base64, 76 characters a line with CRLF, as mail carries it.
+pub fn base64_lines(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let flat = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let lines: Vec<&str> = flat
+        .as_bytes()
+        .chunks(76)
+        .map(|line| std::str::from_utf8(line).expect("base64 is ASCII"))
+        .collect();
+    lines.join("\r\n")
+}
+
 /// A string unique in this test run.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

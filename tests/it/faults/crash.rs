@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use super::backlog::{self, Backlog};
 use super::rig::{Config, DaemonProcess, Log, append_all, db_count_or_zero, within};
 use super::stack::PrivateStack;
-use crate::support::temp_dir;
+use crate::support::{base64_lines, temp_dir};
 
 const BACKLOG: usize = 1000;
 const KILLS: usize = 10;
@@ -181,30 +181,6 @@ fn mail_with_attachment(from: &str, to: &str, subject: &str, seed: u64, size: us
         crate::support::unique("att")
     )
     .into_bytes()
-}
-
-fn base64_lines(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 38);
-    for (i, chunk) in bytes.chunks(3).enumerate() {
-        if i > 0 && i % 19 == 0 {
-            out.push_str("\r\n");
-        }
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if k <= chunk.len() {
-                out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn wal_size(db: &Path) -> u64 {

@@ -1,6 +1,7 @@
 //! Private mail stacks: `scripts/mailstack start` in a short directory
 //! under /tmp on a free port base, for the tests that stop Dovecot or
-//! Postfix (the shared stack is never touched). Stopped, and the directory
+//! Postfix or need Dovecot configured otherwise (OAuth2); the shared stack
+//! is never touched. Stopped, and the directory
 //! removed, on drop, also when the test panics.
 
 use std::collections::BTreeMap;
@@ -15,8 +16,14 @@ fn mailstack_script() -> PathBuf {
 
 /// Runs `scripts/mailstack ARGS` (blocking): its stdout, or why it failed.
 fn mailstack(args: &[&str]) -> Result<String, String> {
+    mailstack_with(&[], args)
+}
+
+/// [`mailstack`] with `env` added (e.g. `MAILSTACK_OAUTH_URL` at `start`).
+fn mailstack_with(env: &[(&str, &str)], args: &[&str]) -> Result<String, String> {
     let out = Command::new(mailstack_script())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run scripts/mailstack: {e}"))?;
@@ -40,12 +47,20 @@ pub struct PrivateStack {
 
 impl PrivateStack {
     pub async fn start() -> PrivateStack {
-        tokio::task::spawn_blocking(Self::start_blocking)
+        Self::start_with(Vec::new()).await
+    }
+
+    /// [`PrivateStack::start`] with `env` for `scripts/mailstack start`
+    /// (`MAILSTACK_OAUTH_URL`: Dovecot also takes XOAUTH2, each token checked
+    /// at that introspection URL).
+    pub async fn start_with(env: Vec<(&'static str, String)>) -> PrivateStack {
+        tokio::task::spawn_blocking(move || Self::start_blocking(&env))
             .await
             .expect("starting the private stack did not panic")
     }
 
-    fn start_blocking() -> PrivateStack {
+    fn start_blocking(env: &[(&str, String)]) -> PrivateStack {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut last_error = String::new();
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
@@ -54,7 +69,8 @@ impl PrivateStack {
                 .expect("a temp dir under /tmp")
                 .keep();
             let started = mailstack(&["free-base"]).and_then(|base| {
-                mailstack(&["start", dir.to_str().expect("a UTF-8 path"), base.trim()])
+                let path = dir.to_str().expect("a UTF-8 path");
+                mailstack_with(&env, &["start", path, base.trim()])
             });
             match started {
                 Ok(_) => {
@@ -79,6 +95,30 @@ impl PrivateStack {
             .await
             .expect("mailstack did not panic")
             .unwrap_or_else(|err| panic!("{err}"));
+    }
+
+    /// Ends `user`'s IMAP sessions (`doveadm kick`): a client must log in
+    /// again.
+    pub async fn kick(&self, user: &str) {
+        let config = self.dir.join("dovecot/dovecot.conf");
+        let user = user.to_string();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("doveadm")
+                .arg("-c")
+                .arg(config)
+                .args(["kick", &user])
+                .stdin(Stdio::null())
+                .output()
+        })
+        .await
+        .expect("doveadm did not panic")
+        .expect("doveadm runs");
+        // Exit 68 (EX_NOUSER): nobody was logged in; fine between logins.
+        assert!(
+            out.status.success() || out.status.code() == Some(68),
+            "doveadm kick: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub async fn stop_dovecot(&self) {

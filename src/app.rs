@@ -43,7 +43,7 @@ pub struct App {
 /// Opens the store and the pipeline: what both the daemon and the
 /// one-shot commands need.
 pub fn open_store(settings: &Settings) -> anyhow::Result<(Arc<Store>, Arc<Pipeline>)> {
-    let store = Store::open(&settings.database.path)?;
+    let store = Store::connect(&settings.database)?;
     let secret = if settings.support.secret.is_empty() {
         store.installation_secret()?
     } else {
@@ -124,14 +124,33 @@ impl App {
                 account: queue.imap.username.clone(),
                 checkpoint_key: queue.checkpoint_key(),
             });
-            tracker.spawn(crate::imap::run(
+            let (imap, limits) = (
                 queue.imap.clone(),
                 crate::imap::FetchLimits::new(self.settings.limits.max_message_bytes),
-                sink,
+            );
+            let watched = Arc::clone(&status);
+            // Read only while this daemon holds the mailbox's lease.
+            tracker.spawn(crate::lease::run_leased(
+                Arc::clone(&self.store),
+                queue.checkpoint_key(),
                 status,
                 shutdown.clone(),
+                move |stop| {
+                    crate::imap::run(
+                        imap.clone(),
+                        limits,
+                        Arc::clone(&sink),
+                        Arc::clone(&watched),
+                        stop,
+                    )
+                },
             ));
         }
+        tracker.spawn(crate::lease::heartbeat(
+            Arc::clone(&self.store),
+            Arc::clone(&self.outbox_wake),
+            shutdown.clone(),
+        ));
         if let Some(listener) = self.lmtp.take() {
             let ctx = crate::lmtp::Context {
                 store: Arc::clone(&self.store),

@@ -30,6 +30,7 @@ pub mod domain;
 pub mod imap;
 pub mod ingest;
 pub mod intake;
+pub mod lease;
 pub mod lmtp;
 pub mod logging;
 pub mod oauth;

@@ -9,16 +9,26 @@ use tracing_subscriber::EnvFilter;
 /// The default when `RUST_LOG` is unset.
 const DEFAULT: &str = "info,refinery_core=warn";
 
-/// Crates held at info: they log protocol lines that carry secrets.
-const HELD_AT_INFO: [&str; 5] = ["lettre", "async_imap", "hyper", "hyper_util", "rustls"];
+/// Crates held at a level: they log protocol lines that carry secrets
+/// (tokio_postgres logs each statement's parameters at debug; postgres
+/// logs the server's NOTICEs at info).
+const HELD_AT: [(&str, &str); 7] = [
+    ("lettre", "info"),
+    ("async_imap", "info"),
+    ("hyper", "info"),
+    ("hyper_util", "info"),
+    ("rustls", "info"),
+    ("postgres", "warn"),
+    ("tokio_postgres", "warn"),
+];
 
 /// The filter from `rust_log` (the `RUST_LOG` value, if any).
 pub fn filter(rust_log: Option<&str>) -> EnvFilter {
     let mut filter = rust_log
         .and_then(|value| EnvFilter::try_new(value).ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT));
-    for target in HELD_AT_INFO {
-        if let Ok(directive) = format!("{target}=info").parse() {
+    for (target, level) in HELD_AT {
+        if let Ok(directive) = format!("{target}={level}").parse() {
             filter = filter.add_directive(directive);
         }
     }

@@ -51,6 +51,14 @@ enum Command {
     Run,
     /// Create or upgrade the database, then exit.
     Migrate,
+    /// Copy the SQLite desk (database.path) into an empty PostgreSQL
+    /// database, compare counts and a raw-mail checksum; exit 1 if any differ.
+    MigrateDb {
+        /// The target: postgres://USER:PASSWORD@HOST:PORT/DB (or from the
+        /// environment, which keeps the password out of the process list).
+        #[arg(long, env = "POSTDESK_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+    },
     /// Print the effective configuration (secrets as ***); exit 2 if invalid.
     CheckConfig,
     /// Ingest one raw mail from FILE, or from standard input with `-`.
@@ -261,17 +269,34 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The database as an operator names it: the SQLite file, or the
+/// PostgreSQL server and database (never the password).
+fn database_name(db: &postdesk::settings::DatabaseSettings) -> String {
+    if db.url.is_empty() {
+        return db.path.display().to_string();
+    }
+    match db.url.expose().parse::<postgres::Config>() {
+        Ok(config) => format!(
+            "PostgreSQL database {} on {:?}",
+            config.get_dbname().unwrap_or("(default)"),
+            config.get_hosts()
+        ),
+        Err(_) => "the PostgreSQL database".to_string(),
+    }
+}
+
 fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run => run_daemon(settings),
         Command::Migrate => {
-            let applied = Store::migrate(&settings.database.path)?;
+            let applied = Store::migrate_database(&settings.database)?;
             println!(
                 "{applied} migrations applied to {}",
-                settings.database.path.display()
+                database_name(&settings.database)
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::MigrateDb { to } => postdesk::cli::migrate_db::run(&settings, &to),
         Command::CheckConfig => {
             if let Err(err) = postdesk::outbound::templates::Templates::load(&settings) {
                 eprintln!("postdesk: {err}");
@@ -297,6 +322,11 @@ fn dispatch(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         } => rotate_links(&settings, &number),
         Command::Quarantine { command } => quarantine(&settings, command, Kept::Fault),
         Command::Ignored { command } => quarantine(&settings, command, Kept::Ignored),
+        Command::Backup { .. } | Command::Restore { .. } if !settings.database.url.is_empty() => {
+            anyhow::bail!(
+                "backup and restore copy the SQLite file; with PostgreSQL (database.url) use pg_dump and pg_restore"
+            )
+        }
         Command::Backup { file } => {
             let report = postdesk::store::backup(&settings.database.path, &file)?;
             let (db, file) = (settings.database.path.display(), file.display());

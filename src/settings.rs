@@ -149,6 +149,10 @@ pub struct SmtpSettings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub path: PathBuf,
+    /// `postgres://…` selects PostgreSQL; empty keeps SQLite at `path`
+    /// (which still places the files kept beside the database).
+    #[serde(default)]
+    pub url: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -388,6 +392,13 @@ impl Settings {
         }
         if self.database.path.as_os_str().is_empty() {
             return invalid("database.path", "must not be empty");
+        }
+        let url = self.database.url.expose();
+        if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return invalid(
+                "database.url",
+                "must be empty (SQLite at database.path) or start with postgres://",
+            );
         }
         if self.limits.max_message_bytes < 1024 {
             return invalid("limits.max_message_bytes", "must be at least 1024");

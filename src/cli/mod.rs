@@ -6,6 +6,7 @@
 
 pub mod import;
 pub mod ingest;
+pub mod migrate_db;
 pub mod oauth;
 pub mod outbox;
 pub mod search;

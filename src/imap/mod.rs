@@ -100,11 +100,30 @@ pub struct ImapStatus {
     /// The mailbox's OAuth2 token source when IMAP or SMTP logs in with
     /// XOAUTH2: the watcher logs in with it, `/metrics` reports its health.
     pub oauth: Option<std::sync::Arc<crate::oauth::TokenSource>>,
+    /// The mailbox's lease (`crate::lease`): who reads it (this daemon or
+    /// another sharing the database); `None` until first asked.
+    pub lease: std::sync::Mutex<Option<LeaseState>>,
+}
+
+/// Who holds a mailbox's lease, as this daemon last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    pub held_here: bool,
+    pub holder: String,
 }
 
 impl ImapStatus {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The lease as last seen (a poisoned lock still holds a valid value).
+    pub fn lease(&self) -> Option<LeaseState> {
+        self.lease.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_lease(&self, state: LeaseState) {
+        *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
     }
 
     pub fn is_connected(&self) -> bool {

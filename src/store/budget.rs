@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use super::db::Tx;
 
 use super::inflight::CRASHED_REASON;
 use crate::imap::FetchedMail;
@@ -192,7 +192,7 @@ pub(super) fn prepare_contained(pipeline: &Pipeline, raw: &[u8]) -> std::thread:
 /// The content hashes of the mails quarantined for time or because the
 /// process died on them (few: only hostile mail lands there): fetched
 /// again, they are not prepared again.
-pub(super) fn known_slow(tx: &Connection) -> anyhow::Result<HashSet<String>> {
+pub(super) fn known_slow(tx: &Tx) -> anyhow::Result<HashSet<String>> {
     let mut statement = tx.prepare_cached(
         "SELECT r.sha256 FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id
          WHERE q.kind = 'fault' AND (q.reason LIKE ?1 OR q.reason = ?2)",
@@ -201,7 +201,7 @@ pub(super) fn known_slow(tx: &Connection) -> anyhow::Result<HashSet<String>> {
     let rows = statement.query_map([over_budget.as_str(), CRASHED_REASON], |r| {
         r.get::<_, String>(0)
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 /// The quarantine reason of a mail whose `step` took longer than `budget`.

@@ -15,9 +15,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::db::{Backend, Tx};
+use crate::sql_params as params;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -53,6 +54,12 @@ struct Doomed {
     outbox: Vec<(i64, String)>,
 }
 
+/// PostgreSQL keeps a deleted row's bytes in its pages until they are
+/// rewritten: VACUUM FULL rewrites the tables that hold a person's data.
+/// (Its WAL segments age out with the server's own recycling.)
+const PG_REWRITE: &str = "VACUUM FULL raw_mails, messages, message_search, participants, tickets,
+    attachments, outbox, quarantine, access_tokens";
+
 impl Store {
     /// Erases every trace of `address` that is the person's own data; with
     /// `dry_run` only counts. The caller checks that it is an address.
@@ -63,14 +70,17 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<ErasureReport> {
         let address = address.trim().to_lowercase();
-        let mut conn = self.write();
-        conn.pragma_update(None, "secure_delete", true)?;
+        let conn = self.write()?;
+        let sqlite = conn.backend() == Backend::Sqlite;
+        if sqlite {
+            conn.plain().execute_batch("PRAGMA secure_delete = ON")?;
+        }
         let result = (|| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = conn.begin()?;
             let doomed = pick(&tx, &address)?;
             let mut report = delete(&tx, &address, &doomed)?;
             if dry_run {
-                tx.rollback()?;
+                drop(tx); // rolls back
                 report.journal_entries = journal_matches(&self.path, &doomed, false)?;
                 return Ok(report);
             }
@@ -85,16 +95,23 @@ impl Store {
         let mut report = match result {
             Ok(report) => report,
             Err(err) => {
-                let _ = conn.pragma_update(None, "secure_delete", false);
+                if sqlite {
+                    let _ = conn.plain().execute_batch("PRAGMA secure_delete = OFF");
+                }
                 return Err(err);
             }
         };
         if !dry_run {
-            conn.execute_batch("VACUUM")
+            conn.plain()
+                .execute_batch(if sqlite { "VACUUM" } else { PG_REWRITE })
                 .context("the rows are erased, but VACUUM failed; run `postdesk erase` again")?;
-            report.wal_truncated = Some(truncate_wal(&conn)?);
+            if sqlite {
+                report.wal_truncated = Some(truncate_wal(&conn.plain())?);
+            }
         }
-        conn.pragma_update(None, "secure_delete", false)?;
+        if sqlite {
+            conn.plain().execute_batch("PRAGMA secure_delete = OFF")?;
+        }
         Ok(report)
     }
 }
@@ -104,12 +121,12 @@ fn address_hash(address: &str) -> String {
     hex::encode(Sha256::digest(address.trim().to_lowercase().as_bytes()))
 }
 
-fn pick(tx: &Connection, address: &str) -> anyhow::Result<Doomed> {
+fn pick(tx: &Tx, address: &str) -> anyhow::Result<Doomed> {
     let mut d = Doomed::default();
     let ints = |sql: &str| -> anyhow::Result<Vec<i64>> {
         let mut stmt = tx.prepare(sql)?;
         let rows = stmt.query_map([address], |r| r.get(0))?;
-        Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+        rows.collect::<Result<Vec<i64>, _>>()
     };
     d.tickets = ints("SELECT number FROM tickets WHERE lower(requester) = ?1")?;
     // The person's tickets whole, and the person's own mails elsewhere.
@@ -140,24 +157,30 @@ fn pick(tx: &Connection, address: &str) -> anyhow::Result<Doomed> {
     }
     // Quarantined mail was never parsed into rows: the bytes are searched.
     let needle = address.as_bytes();
-    let mut stmt = tx.prepare(
-        "SELECT q.id, q.raw_mail_id, r.bytes FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let bytes: &[u8] = row.get_ref(2)?.as_blob()?;
+    // One mail's bytes at a time: the quarantine may hold many large ones.
+    let kept: Vec<(i64, i64)> = tx
+        .query_map("SELECT id, raw_mail_id FROM quarantine", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (id, raw_mail_id) in kept {
+        let bytes: Vec<u8> = tx.query_row(
+            "SELECT bytes FROM raw_mails WHERE id = ?1",
+            [raw_mail_id],
+            |r| r.get(0),
+        )?;
         if bytes
             .windows(needle.len().max(1))
             .any(|w| w.eq_ignore_ascii_case(needle))
         {
-            d.quarantine.push(row.get(0)?);
-            d.raw_mails.insert(row.get(1)?);
+            d.quarantine.push(id);
+            d.raw_mails.insert(raw_mail_id);
         }
     }
     Ok(d)
 }
 
-fn delete(tx: &Connection, address: &str, d: &Doomed) -> anyhow::Result<ErasureReport> {
+fn delete(tx: &Tx, address: &str, d: &Doomed) -> anyhow::Result<ErasureReport> {
     let mut r = ErasureReport::default();
     let mut shas = BTreeSet::new();
     for id in &d.messages {
@@ -246,7 +269,7 @@ fn journal_matches(database: &Path, d: &Doomed, remove: bool) -> anyhow::Result<
 
 /// Empties the WAL so that it keeps no page from before the erasure; a
 /// running daemon's reader may hold it for a moment.
-fn truncate_wal(conn: &Connection) -> anyhow::Result<bool> {
+fn truncate_wal(conn: &Tx) -> anyhow::Result<bool> {
     for _ in 0..25 {
         let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
         if busy == 0 {

@@ -10,8 +10,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::db::Tx;
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
 
 use super::Store;
 use super::budget::{self, Preparer, Step};
@@ -76,8 +77,8 @@ impl Store {
     ) -> anyhow::Result<IngestReport> {
         // Owned, so that a 25 MB mail from the pipe is not copied again.
         let mails: Arc<[FetchedMail]> = Arc::from(vec![mail]);
-        let mut conn = self.write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let mut inflight = Inflight::open(&self.path)?;
         let report = ingest_all(
             &tx,
@@ -140,8 +141,8 @@ impl Store {
     ) -> anyhow::Result<Vec<IngestReport>> {
         let (mailbox, uidvalidity, checkpoint) = at;
         let mails: Arc<[FetchedMail]> = mails.into();
-        let mut conn = self.write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let mut inflight = Inflight::open(&self.path)?;
         let reports = ingest_all(&tx, pipeline, &mails, &mut inflight, source, now)?;
         if let Some(last) = checkpoint {
@@ -149,7 +150,9 @@ impl Store {
                 "INSERT INTO imap_checkpoints (mailbox, uidvalidity, last_uid, updated_at)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = ?2,
-                   last_uid = max(CASE WHEN uidvalidity = ?2 THEN last_uid ELSE 0 END, ?3),
+                   last_uid = CASE WHEN imap_checkpoints.uidvalidity = ?2
+                                    AND imap_checkpoints.last_uid > ?3
+                                   THEN imap_checkpoints.last_uid ELSE ?3 END,
                    updated_at = ?4",
             )?
             .execute(params![mailbox, uidvalidity, last, now])?;
@@ -166,7 +169,7 @@ impl Store {
 /// budget is quarantined, its thread abandoned (it ends by itself: every
 /// step is linear) and a fresh one prepares the mails after it.
 fn ingest_all(
-    tx: &Connection,
+    tx: &Tx,
     pipeline: &Pipeline,
     mails: &Arc<[FetchedMail]>,
     inflight: &mut Inflight,
@@ -260,7 +263,7 @@ fn next_step(
 
 /// One prepared mail (or what stands for it) inside the transaction.
 fn ingest_step(
-    tx: &Connection,
+    tx: &Tx,
     pipeline: &Pipeline,
     raw: &[u8],
     step: Step,
@@ -282,7 +285,7 @@ fn ingest_step(
 /// `stored_size` is the size kept with the bytes: larger than `raw` when
 /// only the header of an oversize mail was fetched.
 pub(super) fn ingest_one(
-    tx: &Connection,
+    tx: &Tx,
     pipeline: &Pipeline,
     raw: &[u8],
     stored_size: u64,
@@ -301,7 +304,7 @@ pub(super) fn ingest_one(
 /// panicked). Deciding and writing is timed: over the budget, it is rolled
 /// back and the mail quarantined, so a restart does not run it again.
 fn ingest_prepared(
-    tx: &Connection,
+    tx: &Tx,
     pipeline: &Pipeline,
     raw: &[u8],
     prepared: std::thread::Result<Prepared>,
@@ -350,7 +353,7 @@ fn ingest_prepared(
 /// Date with nothing sent (see [`crate::ingest::history`]); a ticket it
 /// makes is closed, as the conversation it records is over.
 fn write_history(
-    tx: &Connection,
+    tx: &Tx,
     pipeline: &Pipeline,
     mail: &RawMail,
     prepared: Prepared,
@@ -370,7 +373,7 @@ fn write_history(
 /// Quarantines a mail that failed (an error, a panic, over the budget)
 /// under its content hash, unless it is there already.
 fn keep_failed(
-    tx: &Connection,
+    tx: &Tx,
     mail: &RawMail,
     failure: String,
     now: DateTime<Utc>,

@@ -2,8 +2,9 @@
 //! and resolved tickets closing by themselves after `autoclose_days`. Each
 //! change queues the customer's status email in the same transaction.
 
+use super::db::Tx;
+use crate::sql_params as params;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{Connection, params};
 
 use super::Store;
 use super::lookup::ticket_info;
@@ -23,8 +24,8 @@ impl Store {
         note: Option<&str>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<Status>> {
-        let mut conn = self.write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let old = change_status(&tx, pipeline, number, status, now)?;
         if let (Some(_), Some(text)) = (old, note) {
             let id = format!(
@@ -62,8 +63,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<TicketNumber>> {
         let cutoff = now - Duration::milliseconds((days * 86_400_000.0) as i64);
-        let mut conn = self.write();
-        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let due: Vec<TicketNumber> = {
             let mut stmt = tx.prepare_cached(
                 "SELECT number FROM tickets WHERE status = 'resolved' AND last_activity_at < ?1
@@ -94,7 +95,7 @@ impl Store {
 /// Moves one ticket to `status` and queues the status email, unless it is
 /// already there.
 fn change_status(
-    tx: &Connection,
+    tx: &Tx,
     pipeline: &Pipeline,
     number: TicketNumber,
     status: Status,
@@ -123,8 +124,8 @@ mod tests {
     use super::*;
     use crate::domain::Role;
     use crate::store::MailSource;
+    use crate::store::db::OptionalExtension;
     use crate::tokens::Purpose;
-    use rusqlite::OptionalExtension;
 
     const AGENT: &str = "alice@support.test";
 
@@ -156,7 +157,7 @@ mod tests {
     }
 
     fn role(store: &Store, ticket: i64, address: &str) -> Option<Role> {
-        let conn = store.write();
+        let conn = store.write().unwrap();
         let role: Option<String> = conn
             .query_row(
                 "SELECT role FROM participants WHERE ticket_number = ?1 AND address = ?2",
@@ -177,6 +178,8 @@ mod tests {
         }
         store
             .write()
+            .unwrap()
+            .plain()
             .execute_batch(
                 "UPDATE tickets SET status = 'resolved', last_activity_at = '2020-01-01T00:00:00Z';
              UPDATE tickets SET requester = 'x@' WHERE number = 2;",
@@ -187,6 +190,7 @@ mod tests {
         let status = |n: i64| -> String {
             store
                 .write()
+                .unwrap()
                 .query_row("SELECT status FROM tickets WHERE number = ?1", [n], |r| {
                     r.get(0)
                 })
@@ -205,6 +209,8 @@ mod tests {
         new_ticket(&store, &pipeline, "ann@customer.test", 1);
         store
             .write()
+            .unwrap()
+            .plain()
             .execute_batch(
                 "INSERT INTO participants (ticket_number, address, role) VALUES
                (1, '@evil.test', 'cc'), (1, 'x@', 'cc'), (1, 'a@b@c.test', 'cc'),
@@ -223,6 +229,7 @@ mod tests {
         assert_eq!(old, Some(Status::New));
         let recipients: String = store
             .write()
+            .unwrap()
             .query_row(
                 "SELECT recipients FROM outbox WHERE kind = 'status'",
                 [],

@@ -5,8 +5,9 @@
 //! link of each, in one transaction. Only the tokens' hashes are stored;
 //! the clear tokens are returned once, to be printed, and never kept.
 
+use super::db::OptionalExtension;
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 
 use super::Store;
 use crate::domain::TicketNumber;
@@ -36,8 +37,8 @@ impl Store {
     ) -> anyhow::Result<Option<RotatedLinks>> {
         let ticket_token = random_token()?;
         let requester_token = random_token()?;
-        let mut conn = self.write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let requester: Option<String> = tx
             .query_row(
                 "SELECT requester FROM tickets WHERE number = ?1",

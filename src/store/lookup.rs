@@ -5,17 +5,17 @@
 //! without checking is skipped with a warning, never an error that stops
 //! a mail (issue 17).
 
+use super::db::{Backend, OptionalExtension, Tx};
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::types::{ToSql, ToSqlOutput};
-use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::domain::{Address, Status, TicketNumber};
+use crate::domain::{Status, TicketNumber};
 use crate::ingest::apply::{IngestLookup, TicketInfo};
 use crate::ingest::parse::Mailbox;
 use crate::ingest::thread::ThreadLookup;
 
 /// The pipeline's view of the store, inside the write transaction.
-pub(super) struct TxLookup<'a>(pub(super) &'a Connection);
+pub(super) struct TxLookup<'a>(pub(super) &'a Tx<'a>);
 
 impl ThreadLookup for TxLookup<'_> {
     fn is_seen(&self, dedup_key: &str) -> anyhow::Result<bool> {
@@ -28,11 +28,10 @@ impl ThreadLookup for TxLookup<'_> {
     }
 
     fn ticket_of_message(&self, message_id: &str) -> anyhow::Result<Option<TicketNumber>> {
-        Ok(self
-            .0
+        self.0
             .prepare_cached("SELECT ticket_number FROM messages WHERE message_id = ?1")?
             .query_row([message_id], |r| r.get(0).map(TicketNumber))
-            .optional()?)
+            .optional()
     }
 
     fn participants(&self, ticket: TicketNumber) -> anyhow::Result<Option<Vec<String>>> {
@@ -54,7 +53,16 @@ impl ThreadLookup for TxLookup<'_> {
 }
 
 impl IngestLookup for TxLookup<'_> {
+    /// SQLite: one past the highest, under its single writer. PostgreSQL:
+    /// the `ticket_numbers` sequence, as several daemons write at once (a
+    /// number taken by a mail that is then rolled back stays unused).
     fn next_ticket_number(&self) -> anyhow::Result<TicketNumber> {
+        if self.0.backend() == Backend::Postgres {
+            let next: i64 = self
+                .0
+                .query_row("SELECT nextval('ticket_numbers')", [], |r| r.get(0))?;
+            return Ok(TicketNumber(next));
+        }
         let max: i64 = self
             .0
             .prepare_cached("SELECT coalesce(max(number), 0) FROM tickets")?
@@ -67,29 +75,24 @@ impl IngestLookup for TxLookup<'_> {
     }
 
     fn ticket_queue(&self, ticket: TicketNumber) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .0
+        self.0
             .prepare_cached("SELECT queue FROM tickets WHERE number = ?1")?
             .query_row([ticket.0], |r| r.get(0))
-            .optional()?)
+            .optional()
     }
 
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32> {
-        Ok(self
-            .0
+        self.0
             .prepare_cached(
                 "SELECT count(*) FROM outbox WHERE recipients = ?1 AND automatic = 1
              AND created_at >= ?2",
             )?
-            .query_row(params![address, since], |r| r.get(0))?)
+            .query_row(params![address, since], |r| r.get(0))
     }
 }
 
 /// A ticket as follow-ups, agents' replies and status mails see it.
-pub(super) fn ticket_info(
-    c: &Connection,
-    ticket: TicketNumber,
-) -> anyhow::Result<Option<TicketInfo>> {
+pub(super) fn ticket_info(c: &Tx, ticket: TicketNumber) -> anyhow::Result<Option<TicketInfo>> {
     let row = c
         .prepare_cached(
             "SELECT subject, status, requester, requester_name, last_activity_at, queue
@@ -156,20 +159,13 @@ fn checked(ticket: TicketNumber, address: &str, name: Option<&str>) -> Option<Ma
     }
 }
 
-/// Addresses are stored as their text.
-impl ToSql for Address {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_stored_cc_that_is_not_valid_is_left_out_not_an_error() {
-        let c = Connection::open_in_memory().unwrap();
+        let c = rusqlite::Connection::open_in_memory().unwrap();
         c.execute_batch(
             "CREATE TABLE tickets (number INTEGER PRIMARY KEY, subject TEXT, status TEXT,
                requester TEXT, requester_name TEXT, last_activity_at TEXT, queue TEXT);
@@ -184,6 +180,7 @@ mod tests {
                (1, 'mallory@evil.test', NULL, 'proposed');",
         )
         .unwrap();
+        let c = Tx::lite(&c);
         let info = ticket_info(&c, TicketNumber(1)).unwrap().unwrap();
         let cc: Vec<&str> = info.cc.iter().map(|m| m.address.as_str()).collect();
         assert_eq!(cc, vec!["carol@customer.test"]);

@@ -1,5 +1,5 @@
-//! Store: the only place that speaks SQL. SQLite in WAL mode with a busy
-//! timeout; one writer connection behind a mutex (each API call is one
+//! Store: the only place that speaks SQL, SQLite or PostgreSQL through
+//! one portable surface (`db`). SQLite in WAL mode with a busy timeout; one writer connection behind a mutex (each API call is one
 //! transaction) and a small pool of reader connections. The API is named
 //! by intent (`ingest_batch`, `claim_outbox`, `record_delivery`,
 //! `ticket_page`) so that another backend could sit behind it. Calls are
@@ -8,9 +8,12 @@
 mod backup;
 mod budget;
 mod checkpointer;
+mod copy;
+pub(crate) mod db;
 mod erase;
 mod inflight;
 mod ingest;
+mod leases;
 mod lifecycle;
 mod links;
 mod lookup;
@@ -24,8 +27,10 @@ mod tickets;
 mod write;
 
 pub use backup::{BackupReport, RestoreReport, backup, restore};
+pub use copy::{CopyReport, TableCount, copy_to_postgres};
 pub use erase::ErasureReport;
 pub use ingest::{IngestReport, MailSource};
+pub use leases::LeaseHolder;
 pub use links::RotatedLinks;
 pub use outbox::{DeliveryResult, OutboxEntry, OutboxItem, OutboxRetry};
 pub use pages::{AgentTicket, AttachmentFile, StoreMetrics};
@@ -45,50 +50,71 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
-mod embedded {
-    refinery::embed_migrations!("migrations");
+pub use db::Backend;
+use db::{Conn, OptionalExtension, PgConn, Tx};
+
+mod embedded_sqlite {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+mod embedded_postgres {
+    refinery::embed_migrations!("migrations/postgres");
 }
 
 /// Reader connections kept open for reuse; callers that bound their reads
 /// in flight to this many never open one per request.
 pub const READER_POOL: usize = 8;
 
+/// Where the database is: a SQLite file, or a PostgreSQL server.
+enum Engine {
+    Sqlite,
+    Postgres(Box<postgres::Config>),
+}
+
 /// A handle on the database; cheap to share behind an `Arc`.
 pub struct Store {
+    /// The SQLite file, or (PostgreSQL) the path files kept beside the
+    /// database are placed by (the sent journal, the in-flight marker).
     path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    engine: Engine,
+    /// This daemon's name among those sharing the database (host, pid and
+    /// a random part): it holds leases and claims outbox rows.
+    instance: String,
+    /// One writer at a time in this process; with PostgreSQL, other
+    /// processes write beside it (their own transactions).
+    writer: Mutex<Option<Conn>>,
+    readers: Mutex<Vec<Conn>>,
     /// Last: its connection, closed after the others, checkpoints at exit.
-    checkpointer: checkpointer::Checkpointer,
+    /// SQLite only.
+    checkpointer: Option<checkpointer::Checkpointer>,
     /// A shared lock on `DATABASE.lock` for the store's lifetime: `restore`
     /// takes it exclusively, so it never replaces a database in use.
-    _in_use: std::fs::File,
+    _in_use: Option<std::fs::File>,
 }
 
 /// The writer connection, held; releasing it wakes the checkpointer.
 struct WriteGuard<'a> {
-    conn: MutexGuard<'a, Connection>,
-    checkpointer: &'a checkpointer::Checkpointer,
+    conn: MutexGuard<'a, Option<Conn>>,
+    checkpointer: Option<&'a checkpointer::Checkpointer>,
 }
 
 impl std::ops::Deref for WriteGuard<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for WriteGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Connection {
-        &mut self.conn
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        // `write` fills the slot before handing out the guard.
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the writer slot is filled"))
     }
 }
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        self.checkpointer.committed();
+        if let Some(checkpointer) = self.checkpointer {
+            checkpointer.committed();
+        }
     }
 }
 
@@ -112,8 +138,83 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
 }
 
 impl Store {
-    /// Opens (or creates) the database and runs pending migrations.
+    /// Opens the database the settings name: PostgreSQL when
+    /// `database.url` is set, else the SQLite file at `database.path`.
+    pub fn connect(settings: &crate::settings::DatabaseSettings) -> anyhow::Result<Store> {
+        if settings.url.is_empty() {
+            return Store::open(&settings.path);
+        }
+        let config: postgres::Config = settings
+            .url
+            .expose()
+            .parse()
+            .context("database.url is not a valid PostgreSQL URL")?;
+        let store = Store {
+            path: settings.path.clone(),
+            engine: Engine::Postgres(Box::new(config)),
+            instance: instance_name()?,
+            writer: Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+            checkpointer: None,
+            _in_use: None,
+        };
+        store.migrate_postgres()?;
+        Ok(store)
+    }
+
+    /// Runs pending migrations on the database the settings name; returns
+    /// how many were applied.
+    pub fn migrate_database(settings: &crate::settings::DatabaseSettings) -> anyhow::Result<usize> {
+        if settings.url.is_empty() {
+            return Store::migrate(&settings.path);
+        }
+        let store = Store::connect(settings)?;
+        store.migrate_postgres()
+    }
+
+    fn migrate_postgres(&self) -> anyhow::Result<usize> {
+        let conn = self.open_conn()?;
+        let Conn::Pg(pg) = &conn else {
+            anyhow::bail!("not a PostgreSQL store");
+        };
+        let applied = pg.run(|client| -> anyhow::Result<usize> {
+            // Several daemons may start at once: one migrates, the others wait.
+            client.batch_execute("SELECT pg_advisory_lock(7275636)")?;
+            let report = embedded_postgres::migrations::runner()
+                .set_grouped(true)
+                .run(client)
+                .context("cannot migrate the PostgreSQL database");
+            client.batch_execute("SELECT pg_advisory_unlock(7275636)")?;
+            Ok(report?.applied_migrations().len())
+        })??;
+        Ok(applied)
+    }
+
+    /// This daemon's name among those sharing the database.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Which database this store speaks.
+    pub fn backend(&self) -> Backend {
+        match self.engine {
+            Engine::Sqlite => Backend::Sqlite,
+            Engine::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Opens (or creates) the SQLite database and runs pending migrations.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
+        #[cfg(test)]
+        if let Some(store) = test_postgres::store_beside(path)? {
+            return Ok(store);
+        }
+        Store::open_file(path)
+    }
+
+    /// [`Store::open`] on the SQLite file itself, whatever the tests'
+    /// backend (tests of SQLite-only paths use it).
+    pub(crate) fn open_file(path: &Path) -> anyhow::Result<Store> {
         let in_use = backup::hold_shared(path)?;
         create_private(path)?;
         let mut writer = Connection::open(path)
@@ -129,7 +230,7 @@ impl Store {
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .context("cannot switch the database to WAL mode")?;
-        embedded::migrations::runner()
+        embedded_sqlite::migrations::runner()
             .set_grouped(true)
             .run(&mut writer)
             .context("cannot migrate the database")?;
@@ -138,41 +239,32 @@ impl Store {
         let checkpointer = checkpointer::Checkpointer::start(path)?;
         Ok(Store {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            engine: Engine::Sqlite,
+            instance: instance_name()?,
+            writer: Mutex::new(Some(Conn::Lite(writer))),
             readers: Mutex::new(Vec::new()),
-            checkpointer,
-            _in_use: in_use,
+            checkpointer: Some(checkpointer),
+            _in_use: Some(in_use),
         })
     }
 
-    /// Runs pending migrations only; returns how many were applied.
+    /// Runs pending SQLite migrations only; returns how many were applied.
     pub fn migrate(path: &Path) -> anyhow::Result<usize> {
         let _in_use = backup::hold_shared(path)?;
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&conn)?;
-        let report = embedded::migrations::runner()
+        let report = embedded_sqlite::migrations::runner()
             .set_grouped(true)
             .run(&mut conn)
             .context("cannot migrate the database")?;
         Ok(report.applied_migrations().len())
     }
 
-    fn write(&self) -> WriteGuard<'_> {
-        // A panic while holding the lock leaves SQLite consistent (the
-        // transaction rolls back on drop), so a poisoned lock is usable.
-        WriteGuard {
-            conn: self.writer.lock().unwrap_or_else(|p| p.into_inner()),
-            checkpointer: &self.checkpointer,
-        }
-    }
-
-    /// Runs `f` on a reader connection from the pool.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => {
+    /// A new connection of this store's kind (SQLite: read-only).
+    fn open_conn(&self) -> anyhow::Result<Conn> {
+        match &self.engine {
+            Engine::Sqlite => {
                 let conn = Connection::open_with_flags(
                     &self.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -186,12 +278,36 @@ impl Store {
                 // Room for every statement the pages prepare (more than the
                 // default 16), so none is prepared anew after an eviction.
                 conn.set_prepared_statement_cache_capacity(64);
-                conn
+                Ok(Conn::Lite(conn))
             }
+            Engine::Postgres(config) => Ok(Conn::Pg(PgConn::connect((**config).clone())?)),
+        }
+    }
+
+    fn write(&self) -> anyhow::Result<WriteGuard<'_>> {
+        // A panic while holding the lock leaves the database consistent (the
+        // transaction rolls back on drop), so a poisoned lock is usable.
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // A PostgreSQL connection lost with its server is replaced.
+        if !conn.as_ref().is_some_and(Conn::is_usable) {
+            *conn = Some(self.open_conn()?);
+        }
+        Ok(WriteGuard {
+            conn,
+            checkpointer: self.checkpointer.as_ref(),
+        })
+    }
+
+    /// Runs `f` on a reader connection from the pool.
+    fn read<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(conn) if conn.is_usable() => conn,
+            _ => self.open_conn()?,
         };
-        let result = f(&conn);
+        let result = f(&conn.plain());
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < READER_POOL {
+        if pool.len() < READER_POOL && conn.is_usable() {
             pool.push(conn);
         }
         result
@@ -200,13 +316,13 @@ impl Store {
     /// Gives the tickets stored before queues existed (queue `''`, from
     /// migration V5) to `first`, the first queue's name; returns how many.
     pub fn adopt_unqueued_tickets(&self, first: &str) -> anyhow::Result<usize> {
-        let conn = self.write();
-        Ok(conn.execute("UPDATE tickets SET queue = ?1 WHERE queue = ''", [first])?)
+        let conn = self.write()?;
+        conn.execute("UPDATE tickets SET queue = ?1 WHERE queue = ''", [first])
     }
 
     /// The HMAC secret kept in the database, made on first use.
     pub fn installation_secret(&self) -> anyhow::Result<String> {
-        let conn = self.write();
+        let conn = self.write()?;
         let existing: Option<String> = conn
             .query_row(
                 "SELECT value FROM installation WHERE key = 'secret'",
@@ -232,7 +348,7 @@ impl Store {
     /// The committed IMAP checkpoint of a mailbox.
     pub fn checkpoint(&self, mailbox: &str) -> anyhow::Result<Option<crate::imap::Checkpoint>> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT uidvalidity, last_uid FROM imap_checkpoints WHERE mailbox = ?1",
                 [mailbox],
                 |r| {
@@ -242,8 +358,59 @@ impl Store {
                     })
                 },
             )
-            .optional()?)
+            .optional()
         })
+    }
+}
+
+/// `host:pid:random`, readable in `/healthz` and unique per start.
+fn instance_name() -> anyhow::Result<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let random = crate::tokens::random_token()?;
+    Ok(format!(
+        "{}:{}:{}",
+        host.trim(),
+        std::process::id(),
+        random.get(..6).unwrap_or(&random)
+    ))
+}
+
+/// Unit tests run on PostgreSQL too when `POSTDESK_TEST_POSTGRES` holds
+/// an admin URL (`scripts/test` does so): each store opened in a test gets
+/// a fresh database there instead of its SQLite file.
+#[cfg(test)]
+pub(crate) mod test_postgres {
+    use super::*;
+
+    pub fn admin_url() -> Option<String> {
+        std::env::var("POSTDESK_TEST_POSTGRES")
+            .ok()
+            .filter(|u| !u.is_empty())
+    }
+
+    pub fn store_beside(path: &Path) -> anyhow::Result<Option<Store>> {
+        let Some(admin) = admin_url() else {
+            return Ok(None);
+        };
+        let name = format!("pdu_{}", crate::tokens::random_token()?);
+        let create = format!("CREATE DATABASE {name}");
+        let admin_for_thread = admin.clone();
+        // The blocking client cannot run inside a test's tokio runtime.
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut client = postgres::Client::connect(&admin_for_thread, postgres::NoTls)?;
+            client.batch_execute(&create)?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("creating a test database panicked"))??;
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
+        let settings = crate::settings::DatabaseSettings {
+            path: path.to_path_buf(),
+            url: crate::settings::Secret::new(format!("{base}/{name}")),
+        };
+        Store::connect(&settings).map(Some)
     }
 }
 
@@ -271,6 +438,10 @@ mod tests {
 
     #[test]
     fn a_new_database_and_its_wal_are_readable_by_the_owner_only() {
+        if crate::store::test_postgres::admin_url().is_some() {
+            eprintln!("SQLite only: file modes of the SQLite file");
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fresh.db");
         let store = Store::open(&path).unwrap();

@@ -10,8 +10,9 @@
 //! Operators list rows and put failed ones back (`outbox list|retry`) with
 //! the same stored bytes, so the same Message-ID.
 
+use super::db::{Backend, OptionalExtension};
+use crate::sql_params as params;
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
@@ -48,13 +49,15 @@ impl Store {
         message_ids: &[String],
         now: DateTime<Utc>,
     ) -> anyhow::Result<usize> {
-        let mut conn = self.write();
-        let tx = conn.transaction()?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let mut recovered = 0;
         for id in message_ids {
             recovered += tx.execute(
+                // `pending` too: another daemon's heartbeat may have put
+                // it back already; the journal says the server took it.
                 "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1
-                 WHERE message_id = ?1 AND status = 'sending'",
+                 WHERE message_id = ?1 AND status IN ('sending', 'pending')",
                 params![id, now],
             )?;
         }
@@ -62,18 +65,25 @@ impl Store {
         Ok(recovered)
     }
 
-    /// Puts rows left `sending` by a previous run back in the queue.
+    /// Puts rows left `sending` by a previous run back in the queue. With
+    /// SQLite that is every such row (one daemon); with PostgreSQL only
+    /// rows no daemon claimed by name (older than claims): another daemon's
+    /// are put back once it is gone (`instance_alive`).
     pub fn requeue_interrupted(&self) -> anyhow::Result<usize> {
-        let conn = self.write();
-        Ok(conn.execute(
-            "UPDATE outbox SET status = 'pending' WHERE status = 'sending'",
-            [],
-        )?)
+        let conn = self.write()?;
+        let sql = match conn.backend() {
+            Backend::Sqlite => "UPDATE outbox SET status = 'pending' WHERE status = 'sending'",
+            Backend::Postgres => {
+                "UPDATE outbox SET status = 'pending'
+                 WHERE status = 'sending' AND claimed_by IS NULL"
+            }
+        };
+        conn.execute(sql, [])
     }
 
     /// Gives claimed but unattempted rows back to the queue.
     pub fn release_claims(&self, ids: &[i64]) -> anyhow::Result<()> {
-        let conn = self.write();
+        let conn = self.write()?;
         for id in ids {
             conn.execute(
                 "UPDATE outbox SET status = 'pending' WHERE id = ?1 AND status = 'sending'",
@@ -89,34 +99,45 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
     ) -> anyhow::Result<Vec<OutboxItem>> {
-        let mut conn = self.write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let items = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, message_id, envelope_from, recipients, raw, attempts FROM outbox
-                 WHERE status = 'pending' AND next_attempt_at <= ?1
-                 ORDER BY id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![now, limit as i64], |r| {
-                let recipients: String = r.get(3)?;
-                Ok(OutboxItem {
-                    id: r.get(0)?,
-                    message_id: r.get(1)?,
-                    envelope_from: r.get(2)?,
-                    recipients: recipients.split(',').map(str::to_string).collect(),
-                    raw: r.get(4)?,
-                    attempts: r.get(5)?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        for item in &items {
-            tx.execute(
-                "UPDATE outbox SET status = 'sending' WHERE id = ?1",
-                [item.id],
-            )?;
-        }
+        let conn = self.write()?;
+        let tx = conn.begin()?;
+        let mut items = tx
+            .query_map(
+                match tx.backend() {
+                    // One writer: the rows read are the rows marked.
+                    Backend::Sqlite => {
+                        "UPDATE outbox SET status = 'sending', claimed_by = ?3
+                         WHERE id IN (SELECT id FROM outbox
+                                       WHERE status = 'pending' AND next_attempt_at <= ?1
+                                       ORDER BY id LIMIT ?2)
+                         RETURNING id, message_id, envelope_from, recipients, raw, attempts"
+                    }
+                    // Several daemons: each claims rows no other holds.
+                    Backend::Postgres => {
+                        "UPDATE outbox SET status = 'sending', claimed_by = ?3
+                         WHERE id IN (SELECT id FROM outbox
+                                       WHERE status = 'pending' AND next_attempt_at <= ?1
+                                       ORDER BY id LIMIT ?2 FOR UPDATE SKIP LOCKED)
+                         RETURNING id, message_id, envelope_from, recipients, raw, attempts"
+                    }
+                },
+                params![now, limit as i64, self.instance],
+                |r| {
+                    let recipients: String = r.get(3)?;
+                    Ok(OutboxItem {
+                        id: r.get(0)?,
+                        message_id: r.get(1)?,
+                        envelope_from: r.get(2)?,
+                        recipients: recipients.split(',').map(str::to_string).collect(),
+                        raw: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                },
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
+        // RETURNING keeps no order.
+        items.sort_by_key(|item| item.id);
         Ok(items)
     }
 
@@ -129,7 +150,7 @@ impl Store {
         max_attempts: u32,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        let conn = self.write();
+        let conn = self.write()?;
         match result {
             DeliveryResult::Sent => {
                 conn.execute(
@@ -175,12 +196,12 @@ impl Store {
     /// How many rows are pending and failed (for metrics and tests).
     pub fn outbox_counts(&self) -> anyhow::Result<(i64, i64)> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT count(*) FILTER (WHERE status IN ('pending', 'sending')),
                         count(*) FILTER (WHERE status = 'failed') FROM outbox",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            )
         })
     }
 }
@@ -245,14 +266,14 @@ impl Store {
     pub fn outbox_entry(&self, id: i64) -> anyhow::Result<Option<OutboxEntry>> {
         self.read(|c| {
             let sql = format!("{ENTRY_SELECT} WHERE o.id = ?1");
-            Ok(c.query_row(&sql, [id], entry_row).optional()?)
+            c.query_row(&sql, [id], entry_row).optional()
         })
     }
 
     /// Puts failed row `id` back in the queue: same bytes (so the same
     /// Message-ID), attempts reset, due now.
     pub fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> anyhow::Result<OutboxRetry> {
-        let conn = self.write();
+        let conn = self.write()?;
         let status: Option<String> = conn
             .query_row("SELECT status FROM outbox WHERE id = ?1", [id], |r| {
                 r.get(0)
@@ -275,8 +296,9 @@ impl Store {
 
     /// Puts every failed row back in the queue; returns their ids.
     pub fn outbox_retry_all_failed(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<i64>> {
-        let conn = self.write();
-        let mut stmt = conn.prepare(
+        let conn = self.write()?;
+        let plain = conn.plain();
+        let mut stmt = plain.prepare(
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?1
              WHERE status = 'failed' RETURNING id",
         )?;
@@ -295,7 +317,7 @@ const ENTRY_SELECT: &str = "SELECT o.id, o.message_id, o.status, o.ticket_number
    FROM outbox o
    LEFT JOIN messages m ON m.message_id = o.message_id AND m.direction = 'out'";
 
-fn entry_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxEntry> {
+fn entry_row(r: &super::db::Row) -> anyhow::Result<OutboxEntry> {
     let recipients: String = r.get(5)?;
     let subject: Option<String> = r.get(6)?;
     let head: Option<Vec<u8>> = r.get(7)?;

@@ -9,8 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use super::db::{OptionalExtension, Tx};
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ticket_lists::{counts_by_status, requester_of};
 use super::tickets::{SENDER_TAKES_PART, customer_sees, detail};
@@ -134,12 +135,12 @@ impl Store {
     /// them was queued: for `/healthz`. Failed ones are not waiting.
     pub fn outbox_backlog(&self) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT count(*), min(created_at) FROM outbox
                  WHERE status IN ('pending', 'sending')",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            )
         })
     }
 
@@ -172,7 +173,7 @@ impl Store {
 }
 
 /// Whether a live requester token names the requester of ticket `number`.
-fn owns_ticket(c: &Connection, token: &str, number: TicketNumber) -> anyhow::Result<bool> {
+fn owns_ticket(c: &Tx, token: &str, number: TicketNumber) -> anyhow::Result<bool> {
     let Some(requester) = requester_of(c, token)? else {
         return Ok(false);
     };
@@ -190,7 +191,7 @@ fn owns_ticket(c: &Connection, token: &str, number: TicketNumber) -> anyhow::Res
 /// message the customer's page shows. Its bytes come from its span of the
 /// raw mail, decoded, or from its decoded copy (see migration V8).
 fn attachment_of(
-    c: &Connection,
+    c: &Tx,
     number: TicketNumber,
     attachment: i64,
     customer_view: bool,
@@ -199,7 +200,8 @@ fn attachment_of(
         "SELECT a.filename, a.media_type, m.kind, {SENDER_TAKES_PART}, a.encoding, a.sha256,
            CASE WHEN a.encoding IS NULL
              THEN (SELECT b.bytes FROM blobs b WHERE b.sha256 = a.sha256)
-             ELSE (SELECT substr(r.bytes, a.raw_offset + 1, a.raw_length)
+             ELSE (SELECT substr(r.bytes, CAST(a.raw_offset + 1 AS INTEGER),
+                                 CAST(a.raw_length AS INTEGER))
                    FROM raw_mails r WHERE r.id = m.raw_mail_id)
            END
          FROM attachments a
@@ -303,18 +305,21 @@ mod tests {
             .ingest_mail(&pipeline, mail(&pdf), &MailSource::Pipe, Utc::now())
             .unwrap();
 
-        let conn = Connection::open(&db).unwrap();
-        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        let count =
+            |sql: &str| -> i64 { store.read(|c| c.query_row(sql, [], |r| r.get(0))).unwrap() };
         // Only the converted text file has a decoded copy; the PDF's bytes
         // are in the raw mail alone.
         assert_eq!(count("SELECT count(*) FROM blobs"), 1);
         assert_eq!(count("SELECT max(size) FROM blobs"), "café".len() as i64);
-        let ids: Vec<(i64, Option<String>)> = conn
-            .prepare("SELECT id, encoding FROM attachments ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
+        let ids: Vec<(i64, Option<String>)> = store
+            .read(|c| {
+                c.query_map(
+                    "SELECT id, encoding FROM attachments ORDER BY id",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
+                .collect()
+            })
             .unwrap();
         assert_eq!(ids[0].1.as_deref(), Some("base64"));
         assert_eq!(ids[1].1, None);
@@ -326,11 +331,14 @@ mod tests {
         assert_eq!(text.bytes, "café".as_bytes());
 
         // A span that no longer decodes is an error, never other bytes.
-        conn.execute(
-            "UPDATE attachments SET raw_offset = 0 WHERE id = ?1",
-            [ids[0].0],
-        )
-        .unwrap();
+        store
+            .write()
+            .unwrap()
+            .execute(
+                "UPDATE attachments SET raw_offset = 0 WHERE id = ?1",
+                [ids[0].0],
+            )
+            .unwrap();
         assert!(store.agent_attachment(number, ids[0].0).is_err());
 
         // Erasing the sender leaves neither copy.

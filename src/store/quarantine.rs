@@ -7,8 +7,9 @@
 //! retry and drop take either. Deciding which a mail is, is ingest's job,
 //! not this file's.
 
+use super::db::{OptionalExtension, Tx};
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ingest::{IngestReport, MailSource, ingest_one};
 use super::{QuarantineItem, Store};
@@ -56,8 +57,8 @@ impl Store {
         id: i64,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<RetryOutcome>> {
-        let mut conn = self.write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let Some(entry) = entry(&tx, id)? else {
             return Ok(None);
         };
@@ -94,7 +95,7 @@ impl Store {
             .trim_start_matches('<')
             .trim_end_matches('>');
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT q.kind, q.reason FROM quarantine q JOIN raw_mails r ON r.id = q.raw_mail_id
                  WHERE r.dedup_key = ?1",
                 [key],
@@ -106,7 +107,7 @@ impl Store {
                     Ok((kind, r.get(1)?))
                 },
             )
-            .optional()?)
+            .optional()
         })
     }
 
@@ -128,7 +129,7 @@ impl Store {
                     created_at: r.get(4)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            rows.collect::<Result<Vec<_>, _>>()
         })
     }
 
@@ -136,8 +137,8 @@ impl Store {
     /// there is no such entry. A later delivery of the same mail is then
     /// processed afresh.
     pub fn quarantine_drop(&self, id: i64) -> anyhow::Result<bool> {
-        let mut conn = self.write();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let Some(entry) = entry(&tx, id)? else {
             return Ok(false);
         };
@@ -155,26 +156,25 @@ struct Entry {
     source: String,
 }
 
-fn entry(tx: &Connection, id: i64) -> anyhow::Result<Option<Entry>> {
-    Ok(tx
-        .query_row(
-            "SELECT r.id, r.bytes, r.size, r.source FROM quarantine q
+fn entry(tx: &Tx, id: i64) -> anyhow::Result<Option<Entry>> {
+    tx.query_row(
+        "SELECT r.id, r.bytes, r.size, r.source FROM quarantine q
              JOIN raw_mails r ON r.id = q.raw_mail_id WHERE q.id = ?1",
-            [id],
-            |r| {
-                Ok(Entry {
-                    raw_id: r.get(0)?,
-                    raw: r.get(1)?,
-                    size: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                    source: r.get(3)?,
-                })
-            },
-        )
-        .optional()?)
+        [id],
+        |r| {
+            Ok(Entry {
+                raw_id: r.get(0)?,
+                raw: r.get(1)?,
+                size: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
+                source: r.get(3)?,
+            })
+        },
+    )
+    .optional()
 }
 
 /// The quarantine row, and its raw row unless a stored message uses it.
-fn delete_entry(tx: &Connection, id: i64, raw_id: i64) -> anyhow::Result<()> {
+fn delete_entry(tx: &Tx, id: i64, raw_id: i64) -> anyhow::Result<()> {
     tx.execute("DELETE FROM quarantine WHERE id = ?1", [id])?;
     tx.execute(
         "DELETE FROM raw_mails WHERE id = ?1

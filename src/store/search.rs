@@ -1,16 +1,18 @@
 //! Search: agents find tickets by what their subjects and messages said
-//! (SQLite FTS5, table `message_search`, kept by triggers in the message's
-//! own transaction; see migration V6). Owns the query language (plain
-//! words all required, `"quoted phrases"`, a trailing `*` for a prefix),
-//! which turns any input into a valid FTS5 expression or a clear
-//! [`QueryError`], never an SQL error; bm25 ranking, one hit per ticket;
-//! and snippets whose marks come as separate parts, never as markup, so
-//! each caller escapes text its own way. Reads only; it must not be
-//! offered on a customer's page (notes are searched).
+//! (table `message_search`, kept by triggers in the message's own
+//! transaction; see migration V6: SQLite FTS5, or a tsvector on
+//! PostgreSQL, whose SQL is `search_pg.rs`). Owns the query language
+//! (plain words all required, `"quoted phrases"`, a trailing `*` for a
+//! prefix), which turns any input into a valid FTS5 expression or a clear
+//! [`QueryError`], never an SQL error; the ranking (bm25, one hit per
+//! ticket); and snippets whose marks come as separate parts, never as
+//! markup, so each caller escapes text its own way. Reads only; it must
+//! not be offered on a customer's page (notes are searched).
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, params};
+use super::db::{Backend, Tx};
+use crate::sql_params as params;
 use serde::Serialize;
 
 use super::Store;
@@ -203,7 +205,8 @@ pub struct SearchHit {
     pub number: TicketNumber,
     pub subject: String,
     pub status: Status,
-    /// bm25 of the best message (lower is better).
+    /// The best message's rank, lower is better: bm25 on SQLite, ts_rank
+    /// negated on PostgreSQL (not comparable across backends).
     pub score: f64,
     /// The kind of the message the snippet is from (`note`, `customer`, …).
     pub kind: String,
@@ -212,50 +215,44 @@ pub struct SearchHit {
 
 impl Store {
     /// The `limit` tickets that best match `query`, best first: each
-    /// ticket ranked by its best message (bm25, subject weighted), ties
-    /// to the newer ticket.
+    /// ticket ranked by its best message (subject weighted), ties to the
+    /// newer ticket.
     pub fn search_tickets(
         &self,
         query: &SearchQuery,
         limit: usize,
     ) -> anyhow::Result<Vec<SearchHit>> {
-        let expression = query.fts_expression();
-        self.read(|c| {
-            best_messages(c, &expression, limit)?
-                .into_iter()
-                .map(|(message, score)| hit(c, &expression, message, score))
-                .collect()
+        self.read(|c| match c.backend() {
+            Backend::Sqlite => fts_search(c, query, limit),
+            Backend::Postgres => pg::search(c, query, limit),
         })
     }
 }
 
-/// The best message of each of the `limit` best tickets, best first. A
-/// ticket ranks by its best message, so the first `limit` tickets among
-/// the best messages are the answer: no grouping of every match (a common
-/// word matches most messages). The window grows until it holds that many
-/// tickets or every match.
+/// [`Store::search_tickets`] on SQLite (FTS5).
+fn fts_search(c: &Tx, query: &SearchQuery, limit: usize) -> anyhow::Result<Vec<SearchHit>> {
+    let expression = query.fts_expression();
+    best_messages(limit, |size| fts_window(c, &expression, size))?
+        .into_iter()
+        .map(|(message, score)| hit(c, &expression, message, score))
+        .collect()
+}
+
+/// The best message of each of the `limit` best tickets, best first, from
+/// `window(size)`: the best `size` matching messages (id, ticket, score;
+/// best first, ties to the newer ticket). A ticket ranks by its best
+/// message, so the first `limit` tickets among the best messages are the
+/// answer: no grouping of every match (a common word matches most
+/// messages). The window grows until it holds that many tickets or every
+/// match.
 fn best_messages(
-    c: &Connection,
-    expression: &str,
     limit: usize,
+    mut window: impl FnMut(i64) -> anyhow::Result<Vec<(i64, i64, f64)>>,
 ) -> anyhow::Result<Vec<(i64, f64)>> {
-    let mut window = limit.saturating_mul(4).max(16);
+    let mut size = limit.saturating_mul(4).max(16);
     loop {
-        let mut stmt = c.prepare_cached(
-            "SELECT rowid, ticket_number, bm25(message_search, ?2, 1.0) AS score
-               FROM message_search WHERE message_search MATCH ?1
-              ORDER BY score, ticket_number DESC LIMIT ?3",
-        )?;
-        let size = i64::try_from(window).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![expression, SUBJECT_WEIGHT, size], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, f64>(2)?,
-            ))
-        })?;
-        let rows = rows.collect::<Result<Vec<_>, _>>()?;
-        let every_match = rows.len() < window;
+        let rows = window(i64::try_from(size).unwrap_or(i64::MAX))?;
+        let every_match = rows.len() < size;
         let mut tickets = BTreeSet::new();
         let mut best = Vec::new();
         for (message, ticket, score) in rows {
@@ -266,12 +263,29 @@ fn best_messages(
         if best.len() >= limit || every_match {
             return Ok(best);
         }
-        window = window.saturating_mul(4);
+        size = size.saturating_mul(4);
     }
 }
 
+/// The best `size` messages matching the FTS5 `expression`.
+fn fts_window(c: &Tx, expression: &str, size: i64) -> anyhow::Result<Vec<(i64, i64, f64)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT rowid, ticket_number, bm25(message_search, ?2, 1.0) AS score
+           FROM message_search WHERE message_search MATCH ?1
+          ORDER BY score, ticket_number DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![expression, SUBJECT_WEIGHT, size], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, f64>(2)?,
+        ))
+    })?;
+    rows.collect()
+}
+
 /// One hit: message `message`'s ticket and its snippet for `expression`.
-fn hit(c: &Connection, expression: &str, message: i64, score: f64) -> anyhow::Result<SearchHit> {
+fn hit(c: &Tx, expression: &str, message: i64, score: f64) -> anyhow::Result<SearchHit> {
     let mut stmt = c.prepare_cached(
         "SELECT message_search.ticket_number, t.subject, t.status, m.kind,
                 snippet(message_search, -1, ?3, ?4, '…', ?5)
@@ -281,7 +295,7 @@ fn hit(c: &Connection, expression: &str, message: i64, score: f64) -> anyhow::Re
     )?;
     let marks = (MARK_OPEN.to_string(), MARK_CLOSE.to_string());
     let params = params![expression, message, marks.0, marks.1, SNIPPET_TOKENS];
-    Ok(stmt.query_row(params, |r| {
+    stmt.query_row(params, |r| {
         let status: String = r.get(2)?;
         let snippet: String = r.get(4)?;
         Ok(SearchHit {
@@ -292,8 +306,11 @@ fn hit(c: &Connection, expression: &str, message: i64, score: f64) -> anyhow::Re
             kind: r.get(3)?,
             snippet: Snippet::from_marked(&snippet),
         })
-    })?)
+    })
 }
+
+#[path = "search_pg.rs"]
+mod pg;
 
 #[cfg(test)]
 #[path = "search_tests.rs"]

@@ -6,8 +6,8 @@
 //! passes over it and other routes' mail goes out meanwhile. It must not
 //! decide what counts as a refusal or how long to wait (the sender does).
 
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 
 use super::Store;
 
@@ -29,7 +29,7 @@ impl Store {
     /// refusal's time is kept, the latest words (and queues, hint) replace
     /// the older ones.
     pub fn set_smtp_auth_failure(&self, failure: &SmtpAuthFailure) -> anyhow::Result<()> {
-        self.write().execute(
+        self.write()?.execute(
             "INSERT INTO smtp_auth_routes (route, queues, hint, failing_since, error)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (route) DO UPDATE SET queues = excluded.queues,
@@ -48,8 +48,8 @@ impl Store {
     /// Records that `route`'s login worked (or a server answered past it):
     /// its state is cleared and its held mail is no longer marked held.
     pub fn clear_smtp_auth_failure(&self, route: &str) -> anyhow::Result<()> {
-        let mut conn = self.write();
-        let tx = conn.transaction()?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         tx.execute("DELETE FROM smtp_auth_routes WHERE route = ?1", [route])?;
         tx.execute(
             "UPDATE outbox SET held_for = NULL WHERE held_for = ?1",
@@ -76,15 +76,15 @@ impl Store {
                     error: r.get(4)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            rows.collect::<Result<Vec<_>, _>>()
         })
     }
 
     /// Forgets the recorded state of routes not in `routes` (the settings
     /// changed since); returns how many.
     pub fn forget_smtp_auth_failures_except(&self, routes: &[String]) -> anyhow::Result<usize> {
-        let mut conn = self.write();
-        let tx = conn.transaction()?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         let names: Vec<String> = {
             let mut stmt = tx.prepare("SELECT route FROM smtp_auth_routes")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
@@ -106,8 +106,8 @@ impl Store {
         route: &str,
         until: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        let mut conn = self.write();
-        let tx = conn.transaction()?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         for id in ids {
             tx.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, held_for = ?3
@@ -122,8 +122,8 @@ impl Store {
     /// Makes every held row due at `now` (at start: the settings may have
     /// been fixed); returns the routes that had held mail, by name.
     pub fn release_held_outbox(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
-        let mut conn = self.write();
-        let tx = conn.transaction()?;
+        let conn = self.write()?;
+        let tx = conn.begin()?;
         // RETURNING would give the new (NULL) held_for: read them first.
         let routes: Vec<String> = {
             let mut stmt = tx.prepare(

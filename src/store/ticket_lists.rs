@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use super::db::{OptionalExtension, Tx};
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Store;
 use crate::domain::{Status, TicketNumber};
@@ -176,7 +177,7 @@ impl Owner<'_> {
     /// The SQL condition on `t` with `?1` bound to [`Owner::value`].
     fn condition(self) -> &'static str {
         match self {
-            Owner::All => "?1 IS NULL",
+            Owner::All => "CAST(?1 AS TEXT) IS NULL",
             Owner::Requester(_) => "t.requester = ?1",
             Owner::Queue(_) => "t.queue = ?1",
         }
@@ -191,7 +192,7 @@ impl Owner<'_> {
 }
 
 /// The requester address a live requester token names.
-pub(super) fn requester_of(c: &Connection, token: &str) -> anyhow::Result<Option<String>> {
+pub(super) fn requester_of(c: &Tx, token: &str) -> anyhow::Result<Option<String>> {
     let mut stmt = c.prepare_cached(
         "SELECT requester FROM access_tokens
          WHERE token_hash = ?1 AND scope = 'requester' AND revoked_at IS NULL",
@@ -206,7 +207,7 @@ pub(super) fn requester_of(c: &Connection, token: &str) -> anyhow::Result<Option
 
 /// Tickets per status, of one requester or of all; every status present.
 pub(super) fn counts_by_status(
-    c: &Connection,
+    c: &Tx,
     requester: Option<&str>,
 ) -> anyhow::Result<BTreeMap<Status, i64>> {
     let mut counts: BTreeMap<Status, i64> = Status::ALL.into_iter().map(|s| (s, 0)).collect();
@@ -239,7 +240,7 @@ pub(super) fn counts_by_status(
 
 /// Tickets per status of one queue; every other owner as
 /// [`counts_by_status`].
-fn owned_by_status(c: &Connection, owner: Owner) -> anyhow::Result<BTreeMap<Status, i64>> {
+fn owned_by_status(c: &Tx, owner: Owner) -> anyhow::Result<BTreeMap<Status, i64>> {
     let Owner::Queue(queue) = owner else {
         let requester = owner.value();
         return counts_by_status(c, requester.as_deref());
@@ -261,7 +262,7 @@ fn owned_by_status(c: &Connection, owner: Owner) -> anyhow::Result<BTreeMap<Stat
 /// One page of tickets (of one requester, one queue, or all), newest
 /// activity first.
 fn ticket_list(
-    c: &Connection,
+    c: &Tx,
     owner: Owner,
     filter: TicketFilter,
     page: u32,

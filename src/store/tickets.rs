@@ -3,8 +3,9 @@
 //! What a customer's page may show is decided here, once
 //! (`customer_sees`), for every customer-facing read.
 
+use super::db::{OptionalExtension, Tx};
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
@@ -111,7 +112,7 @@ const SUMMARY_COLUMNS: &str = "t.number, t.subject, t.status, t.requester, t.cre
     t.last_activity_at, (SELECT count(*) FROM messages m WHERE m.ticket_number = t.number),
     t.queue";
 
-fn summary_row(r: &rusqlite::Row) -> rusqlite::Result<TicketSummary> {
+fn summary_row(r: &super::db::Row) -> anyhow::Result<TicketSummary> {
     let status: String = r.get(2)?;
     Ok(TicketSummary {
         number: TicketNumber(r.get(0)?),
@@ -140,12 +141,13 @@ impl Store {
         self.read(|c| {
             let sql = format!(
                 "SELECT {SUMMARY_COLUMNS} FROM tickets t
-                 WHERE (?1 IS NULL OR t.status = ?1) AND (?2 IS NULL OR t.queue = ?2)
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR t.status = ?1)
+                   AND (CAST(?2 AS TEXT) IS NULL OR t.queue = ?2)
                  ORDER BY t.last_activity_at DESC, t.number DESC"
             );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![status.map(Status::as_str), queue], summary_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            rows.collect::<Result<Vec<_>, _>>()
         })
     }
 
@@ -181,7 +183,7 @@ impl Store {
             .trim_start_matches('<')
             .trim_end_matches('>');
         self.read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT message_id, ticket_number, kind, direction, thread_reason, classification
                  FROM messages WHERE message_id = ?1",
                 [id],
@@ -196,7 +198,7 @@ impl Store {
                     })
                 },
             )
-            .optional()?)
+            .optional()
         })
     }
 
@@ -210,7 +212,7 @@ impl Store {
 /// Ticket `number` with its people and messages; with `customer_view`,
 /// only the messages the customer's pages show.
 pub(super) fn detail(
-    c: &Connection,
+    c: &Tx,
     number: TicketNumber,
     customer_view: bool,
 ) -> anyhow::Result<Option<TicketDetail>> {
@@ -243,7 +245,7 @@ pub(super) fn detail(
     }))
 }
 
-fn messages(c: &Connection, number: TicketNumber) -> anyhow::Result<Vec<MessageView>> {
+fn messages(c: &Tx, number: TicketNumber) -> anyhow::Result<Vec<MessageView>> {
     let sql = format!(
         "SELECT m.id, m.message_id, m.from_address, m.from_name, m.direction, m.kind, m.date,
                 m.text, m.quoted, m.thread_reason, o.status, {SENDER_TAKES_PART}
@@ -281,7 +283,7 @@ fn messages(c: &Connection, number: TicketNumber) -> anyhow::Result<Vec<MessageV
     Ok(out)
 }
 
-fn attachments(c: &Connection, message_row: i64) -> anyhow::Result<Vec<AttachmentView>> {
+fn attachments(c: &Tx, message_row: i64) -> anyhow::Result<Vec<AttachmentView>> {
     let mut stmt = c.prepare_cached(
         "SELECT id, filename, media_type, size, sha256 FROM attachments WHERE message_id = ?1
          ORDER BY id",
@@ -295,7 +297,7 @@ fn attachments(c: &Connection, message_row: i64) -> anyhow::Result<Vec<Attachmen
             sha256: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    rows.collect::<Result<Vec<_>, _>>()
 }
 
 /// One outgoing mail as the outbox keeps it: where it went and how its
@@ -338,7 +340,7 @@ impl Store {
                     created_at: r.get(8)?,
                 })
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            rows.collect::<Result<Vec<_>, _>>()
         })
     }
 }

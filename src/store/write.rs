@@ -4,8 +4,9 @@
 //! quarantine (a fault, or ignored machine mail). It decides nothing: what to write comes as a [`Plan`] or an
 //! [`Outcome`] from the pure pipeline.
 
+use super::db::Tx;
+use crate::sql_params as params;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
 
 use super::ingest::{IngestReport, MailSource};
 use super::quarantine::Kept;
@@ -36,7 +37,7 @@ impl<'a> RawMail<'a> {
 }
 
 pub(super) fn write_outcome(
-    tx: &Connection,
+    tx: &Tx,
     raw: &RawMail,
     outcome: Outcome,
     now: DateTime<Utc>,
@@ -64,7 +65,7 @@ pub(super) fn write_outcome(
 }
 
 fn write_plan(
-    tx: &Connection,
+    tx: &Tx,
     raw: &RawMail,
     plan: &Plan,
     now: DateTime<Utc>,
@@ -125,28 +126,32 @@ fn write_plan(
         .execute(params![number.0, address])?;
     }
     let m = &plan.message;
-    tx.prepare_cached(
-        "INSERT INTO messages (ticket_number, raw_mail_id, message_id, direction, kind,
+    let message_row: i64 = tx
+        .prepare_cached(
+            "INSERT INTO messages (ticket_number, raw_mail_id, message_id, direction, kind,
            from_address, from_name, subject, date, text, quoted, thread_reason,
            classification, created_at)
-         VALUES (?1, ?2, ?3, 'in', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
-        number.0,
-        raw_id,
-        m.message_id,
-        m.kind.as_str(),
-        m.from.address,
-        m.from.name,
-        m.subject,
-        m.date,
-        m.text,
-        m.quoted,
-        m.thread_reason,
-        m.classification,
-        now
-    ])?;
-    let message_row = tx.last_insert_rowid();
+         VALUES (?1, ?2, ?3, 'in', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         RETURNING id",
+        )?
+        .query_row(
+            params![
+                number.0,
+                raw_id,
+                m.message_id,
+                m.kind.as_str(),
+                m.from.address,
+                m.from.name,
+                m.subject,
+                m.date,
+                m.text,
+                m.quoted,
+                m.thread_reason,
+                m.classification,
+                now
+            ],
+            |r| r.get::<_, i64>(0),
+        )?;
     for a in &plan.attachments {
         // Kept where they are, in the raw mail above, when a span of it
         // decodes to them; a decoded copy only otherwise.
@@ -191,7 +196,7 @@ fn write_plan(
 }
 
 /// Marks the reported delivery of ours failed, with the bounce's words.
-fn record_bounce(tx: &Connection, failed: &FailedDelivery) -> anyhow::Result<()> {
+fn record_bounce(tx: &Tx, failed: &FailedDelivery) -> anyhow::Result<()> {
     let error = format!(
         "bounced{}{}",
         failed
@@ -214,11 +219,7 @@ fn record_bounce(tx: &Connection, failed: &FailedDelivery) -> anyhow::Result<()>
     Ok(())
 }
 
-pub(super) fn insert_link(
-    tx: &Connection,
-    link: &AccessLink,
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+pub(super) fn insert_link(tx: &Tx, link: &AccessLink, now: DateTime<Utc>) -> anyhow::Result<()> {
     let (token, scope, ticket, requester) = match link {
         AccessLink::Ticket { token, ticket } => (token, "ticket", Some(ticket.0), None),
         AccessLink::Requester { token, address } => (token, "requester", None, Some(address)),
@@ -237,31 +238,28 @@ pub(super) fn insert_link(
     Ok(())
 }
 
-fn insert_raw(
-    tx: &Connection,
-    dedup_key: &str,
-    raw: &RawMail,
-    now: DateTime<Utc>,
-) -> anyhow::Result<i64> {
+fn insert_raw(tx: &Tx, dedup_key: &str, raw: &RawMail, now: DateTime<Utc>) -> anyhow::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO raw_mails (dedup_key, sha256, size, bytes, source, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
     )?
-    .execute(params![
-        dedup_key,
-        raw.sha256,
-        i64::try_from(raw.size).unwrap_or(i64::MAX),
-        raw.bytes,
-        raw.source.describe(),
-        now
-    ])?;
-    Ok(tx.last_insert_rowid())
+    .query_row(
+        params![
+            dedup_key,
+            raw.sha256,
+            i64::try_from(raw.size).unwrap_or(i64::MAX),
+            raw.bytes,
+            raw.source.describe(),
+            now
+        ],
+        |r| r.get(0),
+    )
 }
 
 /// Keeps the raw mail with its reason on no ticket: in the quarantine
 /// (`Kept::Fault`) or apart from it (`Kept::Ignored`).
 pub(super) fn quarantine(
-    tx: &Connection,
+    tx: &Tx,
     dedup_key: &str,
     raw: &RawMail,
     reason: &str,
@@ -279,7 +277,7 @@ pub(super) fn quarantine(
 /// Queues an outgoing mail and records it as an outbound message of its
 /// ticket.
 pub(super) fn enqueue(
-    tx: &Connection,
+    tx: &Tx,
     ticket: Option<TicketNumber>,
     mail: &OutgoingMail,
     now: DateTime<Utc>,

@@ -48,6 +48,8 @@ struct Seen {
     imap: Vec<(String, bool, i64)>,
     /// Each mailbox that logs in with XOAUTH2: (queue, its tokens' health).
     oauth: Vec<(String, OAuthHealth)>,
+    /// Each mailbox whose lease was asked for: (queue, its state).
+    leases: Vec<(String, crate::imap::LeaseState)>,
     now_unix: i64,
 }
 
@@ -70,6 +72,9 @@ pub async fn healthz(State(state): State<WebState>) -> Response {
             .map(|(queue, s)| (queue.clone(), s.is_connected(), s.last_fetch_unix()))
             .collect(),
         oauth: oauth_health(&state.imap),
+        leases: (state.imap.mailboxes().iter())
+            .filter_map(|(queue, s)| Some((queue.clone(), s.lease()?)))
+            .collect(),
         now_unix: now.timestamp(),
     };
     let (mut healthy, mut body) = health(&seen, state.health);
@@ -119,9 +124,13 @@ struct ImapHealth {
 #[derive(Debug, Serialize)]
 struct MailboxHealth {
     queue: String,
+    /// `up`, `down`, or `elsewhere` (another daemon holds its lease).
     state: &'static str,
     connected: bool,
     last_fetch_seconds_ago: Option<i64>,
+    /// The daemon reading it (`host:pid:id`), once its lease was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holder: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -136,9 +145,19 @@ fn health(seen: &Seen, clock: HealthClock) -> (bool, Health) {
     let mailboxes: Vec<MailboxHealth> = seen
         .imap
         .iter()
-        .map(|(queue, connected, last)| mailbox_health(queue, *connected, *last, now, clock))
+        .map(|(queue, connected, last)| {
+            let mut health = mailbox_health(queue, *connected, *last, now, clock);
+            if let Some((_, lease)) = seen.leases.iter().find(|(q, _)| q == queue) {
+                health.holder = Some(lease.holder.clone());
+                if !lease.held_here {
+                    // Another daemon reads it; its own /healthz reports it.
+                    health.state = "elsewhere";
+                }
+            }
+            health
+        })
         .collect();
-    let imap_up = mailboxes.iter().all(|m| m.state == "up");
+    let imap_up = mailboxes.iter().all(|m| m.state != "down");
     let ages: Option<Vec<i64>> = mailboxes.iter().map(|m| m.last_fetch_seconds_ago).collect();
     let imap = ImapHealth {
         connected: !mailboxes.is_empty() && mailboxes.iter().all(|m| m.connected),
@@ -190,6 +209,7 @@ fn mailbox_health(
         state: if up { "up" } else { "down" },
         connected,
         last_fetch_seconds_ago: (last > 0).then(|| (now - last).max(0)),
+        holder: None,
     }
 }
 
@@ -304,6 +324,22 @@ fn exposition(counts: &StoreMetrics, imap: &ImapBoard, now_unix: i64) -> String 
         "1 while the queue's IMAP session is up.",
         &per_queue(&|s| u8::from(s.connected.load(Ordering::Relaxed)).to_string()),
     );
+    let leases: Vec<(String, String)> = (imap.mailboxes().iter())
+        .filter_map(|(queue, s)| {
+            let lease = s.lease()?;
+            let holder = lease.holder.replace(['"', '\\', '\n'], "_");
+            Some((
+                format!("{{queue=\"{queue}\",holder=\"{holder}\"}}"),
+                u8::from(lease.held_here).to_string(),
+            ))
+        })
+        .collect();
+    metric(
+        "postdesk_mailbox_lease_held",
+        "gauge",
+        "1 while this daemon holds the queue's mailbox lease (reads it); holder names who does.",
+        &leases,
+    );
     metric(
         "postdesk_imap_fetched_total",
         "counter",
@@ -364,6 +400,7 @@ mod tests {
             backlog,
             imap: vec![("support".to_string(), connected, last)],
             oauth: Vec::new(),
+            leases: Vec::new(),
             now_unix: now,
         }
     }
@@ -409,6 +446,38 @@ mod tests {
     }
 
     #[test]
+    fn a_mailbox_another_daemon_reads_is_elsewhere_not_down() {
+        let now = CLOCK.started_unix + 1_000;
+        let lease = |held_here: bool, holder: &str| crate::imap::LeaseState {
+            held_here,
+            holder: holder.to_string(),
+        };
+        let seen = Seen {
+            backlog: Some((0, None)),
+            imap: vec![
+                ("support".to_string(), true, now - 2),
+                ("billing".to_string(), false, 0),
+            ],
+            oauth: Vec::new(),
+            leases: vec![
+                ("support".to_string(), lease(true, "a:1:x")),
+                ("billing".to_string(), lease(false, "b:2:y")),
+            ],
+            now_unix: now,
+        };
+        let (ok, body) = check(&seen);
+        assert!(ok, "{body}");
+        assert_eq!(body["mailboxes"][0]["state"], "up");
+        assert_eq!(body["mailboxes"][0]["holder"], "a:1:x");
+        assert_eq!(body["mailboxes"][1]["state"], "elsewhere");
+        assert_eq!(body["mailboxes"][1]["holder"], "b:2:y");
+        // Its own daemon being down is still seen: by that daemon's healthz.
+        let mut mine = seen.clone();
+        mine.leases[1].1 = lease(true, "a:1:x");
+        assert!(!check(&mine).0, "held here and disconnected for long: down");
+    }
+
+    #[test]
     fn healthz_names_the_mailbox_that_is_down() {
         let now = CLOCK.started_unix + 1_000;
         let two = Seen {
@@ -418,6 +487,7 @@ mod tests {
                 ("billing".to_string(), false, 0),
             ],
             oauth: Vec::new(),
+            leases: Vec::new(),
             now_unix: now,
         };
         let (ok, body) = check(&two);

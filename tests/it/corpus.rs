@@ -23,7 +23,7 @@ use postdesk::ingest::parse::{ParsedMail, parse};
 use postdesk::settings::Settings;
 use postdesk::store::{AttachmentView, IngestReport, Kept, MailSource, OutboxItem, Store};
 
-use crate::support::temp_dir;
+use crate::support::{connect_store, temp_dir, test_database};
 
 pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 const MAX_TIME: Duration = Duration::from_secs(2);
@@ -112,13 +112,10 @@ fn corpus_settings(dir: &Path) -> Settings {
     let env = [
         ("SUPPORT__ADDRESS", "support@postdesk.test".to_string()),
         ("SUPPORT__AGENTS", AGENT.to_string()),
-        (
-            "DATABASE__PATH",
-            dir.join("corpus.db").display().to_string(),
-        ),
     ];
     let env = env
         .into_iter()
+        .chain(test_database(&dir.join("corpus.db")).env())
         .map(|(k, v)| (format!("POSTDESK__{k}"), v))
         .collect();
     Settings::load_with_env(None, env).expect("corpus settings are valid")
@@ -237,7 +234,7 @@ fn every_corpus_message_lands_somewhere_and_machines_get_nothing() {
     assert!(rows.len() >= 233, "only {} corpus messages", rows.len());
     let dir = temp_dir();
     let settings = corpus_settings(dir.path());
-    let store = Arc::new(Store::open(&settings.database.path).expect("the store opens"));
+    let store = Arc::new(connect_store(&settings.database));
     let pipeline = Pipeline::new(&settings, "secret");
     let ingester = Ingester::start(store.clone(), pipeline.clone());
     let base = Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap();
@@ -571,7 +568,8 @@ fn land_alone(
     now: DateTime<Utc>,
 ) -> Result<Landed, String> {
     let dir = temp_dir();
-    let store = Store::open(&dir.path().join("alone.db")).map_err(|e| format!("{e:#}"))?;
+    let alone = test_database(&dir.path().join("alone.db"));
+    let store = Store::connect(&alone.settings()).map_err(|e| format!("{e:#}"))?;
     let report = store
         .ingest_mail(pipeline, raw, &MailSource::Pipe, now)
         .map_err(|e| format!("alone: {e:#}"))?;

@@ -8,17 +8,17 @@
 use std::fmt::Write as _;
 
 use chrono::Utc;
-use rusqlite::Connection;
 
 use postdesk::domain::TicketNumber;
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
 use postdesk::store::{IngestReport, MailSource, Store};
 
+/// The store is dropped before its directory (and database) go.
 struct Desk {
-    dir: tempfile::TempDir,
     store: Store,
     pipeline: Pipeline,
+    dir: crate::support::TestDir,
 }
 
 fn fresh() -> Desk {
@@ -31,13 +31,13 @@ fn fresh() -> Desk {
     .map(|(k, v)| (format!("POSTDESK__{k}"), v.to_string()))
     .collect();
     let settings = Settings::load_with_env(None, env).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("t.db")).unwrap();
+    let dir = crate::support::temp_dir();
+    let store = crate::support::open_store(&dir.path().join("t.db"));
     let pipeline = Pipeline::new(&settings, "hostile-test-secret");
     Desk {
-        dir,
         store,
         pipeline,
+        dir,
     }
 }
 
@@ -50,12 +50,9 @@ impl Desk {
 
     /// Size of the largest mail queued, and every queued mail's raw text.
     fn outbox(&self) -> Vec<String> {
-        let db = Connection::open(self.dir.path().join("t.db")).unwrap();
-        let mut q = db.prepare("SELECT raw FROM outbox").unwrap();
-        q.query_map([], |r| r.get::<_, Vec<u8>>(0))
-            .unwrap()
-            .map(|raw| String::from_utf8_lossy(&raw.unwrap()).into_owned())
-            .collect()
+        let db = crate::support::test_database(&self.dir.path().join("t.db"));
+        let rows = db.rows("SELECT raw FROM outbox", &[]);
+        rows.iter().map(|r| r[0].text()).collect()
     }
 }
 

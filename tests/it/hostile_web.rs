@@ -189,13 +189,13 @@ async fn flood(max_connections: usize, files: u32, cap: usize, clients: usize) {
         ("SMTP__HOST", stack.host.clone()),
         ("SMTP__PORT", stack.smtp_port.to_string()),
         ("SMTP__TLS", "none".to_string()),
-        ("DATABASE__PATH", db.display().to_string()),
         ("WEB__LISTEN", "127.0.0.1:0".to_string()),
         ("WEB__MAX_CONNECTIONS", max_connections.to_string()),
         ("WEB__HEADER_TIMEOUT_SECONDS", "2".to_string()),
         ("WEB__IDLE_TIMEOUT_SECONDS", "3".to_string()),
     ]
     .into_iter()
+    .chain(crate::support::test_database(&db).env())
     .map(|(k, v)| (format!("POSTDESK__{k}"), v))
     .collect();
     let daemon = LimitedDaemon::spawn(&env, files);

@@ -5,7 +5,6 @@
 //! a second run stores nothing twice; `--since` takes only the later mail.
 
 use postdesk::domain::Status;
-use postdesk::store::Store;
 
 use crate::support::{
     Daemon, Stack, append, fresh_support_box, inbox, run_cli, settings, temp_dir, unique,
@@ -102,7 +101,7 @@ async fn import_brings_old_mail_in_as_closed_history_and_sends_nothing() {
     );
     assert!(said.contains("1 left to the daemon"), "{said}");
 
-    let store = Store::open(&db).expect("the store opens");
+    let store = crate::support::open_store(&db);
     let explain = |id: &str| store.explain(id).expect("explain reads");
     let old_ticket = explain(&first.0).expect("the read mail is history").ticket;
     assert_eq!(
@@ -123,10 +122,7 @@ async fn import_brings_old_mail_in_as_closed_history_and_sends_nothing() {
         "dated by the mail: {}",
         detail.summary.created_at
     );
-    let outbox: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
-        .unwrap();
+    let outbox = crate::support::test_database(&db).scalar_i64("SELECT count(*) FROM outbox", &[]);
     assert_eq!(outbox, 0, "the import queued mail");
     drop(store);
 

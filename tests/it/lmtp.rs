@@ -19,8 +19,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    Stack, fresh_support_box, mails_with_subject, raw_mail, run_cli, send_raw, temp_dir, unique,
-    wait_for_mail,
+    Stack, fresh_support_box, mails_with_subject, raw_mail, run_cli, send_raw, temp_dir,
+    test_database, unique, wait_for_mail,
 };
 
 /// `scripts/mailstack route DIR DOMAIN [NEXTHOP]` (blocking; panics on failure).
@@ -80,15 +80,12 @@ pub fn lmtp_settings(stack: &Stack, support: &str, dir: &Path, extra: &[(&str, &
         ("SMTP__HOST", &stack.host),
         ("SMTP__PORT", &stack.smtp_port.to_string()),
         ("SMTP__TLS", "none"),
-        (
-            "DATABASE__PATH",
-            &dir.join("postdesk.db").display().to_string(),
-        ),
         ("WEB__LISTEN", "127.0.0.1:0"),
     ]
     .iter()
     .map(|(k, v)| (format!("POSTDESK__{k}"), v.to_string()))
     .collect();
+    env.extend(test_database(&dir.join("postdesk.db")).process_env());
     env.extend(
         extra
             .iter()
@@ -158,8 +155,7 @@ impl Client {
 }
 
 fn count(path: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(path).expect("the database");
-    conn.query_row(sql, [], |r| r.get(0)).expect(sql)
+    test_database(path).scalar_i64(sql, &[])
 }
 
 #[tokio::test]
@@ -194,10 +190,7 @@ async fn postfix_delivers_over_lmtp_and_the_customer_gets_a_confirmation() {
         confirmation.subject
     );
     let db = dir.path().join("postdesk.db");
-    let source: String = rusqlite::Connection::open(&db)
-        .expect("db")
-        .query_row("SELECT source FROM raw_mails", [], |r| r.get(0))
-        .expect("one raw mail");
+    let source = test_database(&db).scalar_text("SELECT source FROM raw_mails", &[]);
     assert_eq!(source, format!("lmtp:{support}"), "stored once, from LMTP");
 
     // An address of no queue: Postfix gets 550 and bounces to the sender.
@@ -285,14 +278,8 @@ async fn lmtp_answers_each_recipient_refuses_unknown_and_oversize_and_stores_onc
 
     assert_eq!(count(&db, "SELECT count(*) FROM raw_mails"), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM tickets"), 1);
-    let text: String = rusqlite::Connection::open(&db)
-        .expect("db")
-        .query_row(
-            "SELECT text FROM messages WHERE direction = 'in'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("the message");
+    let text =
+        test_database(&db).scalar_text("SELECT text FROM messages WHERE direction = 'in'", &[]);
     // Dot-stuffing undone: the lines read as the customer wrote them.
     let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
     assert!(
@@ -373,12 +360,9 @@ async fn the_pipe_keeps_an_oversize_mail_header_only_and_exits_0() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.starts_with("quarantined: "), "{stdout}");
-    let conn = rusqlite::Connection::open(&db).expect("db");
-    let (size, kept): (i64, i64) = conn
-        .query_row("SELECT size, length(bytes) FROM raw_mails", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .expect("one raw mail");
+    let row = test_database(&db).rows("SELECT size, length(bytes) FROM raw_mails", &[]);
+    assert_eq!(row.len(), 1, "one raw mail");
+    let (size, kept) = (row[0][0].int(), row[0][1].int());
     assert_eq!(size, raw.len() as i64, "the full size is known");
     assert!(kept < 2048, "only the header is kept: {kept} bytes");
     let empty = run_cli(&db, &env, &["ingest", "-"], Some(b"\r\n"));

@@ -87,7 +87,7 @@ struct Desk {
     style: Responder,
     support: String,
     daemon: Daemon,
-    _dir: tempfile::TempDir,
+    _dir: crate::support::TestDir,
     /// When each of its mails reached the responder, from the start.
     received: Vec<Duration>,
 }
@@ -519,7 +519,7 @@ async fn wait_for_explanation(
 fn cli(dir: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(binary())
         .args(args)
-        .env("POSTDESK__DATABASE__PATH", dir.join("postdesk.db"))
+        .envs(crate::support::test_database(&dir.join("postdesk.db")).process_env())
         .env("RUST_LOG", "warn")
         .output()
         .expect("postdesk runs");

@@ -279,12 +279,12 @@ fn the_daemon_exits_0_within_5_s_of_sigterm() {
             "[support]\naddress = \"{support}\"\n\
              [imap]\nhost = \"{host}\"\nport = {imap}\ntls = \"none\"\nusername = \"{support}\"\npassword = \"{pw}\"\n\
              [smtp]\nhost = \"{host}\"\nport = {smtp}\ntls = \"none\"\n\
-             [database]\npath = \"{db}\"\n[web]\nlisten = \"127.0.0.1:0\"\n",
+             [database]\n{db}[web]\nlisten = \"127.0.0.1:0\"\n",
             host = stack.host,
             imap = stack.imap_port,
             smtp = stack.smtp_port,
             pw = stack.password,
-            db = dir.path().join("p.db").display(),
+            db = crate::support::test_database(&dir.path().join("p.db")).toml(),
         ),
     )
     .expect("a config file");

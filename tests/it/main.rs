@@ -15,6 +15,7 @@ mod import;
 mod lmtp;
 mod loops;
 mod mailflow;
+mod migrate_db;
 mod oauth;
 mod ops;
 mod outbox;

@@ -61,8 +61,7 @@ scopes = ["mail", "offline_access"]
 refresh_token_file = {file:?}
 
 [database]
-path = {db:?}
-
+{database}
 [web]
 listen = "127.0.0.1:0"
 agent_token = "{AGENT_KEY}"
@@ -75,7 +74,7 @@ auto_replies_per_hour = 100000
         ca = stack.ca_file,
         base = provider.base,
         file = dir.join("refresh-token").display().to_string(),
-        db = dir.join("postdesk.db").display().to_string(),
+        database = crate::support::test_database(&dir.join("postdesk.db")).toml(),
     );
     let path = dir.join("postdesk.toml");
     std::fs::write(&path, text).expect("write the config");
@@ -126,7 +125,7 @@ async fn xoauth2_mail_flows_across_refreshes_and_a_revoked_token_is_reported_the
     let introspect = format!("{}/introspect", provider.base);
     let ms = PrivateStack::start_with(vec![("MAILSTACK_OAUTH_URL", introspect)]).await;
     let stack = ms.stack.clone();
-    let dir = tempfile::tempdir().expect("a temp dir");
+    let dir = crate::support::temp_dir();
     let token_file = dir.path().join("refresh-token");
     std::fs::write(&token_file, "rt-0\n").expect("the first refresh token");
     let config = write_config(&stack, &provider, dir.path());
@@ -304,7 +303,7 @@ async fn xoauth2_mail_flows_across_refreshes_and_a_revoked_token_is_reported_the
 #[tokio::test]
 async fn oauth_authorize_runs_the_device_flow_and_stores_the_refresh_token() {
     let provider = Provider::start(SUPPORT, Duration::from_secs(60)).await;
-    let dir = tempfile::tempdir().expect("a temp dir");
+    let dir = crate::support::temp_dir();
     // The stack is not needed: only the [oauth] keys count here.
     let stack = Stack {
         host: "127.0.0.1".into(),
@@ -354,7 +353,7 @@ async fn oauth_authorize_runs_the_device_flow_and_stores_the_refresh_token() {
 
 #[test]
 fn check_config_names_the_missing_oauth_key() {
-    let dir = tempfile::tempdir().expect("a temp dir");
+    let dir = crate::support::temp_dir();
     let config = dir.path().join("postdesk.toml");
     std::fs::write(
         &config,

@@ -17,7 +17,7 @@ use postdesk::store::{OutboxEntry, Store};
 
 use crate::support::{
     Daemon, Stack, eventually, fresh_support_box, mails_with_subject, run_cli, send, send_raw,
-    settings, temp_dir, unique, wait_for_mail,
+    settings, temp_dir, test_database, unique, wait_for_mail,
 };
 
 const KEY: &str = "outbox-test-agent-key-0123456789";
@@ -31,11 +31,11 @@ fn row(store: &Store, marker: &str) -> Option<OutboxEntry> {
         .find(|e| e.kind == "confirmation" && e.subject.contains(marker))
 }
 
-/// The bytes stored for outbox row `id`, read straight from the file.
+/// The bytes stored for outbox row `id`, read straight from the database.
 fn stored_bytes(db: &std::path::Path, id: i64) -> Vec<u8> {
-    let conn = rusqlite::Connection::open(db).expect("the database opens");
-    conn.query_row("SELECT raw FROM outbox WHERE id = ?1", [id], |r| r.get(0))
-        .expect("the row exists")
+    let db = test_database(db);
+    db.scalar("SELECT raw FROM outbox WHERE id = $1", &[&id])
+        .bytes()
 }
 
 async fn fetch(url: &str, bearer: Option<&str>) -> (StatusCode, String) {
@@ -199,14 +199,11 @@ async fn a_permanent_refusal_fails_the_mail_and_retry_queues_the_same_bytes() {
         said.contains("queued again") && said.contains(&failed.message_id),
         "{said}"
     );
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let (status, attempts): (String, u32) = conn
-        .query_row(
-            "SELECT status, attempts FROM outbox WHERE id = ?1",
-            [failed.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let row = test_database(&db).rows(
+        "SELECT status, attempts FROM outbox WHERE id = $1",
+        &[&failed.id],
+    );
+    let (status, attempts) = (row[0][0].text(), row[0][1].int());
     assert_eq!((status.as_str(), attempts), ("pending", 0));
     let after = stored_bytes(&db, failed.id);
     assert_eq!(after, before, "the very same bytes");
@@ -264,10 +261,10 @@ fn billing_on_its_own_account(
         ("SMTP__HOST", stack.host.clone()),
         ("SMTP__PORT", stack.smtp_port.to_string()),
         ("SMTP__TLS", "none".to_string()),
-        ("DATABASE__PATH", db.display().to_string()),
         ("WEB__LISTEN", "127.0.0.1:0".to_string()),
     ];
     env.extend(pairs.map(|(k, v)| (format!("POSTDESK__{k}"), v)));
+    env.extend(test_database(&db).process_env());
     Settings::load_with_env(None, env).expect("two queues on two accounts are valid")
 }
 

@@ -44,10 +44,6 @@ fn two_queues(
         ("SMTP__HOST", stack.host.clone()),
         ("SMTP__PORT", stack.smtp_port.to_string()),
         ("SMTP__TLS", "none".to_string()),
-        (
-            "DATABASE__PATH",
-            dir.join("postdesk.db").display().to_string(),
-        ),
         ("WEB__LISTEN", "127.0.0.1:0".to_string()),
         ("WEB__AGENT_TOKEN", AGENT_TOKEN.to_string()),
         ("MAILBOX__0__QUEUE", "billing".to_string()),
@@ -59,6 +55,7 @@ fn two_queues(
     ];
     let env = env
         .into_iter()
+        .chain(test_database(&dir.join("postdesk.db")).env())
         .map(|(k, v)| (format!("POSTDESK__{k}"), v))
         .collect();
     Settings::load_with_env(None, env).expect("two queues are valid settings")
@@ -279,7 +276,7 @@ fn offline(dir: &std::path::Path) -> (Store, Pipeline) {
         .map(|(k, v)| (format!("POSTDESK__{k}"), v.to_string()))
         .collect();
     let settings = Settings::load_with_env(None, env).unwrap();
-    let store = Store::open(&dir.join("q.db")).unwrap();
+    let store = open_store(&dir.join("q.db"));
     (
         store,
         Pipeline::new(&settings, "a-secret-long-enough-for-tests"),

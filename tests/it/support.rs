@@ -1,7 +1,12 @@
 //! Test harness: the private mail stack started by `scripts/mailstack`
 //! (found through its `MAILSTACK_*` environment), a daemon spawned in
 //! process on port 0 with a fresh database, and plain IMAP/SMTP clients
-//! that play the customers and agents.
+//! that play the customers and agents. The database behind each test
+//! (SQLite, or PostgreSQL under `POSTDESK_TEST_POSTGRES`) is `db.rs`'s.
+
+mod db;
+
+pub use db::{TestDir, connect_store, open_store, sqlite_only, temp_dir, test_database};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,7 +80,7 @@ pub async fn fresh_support_box(stack: &Stack) -> String {
 /// Settings for a daemon on `support`'s mailbox, plain IMAP and SMTP on
 /// loopback, a fresh database in `dir`, the web page on port 0.
 pub fn settings(stack: &Stack, support: &str, dir: &std::path::Path) -> Settings {
-    let db = dir.join("postdesk.db");
+    let db = test_database(&dir.join("postdesk.db"));
     let env = [
         ("SUPPORT__ADDRESS", support.to_string()),
         ("SUPPORT__NAME", "Example Support".to_string()),
@@ -91,11 +96,11 @@ pub fn settings(stack: &Stack, support: &str, dir: &std::path::Path) -> Settings
         ("SMTP__HOST", stack.host.clone()),
         ("SMTP__PORT", stack.smtp_port.to_string()),
         ("SMTP__TLS", "none".to_string()),
-        ("DATABASE__PATH", db.display().to_string()),
         ("WEB__LISTEN", "127.0.0.1:0".to_string()),
     ];
     let env = env
         .into_iter()
+        .chain(db.env())
         .map(|(k, v)| (format!("POSTDESK__{k}"), v))
         .collect();
     Settings::load_with_env(None, env).expect("test settings are valid")
@@ -142,14 +147,6 @@ impl Daemon {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.web)
     }
-}
-
-/// A temporary directory for one test's database.
-pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("postdesk-it")
-        .tempdir()
-        .expect("a temp dir")
 }
 
 /// A raw mail as a customer's client would write it.
@@ -355,7 +352,7 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_postdesk"))
 }
 
-/// Runs the `postdesk` command line on the database `db`, with `env`
+/// Runs the `postdesk` command line on the database standing for `db`, with `env`
 /// added, `stdin` piped in, and waits for it.
 pub fn run_cli(
     db: &std::path::Path,
@@ -367,7 +364,7 @@ pub fn run_cli(
     use std::process::{Command, Stdio};
     let mut child = Command::new(binary())
         .args(args)
-        .env("POSTDESK__DATABASE__PATH", db)
+        .envs(test_database(db).process_env())
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -385,7 +382,7 @@ pub fn run_cli(
 
 /// A daemon with the test settings on a fresh support mailbox of the
 /// shared stack. Keep the `TempDir` (its database) until the end.
-pub async fn daemon_on_fresh_box() -> (Stack, String, tempfile::TempDir, Daemon) {
+pub async fn daemon_on_fresh_box() -> (Stack, String, TestDir, Daemon) {
     let stack = Stack::from_env();
     let support = fresh_support_box(&stack).await;
     let dir = temp_dir();

@@ -23,10 +23,6 @@ fn german_queue(stack: &Stack, support: &str, kunden: &str, dir: &std::path::Pat
         ("SMTP__HOST", stack.host.clone()),
         ("SMTP__PORT", stack.smtp_port.to_string()),
         ("SMTP__TLS", "none".to_string()),
-        (
-            "DATABASE__PATH",
-            dir.join("postdesk.db").display().to_string(),
-        ),
         ("WEB__LISTEN", "127.0.0.1:0".to_string()),
         ("MAILBOX__0__QUEUE", "kunden".to_string()),
         ("MAILBOX__0__ADDRESS", kunden.to_string()),
@@ -36,6 +32,7 @@ fn german_queue(stack: &Stack, support: &str, kunden: &str, dir: &std::path::Pat
     ];
     let env = env
         .into_iter()
+        .chain(test_database(&dir.join("postdesk.db")).env())
         .map(|(k, v)| (format!("POSTDESK__{k}"), v))
         .collect();
     Settings::load_with_env(None, env).expect("a German queue is valid")

@@ -192,14 +192,11 @@ async fn addresses_that_cannot_be_written_to_block_nothing() {
     );
     // Rows an older version stored without checking them.
     let db = dir.path().join("postdesk.db");
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "INSERT INTO participants (ticket_number, address, role) VALUES
-               (?1, '@evil.test', 'cc'), (?1, 'x@', 'cc'), (?1, 'a@b@c.test', 'cc')",
-            [number.0],
-        )
-        .unwrap();
+    crate::support::test_database(&db).execute(
+        "INSERT INTO participants (ticket_number, address, role) VALUES
+           ($1, '@evil.test', 'cc'), ($1, 'x@', 'cc'), ($1, 'a@b@c.test', 'cc')",
+        &[&number.0],
+    );
 
     submit_as_agent(
         &stack,

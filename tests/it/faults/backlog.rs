@@ -8,10 +8,9 @@ use std::path::Path;
 
 use postdesk::domain::TicketNumber;
 use postdesk::ingest::parse::parse;
-use postdesk::store::Store;
 
 use super::rig::{Stored, read_box};
-use crate::support::{Stack, fresh_support_box, unique};
+use crate::support::{Stack, fresh_support_box, open_store, unique};
 
 /// The customers of a private stack, whose INBOXes no other test reads.
 pub const CUSTOMERS: [&str; 5] = [
@@ -217,7 +216,7 @@ pub fn tag_number(subject: &str) -> Option<i64> {
 /// one Message-ID) in the failure message.
 /// `crashes`: how many times the daemon was SIGKILLed while it worked.
 pub async fn verify(backlog: &Backlog, stack: &Stack, db: &Path, crashes: usize) {
-    let store = Store::open(db).expect("the database opens");
+    let store = open_store(db);
     let tickets = store.list_tickets(None).expect("tickets");
     assert_eq!(
         tickets.len(),

@@ -13,12 +13,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use postdesk::store::Store;
-
 use super::backlog::{Backlog, assert_delivered};
 use super::rig::{DaemonProcess, Log, db_count_or_zero, within};
 use super::stack::PrivateStack;
-use crate::support::{Stack, send_raw, temp_dir};
+use crate::support::{Stack, open_store, send_raw, temp_dir, test_database};
 
 const BURST: usize = 300;
 const KILLS: usize = 2;
@@ -45,8 +43,7 @@ tls = "none"
 timeout_seconds = 10
 
 [database]
-path = {db:?}
-
+{database}
 [web]
 listen = "127.0.0.1:0"
 
@@ -54,7 +51,7 @@ listen = "127.0.0.1:0"
 auto_replies_per_hour = 100000
 "#,
         smtp = stack.smtp_port,
-        db = db.display().to_string(),
+        database = test_database(&db).toml(),
     );
     let path = dir.join("postdesk.toml");
     std::fs::write(&path, text).expect("write the config");
@@ -155,7 +152,7 @@ async fn sigkill_during_an_lmtp_burst_of_300_loses_and_doubles_nothing() {
 /// One ticket per mail with its Message-ID, one stored copy of each, each
 /// confirmation received (repeats only as the kills allow).
 async fn verify(backlog: &Backlog, stack: &Stack, db: &Path) {
-    let store = Store::open(db).expect("the database opens");
+    let store = open_store(db);
     let tickets = store.list_tickets(None).expect("tickets");
     assert_eq!(
         tickets.len(),

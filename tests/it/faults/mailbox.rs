@@ -6,12 +6,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use postdesk::store::Store;
-
 use super::backlog::{self, Backlog};
 use super::proxy::{Fault, ImapProxy};
 use super::rig::{Config, DaemonProcess, Log, append_all, db_count_or_zero, read_box, within};
-use crate::support::{Stack, fresh_support_box, imap_login, temp_dir};
+use crate::support::{Stack, fresh_support_box, imap_login, open_store, temp_dir};
 
 fn stored(db: &Path) -> i64 {
     db_count_or_zero(db, "SELECT count(*) FROM raw_mails")
@@ -199,7 +197,7 @@ async fn a_mailbox_recreated_with_the_same_mails_doubles_nothing() {
         "{changed} is logged:\n{}",
         log.text()
     );
-    let store = Store::open(&db).expect("the database");
+    let store = open_store(&db);
     let tickets = store.list_tickets(None).expect("tickets");
     assert_eq!(
         tickets.len() as i64,

@@ -8,14 +8,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use postdesk::store::Store;
-
 use super::backlog::{self, Backlog, CUSTOMERS};
 use super::rig::{
     Config, DaemonProcess, Log, append_all, db_count_or_zero, metric, read_box, ticket_json, within,
 };
 use super::stack::PrivateStack;
-use crate::support::{raw_mail, send_raw, temp_dir, unique};
+use crate::support::{open_store, raw_mail, send_raw, temp_dir, unique};
 
 const SUPPORT: &str = "tickets@example.test";
 
@@ -132,7 +130,7 @@ async fn dovecot_gone_for_30_s_while_mail_flows_loses_nothing() {
     );
 
     backlog::assert_once(&backlog::confirmations(&stack, &customers, &marker).await);
-    let store = Store::open(&db).expect("the database");
+    let store = open_store(&db);
     let tickets = store.list_tickets(None).expect("tickets");
     for subject in &subjects {
         assert_eq!(
@@ -231,7 +229,7 @@ async fn postfix_gone_for_60_s_confirmations_wait_and_go_once() {
 /// `backlog::verify` for a backlog that came after the ghost's ticket.
 async fn backlog_after_ghost(backlog: &Backlog, stack: &crate::support::Stack, db: &Path) {
     backlog::assert_once(&backlog.confirmations(stack).await);
-    let store = Store::open(db).expect("the database");
+    let store = open_store(db);
     let tickets = store.list_tickets(None).expect("tickets");
     assert_eq!(tickets.len(), 21);
     for original in &backlog.originals {

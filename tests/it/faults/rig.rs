@@ -10,10 +10,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{Stack, binary, imap_login, test_database};
 use futures_util::TryStreamExt;
-use rusqlite::{Connection, OpenFlags};
-
-use crate::support::{Stack, binary, imap_login};
 
 /// A config file for `postdesk run`: plain IMAP and SMTP on loopback, the
 /// page on port 0, no rate limit in the way of a backlog.
@@ -80,8 +78,7 @@ tls = "none"
 timeout_seconds = 10
 
 [database]
-path = {db:?}
-
+{database}
 [web]
 listen = "127.0.0.1:0"
 agent_token = {agent_token:?}
@@ -98,7 +95,7 @@ auto_replies_per_hour = 100000
             after = self.after_ingest,
             timeout = self.timeout_seconds,
             smtp_port = self.smtp_port,
-            db = self.db.display().to_string(),
+            database = test_database(&self.db).toml(),
             extra = self.extra,
             agent_token = RIG_AGENT_KEY,
         );
@@ -177,6 +174,11 @@ impl DaemonProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// How the process ended, if it ended on its own meanwhile.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// SIGKILL (what `Child::kill` sends on Unix), then reap.
@@ -360,12 +362,8 @@ pub async fn read_box(stack: &Stack, user: &str, mailbox: &str) -> (u32, Vec<Sto
     (uidvalidity, mails)
 }
 
-/// A read-only count from the daemon's database while it runs; 0 while
-/// the database or its tables do not exist yet (or cannot be read).
+/// A count from the daemon's database (standing for `db`) while it runs;
+/// 0 while the database or its tables do not exist yet (or cannot be read).
 pub fn db_count_or_zero(db: &Path, sql: &str) -> i64 {
-    let Ok(conn) = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY) else {
-        return 0;
-    };
-    let _ = conn.busy_timeout(Duration::from_secs(5));
-    conn.query_row(sql, [], |r| r.get(0)).unwrap_or(0)
+    test_database(db).count_or_zero(sql, &[])
 }

@@ -23,13 +23,14 @@ pub const AGENT: &str = "agent@example.test";
 pub const AGENT_KEY: &str = "agent-key-for-tests-0123456789";
 
 /// A store with a pipeline and a clock that moves one minute per mail.
+/// The store is dropped before its directory (and database) go.
 pub struct PageFixture {
-    _dir: tempfile::TempDir,
     pub settings: Settings,
     pub store: Arc<Store>,
     pub pipeline: Pipeline,
     now: DateTime<Utc>,
     serial: usize,
+    _dir: crate::support::TestDir,
 }
 
 /// A ticket just opened, with the links its confirmation carries.
@@ -43,6 +44,7 @@ pub struct Opened {
 impl PageFixture {
     pub fn new(agent_key: Option<&str>) -> PageFixture {
         let dir = crate::support::temp_dir();
+        let db = crate::support::test_database(&dir.path().join("page.db"));
         let env = [
             ("SUPPORT__ADDRESS", "tickets@example.test".to_string()),
             ("SUPPORT__NAME", "Example Support".to_string()),
@@ -50,23 +52,19 @@ impl PageFixture {
             ("SUPPORT__PUBLIC_URL", "http://127.0.0.1:8025".to_string()),
             ("LIMITS__AUTO_REPLIES_PER_HOUR", "100000".to_string()),
             (
-                "DATABASE__PATH",
-                dir.path().join("page.db").display().to_string(),
-            ),
-            (
                 "WEB__AGENT_TOKEN",
                 agent_key.unwrap_or_default().to_string(),
             ),
         ];
         let env = env
             .into_iter()
+            .chain(db.env())
             .map(|(k, v)| (format!("POSTDESK__{k}"), v))
             .collect();
         let settings = Settings::load_with_env(None, env).expect("test settings are valid");
-        let store = Arc::new(Store::open(&settings.database.path).expect("the store opens"));
+        let store = Arc::new(crate::support::connect_store(&settings.database));
         let pipeline = Pipeline::new(&settings, "page-test-secret");
         PageFixture {
-            _dir: dir,
             settings,
             store,
             pipeline,
@@ -75,6 +73,7 @@ impl PageFixture {
                 .single()
                 .expect("a date"),
             serial: 0,
+            _dir: dir,
         }
     }
 

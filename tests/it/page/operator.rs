@@ -5,7 +5,7 @@
 use axum::http::{StatusCode, header};
 
 use super::fixture::*;
-use postdesk::store::{IngestReport, Kept, Store};
+use postdesk::store::{IngestReport, Kept};
 
 #[tokio::test]
 async fn the_agent_queue_is_a_404_without_its_key() {
@@ -180,7 +180,7 @@ fn tokens_rotate_prints_new_links_and_kills_the_old_ones() {
     assert!(printed.contains("2 old links"), "{printed}");
     let ticket = token_after(&printed, "https://support.example.test/t/");
     let requester = token_after(&printed, "https://support.example.test/r/");
-    let store = Store::open(&db).expect("the store opens");
+    let store = crate::support::open_store(&db);
     let page = store
         .ticket_page(&ticket)
         .expect("a read")

@@ -19,7 +19,7 @@ use super::budget::{self, Preparer, Step};
 use super::inflight::{CRASHED_REASON, Inflight, Refusal};
 use super::lookup::TxLookup;
 use super::quarantine::Kept;
-use super::write::{RawMail, quarantine, write_outcome};
+use super::write::{AlreadyStored, RawMail, quarantine, write_outcome};
 use crate::domain::TicketNumber;
 use crate::imap::FetchedMail;
 use crate::ingest::parse::content_key;
@@ -341,6 +341,10 @@ fn ingest_prepared(
         Ok(Ok(report)) => {
             tx.execute_batch("RELEASE one_mail")?;
             return Ok(report);
+        }
+        Ok(Err(err)) if err.is::<AlreadyStored>() => {
+            tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail")?;
+            return Ok(IngestReport::Duplicate);
         }
         Ok(Err(err)) => format!("processing failed: {err:#}"),
         Err(panic) => format!("processing panicked: {}", panic_message(panic.as_ref())),

@@ -26,6 +26,10 @@ mod ticket_lists;
 mod tickets;
 mod write;
 
+#[cfg(test)]
+#[path = "shared_tests.rs"]
+mod shared_tests;
+
 pub use backup::{BackupReport, RestoreReport, backup, restore};
 pub use copy::{CopyReport, TableCount, copy_to_postgres};
 pub use erase::ErasureReport;
@@ -389,6 +393,18 @@ pub(crate) mod test_postgres {
     }
 
     pub fn store_beside(path: &Path) -> anyhow::Result<Option<Store>> {
+        let Some(url) = fresh_database()? else {
+            return Ok(None);
+        };
+        let settings = crate::settings::DatabaseSettings {
+            path: path.to_path_buf(),
+            url: crate::settings::Secret::new(url),
+        };
+        Store::connect(&settings).map(Some)
+    }
+
+    /// The URL of a new, empty database of the test cluster, if any.
+    pub fn fresh_database() -> anyhow::Result<Option<String>> {
         let Some(admin) = admin_url() else {
             return Ok(None);
         };
@@ -406,11 +422,7 @@ pub(crate) mod test_postgres {
         let base = admin
             .rsplit_once('/')
             .map_or(admin.as_str(), |(base, _)| base);
-        let settings = crate::settings::DatabaseSettings {
-            path: path.to_path_buf(),
-            url: crate::settings::Secret::new(format!("{base}/{name}")),
-        };
-        Store::connect(&settings).map(Some)
+        Ok(Some(format!("{base}/{name}")))
     }
 }
 

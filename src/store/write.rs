@@ -4,7 +4,7 @@
 //! quarantine (a fault, or ignored machine mail). It decides nothing: what to write comes as a [`Plan`] or an
 //! [`Outcome`] from the pure pipeline.
 
-use super::db::Tx;
+use super::db::{OptionalExtension, Tx};
 use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
@@ -238,10 +238,21 @@ pub(super) fn insert_link(tx: &Tx, link: &AccessLink, now: DateTime<Utc>) -> any
     Ok(())
 }
 
+/// The mail is stored already: another daemon sharing the database
+/// committed it after this one looked (an LMTP re-delivery to a second
+/// daemon). The caller rolls the mail back and reports a duplicate.
+#[derive(Debug, thiserror::Error)]
+#[error("another daemon stored this mail at the same moment")]
+pub(super) struct AlreadyStored;
+
 fn insert_raw(tx: &Tx, dedup_key: &str, raw: &RawMail, now: DateTime<Utc>) -> anyhow::Result<i64> {
+    // DO NOTHING: a concurrent insert of the same key (another daemon's)
+    // waits for that one's commit and then adds no row, never an error
+    // that would abort the transaction.
     tx.prepare_cached(
         "INSERT INTO raw_mails (dedup_key, sha256, size, bytes, source, received_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
     )?
     .query_row(
         params![
@@ -254,6 +265,8 @@ fn insert_raw(tx: &Tx, dedup_key: &str, raw: &RawMail, now: DateTime<Utc>) -> an
         ],
         |r| r.get(0),
     )
+    .optional()?
+    .ok_or_else(|| AlreadyStored.into())
 }
 
 /// Keeps the raw mail with its reason on no ticket: in the quarantine

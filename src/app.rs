@@ -112,6 +112,7 @@ impl App {
             self.intake_summary(),
             self.web_addr()?
         );
+        let board = crate::lease::LeaseBoard::new(self.imap.mailboxes().len());
         for queue in self.settings.queues() {
             // A queue without IMAP (LMTP or the pipe only) has no status.
             let Some(status) = self.imap.of(&queue.name).cloned() else {
@@ -132,6 +133,7 @@ impl App {
             // Read only while this daemon holds the mailbox's lease.
             tracker.spawn(crate::lease::run_leased(
                 Arc::clone(&self.store),
+                Arc::clone(&board),
                 queue.checkpoint_key(),
                 status,
                 shutdown.clone(),
@@ -175,9 +177,12 @@ impl App {
             shutdown.clone(),
         );
         let sender_shutdown = shutdown.clone();
+        let sender_failed = Arc::new(std::sync::Mutex::new(None));
+        let failure = Arc::clone(&sender_failed);
         tracker.spawn(async move {
             if let Err(err) = sender.await {
                 tracing::error!("The outbox sender stopped: {err:#}");
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
                 sender_shutdown.cancel();
             }
         });
@@ -206,8 +211,18 @@ impl App {
         {
             tracing::warn!("Some tasks did not finish within {DRAIN_DEADLINE:?}; stopping anyway.");
         }
+        crate::lease::stopped(Arc::clone(&self.store)).await;
         tracing::info!("postdesk stopped.");
-        Ok(())
+        // A daemon that stopped because its sender failed exits non-zero,
+        // so a supervisor (systemd's Restart=on-failure) starts it again.
+        let failed = sender_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match failed {
+            Some(err) => Err(err.context("the outbox sender stopped")),
+            None => Ok(()),
+        }
     }
 }
 

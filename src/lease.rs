@@ -12,7 +12,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::imap::{ImapStatus, LeaseState};
@@ -24,17 +23,49 @@ use crate::store::{Backend, Store};
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
 /// How often a held lease is renewed, and a free one asked for.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
-/// A daemon silent this long is gone.
-pub const SILENCE: Duration = Duration::from_secs(30);
+/// A daemon silent this long is gone (its claimed mail is queued again).
+/// Twice what a 20 s database restart plus a reconnect take, so a live
+/// daemon is never taken for gone and its mail sent twice.
+pub const SILENCE: Duration = Duration::from_secs(60);
 
-fn ttl() -> chrono::Duration {
-    chrono::Duration::from_std(LEASE_TTL).unwrap_or(chrono::Duration::seconds(15))
+/// What a daemon's mailbox tasks share to spread mailboxes over the
+/// daemons: each takes at most its fair share (mailboxes / live daemons,
+/// rounded up) while others may want them, and one over its share gives
+/// one up at a time, so a daemon that joins gets work without flapping.
+pub struct LeaseBoard {
+    mailboxes: usize,
+    last_release: std::sync::Mutex<Option<Instant>>,
+}
+
+impl LeaseBoard {
+    pub fn new(mailboxes: usize) -> Arc<LeaseBoard> {
+        Arc::new(LeaseBoard {
+            mailboxes,
+            last_release: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn share(&self, live_daemons: usize) -> usize {
+        self.mailboxes.div_ceil(live_daemons.max(1))
+    }
+
+    /// Whether this task may give its mailbox up now (one at a time, two
+    /// rounds apart, so the others can take it first).
+    fn may_release(&self) -> bool {
+        let mut last = self.last_release.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < RENEW_EVERY * 2) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
 }
 
 /// Runs `watch` (an IMAP watcher) for `mailbox` while this daemon holds
 /// its lease, until `shutdown`; at shutdown the lease is given up.
 pub async fn run_leased<F, Fut>(
     store: Arc<Store>,
+    board: Arc<LeaseBoard>,
     mailbox: String,
     status: Arc<ImapStatus>,
     shutdown: CancellationToken,
@@ -52,22 +83,47 @@ pub async fn run_leased<F, Fut>(
         });
         return watch(shutdown).await;
     }
+    // Rounds this task let a free mailbox be, being at its share: after
+    // two, nobody else wanted it and it is taken anyway.
+    let mut declined = 0;
     while !shutdown.is_cancelled() {
+        let at_share = load(&store)
+            .await
+            .is_ok_and(|(mine, live)| mine >= board.share(live));
+        if at_share && declined < 2 {
+            declined += 1;
+            pause(&shutdown).await;
+            continue;
+        }
         if !ask(&store, &mailbox, &status).await.unwrap_or(false) {
             pause(&shutdown).await;
             continue;
         }
+        declined = 0;
         tracing::info!("This daemon ({me}) now reads mailbox {mailbox}.");
         let stop = shutdown.child_token();
         let task = tokio::spawn(watch(stop.clone()));
         let mut renewed = Instant::now();
+        let mut hand_over = false;
         loop {
             pause(&shutdown).await;
             if shutdown.is_cancelled() {
                 break;
             }
             match ask(&store, &mailbox, &status).await {
-                Ok(true) => renewed = Instant::now(),
+                Ok(true) => {
+                    renewed = Instant::now();
+                    let over = load(&store)
+                        .await
+                        .is_ok_and(|(mine, live)| mine > board.share(live));
+                    if over && board.may_release() {
+                        tracing::info!(
+                            "This daemon reads more than its share of mailboxes; it hands {mailbox} over."
+                        );
+                        hand_over = true;
+                        break;
+                    }
+                }
                 Ok(false) => {
                     tracing::warn!(
                         "Another daemon took mailbox {mailbox}; this one stops reading it."
@@ -89,11 +145,20 @@ pub async fn run_leased<F, Fut>(
         }
         stop.cancel();
         let _ = task.await;
+        if hand_over {
+            release(&store, &mailbox).await;
+            // Let another daemon take it first.
+            pause(&shutdown).await;
+        }
     }
-    let (store2, mailbox2) = (Arc::clone(&store), mailbox.clone());
+    release(&store, &mailbox).await;
+}
+
+/// Gives the lease up, so another daemon takes it at once.
+async fn release(store: &Arc<Store>, mailbox: &str) {
+    let (store, key) = (Arc::clone(store), mailbox.to_string());
     let released =
-        tokio::task::spawn_blocking(move || store2.release_lease(&mailbox2, store2.instance()))
-            .await;
+        tokio::task::spawn_blocking(move || store.release_lease(&key, store.instance())).await;
     if let Ok(Err(err)) = released {
         tracing::warn!(
             "The lease on mailbox {mailbox} was not given up ({err:#}); it expires in {} s.",
@@ -102,12 +167,17 @@ pub async fn run_leased<F, Fut>(
     }
 }
 
+/// The mailboxes this daemon holds, and the live daemons.
+async fn load(store: &Arc<Store>) -> anyhow::Result<(usize, usize)> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.lease_load(store.instance(), SILENCE)).await?
+}
+
 /// Takes or renews the lease; records who holds it.
 async fn ask(store: &Arc<Store>, mailbox: &str, status: &ImapStatus) -> anyhow::Result<bool> {
     let (store, key) = (Arc::clone(store), mailbox.to_string());
     let (held, holder) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let now = Utc::now();
-        let held = store.take_lease(&key, store.instance(), ttl(), now)?;
+        let held = store.take_lease(&key, store.instance(), LEASE_TTL)?;
         let holder = (store.lease_holders()?.into_iter())
             .find(|l| l.mailbox == key)
             .map(|l| l.holder)
@@ -130,8 +200,8 @@ async fn pause(shutdown: &CancellationToken) {
 }
 
 /// Tells the other daemons this one is alive, every [`RENEW_EVERY`], and
-/// puts back the outbox rows of those gone silent; forgets itself at
-/// shutdown.
+/// puts back the outbox rows of those gone silent. It does not forget
+/// itself at shutdown: [`stopped`] does, once the sender has finished.
 pub async fn heartbeat(
     store: Arc<Store>,
     outbox_wake: Arc<tokio::sync::Notify>,
@@ -140,14 +210,10 @@ pub async fn heartbeat(
     if store.backend() == Backend::Sqlite {
         return; // one daemon: nobody to tell
     }
-    let started = Utc::now();
-    let silence = chrono::Duration::from_std(SILENCE).unwrap_or(chrono::Duration::seconds(30));
     while !shutdown.is_cancelled() {
         let s = Arc::clone(&store);
-        let beat = tokio::task::spawn_blocking(move || {
-            s.instance_alive(s.instance(), started, silence, Utc::now())
-        })
-        .await;
+        let beat =
+            tokio::task::spawn_blocking(move || s.instance_alive(s.instance(), SILENCE)).await;
         match beat {
             Ok(Ok(gone)) if !gone.is_empty() => outbox_wake.notify_one(),
             Ok(Ok(_)) => {}
@@ -156,6 +222,17 @@ pub async fn heartbeat(
         }
         pause(&shutdown).await;
     }
-    let s = Arc::clone(&store);
-    let _ = tokio::task::spawn_blocking(move || s.instance_stopped(s.instance())).await;
+}
+
+/// A clean stop, after every task has finished (the sender too): what this
+/// daemon left `sending` is queued again and it is forgotten at once.
+pub async fn stopped(store: Arc<Store>) {
+    let result =
+        tokio::task::spawn_blocking(move || store.instance_stopped(store.instance())).await;
+    if let Ok(Err(err)) = result {
+        tracing::warn!(
+            "This daemon could not sign off ({err:#}); the others take its mail over after {} s.",
+            SILENCE.as_secs()
+        );
+    }
 }

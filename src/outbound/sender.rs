@@ -55,7 +55,18 @@ pub async fn run(
             }
             continue;
         }
-        worker.send_batch(&due, &shutdown).await?;
+        if let Err(err) = worker.send_batch(&due, &shutdown).await {
+            // The database went away mid-batch (a PostgreSQL restart): what
+            // was sent is in the journal; settle it once the database is back.
+            tracing::error!("The outbox could not record a batch: {err:#}");
+            while let Err(err) = worker.recover().await {
+                tracing::warn!("The outbox waits for the database: {err:#}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -1,13 +1,17 @@
-//! Mailbox leases and the daemons' signs of life. Each mailbox is read by
-//! one daemon at a time: the holder of its lease, which renews it well
-//! before it expires; a lease past its expiry is taken by whoever asks
-//! next. The claim is one statement (an upsert guarded by holder or
-//! expiry), so two daemons asking at once cannot both win. Deciding when
-//! to ask is the caller's (`crate::lease`).
+//! Mailbox leases and the daemons' signs of life (PostgreSQL: several
+//! daemons on one database). Each mailbox is read by one daemon at a time:
+//! the holder of its lease, which renews it well before it expires; a
+//! lease past its expiry is taken by whoever asks next. The claim is one
+//! statement (an upsert guarded by holder or expiry), so two daemons asking
+//! at once cannot both win, and every time is the database server's
+//! `now()`, so the daemons' clocks never decide who is alive. With SQLite
+//! (one daemon per file) every lease is the caller's and nothing is
+//! written. Deciding when to ask is the caller's (`crate::lease`).
 
-use chrono::{DateTime, Duration, Utc};
+use std::time::Duration;
 
 use super::Store;
+use super::db::Backend;
 use crate::sql_params as params;
 
 /// Who holds a mailbox, as `/healthz` shows it.
@@ -15,32 +19,32 @@ use crate::sql_params as params;
 pub struct LeaseHolder {
     pub mailbox: String,
     pub holder: String,
-    pub expires_at: DateTime<Utc>,
 }
 
 impl Store {
-    /// Takes or renews `mailbox`'s lease for `holder` until `now + ttl`;
-    /// returns whether `holder` holds it now.
-    pub fn take_lease(
-        &self,
-        mailbox: &str,
-        holder: &str,
-        ttl: Duration,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+    /// Takes or renews `mailbox`'s lease for `holder` for `ttl`; returns
+    /// whether `holder` holds it now.
+    pub fn take_lease(&self, mailbox: &str, holder: &str, ttl: Duration) -> anyhow::Result<bool> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(true);
+        }
         let conn = self.write()?;
         let changed = conn.execute(
-            "INSERT INTO mailbox_leases (mailbox, holder, expires_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO mailbox_leases (mailbox, holder, expires_at)
+             VALUES (?1, ?2, now() + make_interval(secs => ?3))
              ON CONFLICT (mailbox) DO UPDATE
                SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE mailbox_leases.holder = excluded.holder OR mailbox_leases.expires_at < ?4",
-            params![mailbox, holder, now + ttl, now],
+             WHERE mailbox_leases.holder = excluded.holder OR mailbox_leases.expires_at < now()",
+            params![mailbox, holder, ttl.as_secs_f64()],
         )?;
         Ok(changed == 1)
     }
 
     /// Gives the lease up (at shutdown), so another daemon takes it at once.
     pub fn release_lease(&self, mailbox: &str, holder: &str) -> anyhow::Result<()> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(());
+        }
         self.write()?.execute(
             "DELETE FROM mailbox_leases WHERE mailbox = ?1 AND holder = ?2",
             params![mailbox, holder],
@@ -48,17 +52,20 @@ impl Store {
         Ok(())
     }
 
-    /// Every lease, live or expired.
+    /// Every live lease.
     pub fn lease_holders(&self) -> anyhow::Result<Vec<LeaseHolder>> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(Vec::new());
+        }
         self.read(|c| {
             c.query_map(
-                "SELECT mailbox, holder, expires_at FROM mailbox_leases ORDER BY mailbox",
+                "SELECT mailbox, holder FROM mailbox_leases WHERE expires_at >= now()
+                 ORDER BY mailbox",
                 [],
                 |r| {
                     Ok(LeaseHolder {
                         mailbox: r.get(0)?,
                         holder: r.get(1)?,
-                        expires_at: r.get(2)?,
                     })
                 },
             )?
@@ -66,32 +73,50 @@ impl Store {
         })
     }
 
-    /// Records that `instance` is alive; returns the instances not seen
-    /// since `now - silence` (gone: their claimed outbox rows are put back).
-    pub fn instance_alive(
-        &self,
-        instance: &str,
-        started_at: DateTime<Utc>,
-        silence: Duration,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<String>> {
+    /// How many live leases `holder` has, and how many daemons are alive
+    /// (seen within `silence`; at least one, the caller).
+    pub fn lease_load(&self, holder: &str, silence: Duration) -> anyhow::Result<(usize, usize)> {
+        if self.backend() == Backend::Sqlite {
+            return Ok((0, 1));
+        }
+        self.read(|c| {
+            c.query_row(
+                "SELECT (SELECT count(*) FROM mailbox_leases
+                          WHERE holder = ?1 AND expires_at >= now()),
+                        (SELECT count(*) FROM instances
+                          WHERE seen_at >= now() - make_interval(secs => ?2))",
+                params![holder, silence.as_secs_f64()],
+                |r| {
+                    let mine: i64 = r.get(0)?;
+                    let live: i64 = r.get(1)?;
+                    Ok((mine.max(0) as usize, live.max(1) as usize))
+                },
+            )
+        })
+    }
+
+    /// Records that `instance` is alive; puts back the outbox rows claimed
+    /// by daemons silent for `silence` (and by those that stopped and
+    /// forgot themselves); returns those daemons.
+    pub fn instance_alive(&self, instance: &str, silence: Duration) -> anyhow::Result<Vec<String>> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(Vec::new());
+        }
         let conn = self.write()?;
         let tx = conn.begin()?;
         tx.execute(
-            "INSERT INTO instances (id, started_at, seen_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-            params![instance, started_at, now],
+            "INSERT INTO instances (id, started_at, seen_at) VALUES (?1, now(), now())
+             ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+            [instance],
         )?;
-        // Silent ones, and claims of daemons that stopped (and forgot
-        // themselves) with rows still marked `sending`.
         let gone: Vec<String> = tx
             .query_map(
-                "SELECT id FROM instances WHERE seen_at < ?1
+                "SELECT id FROM instances WHERE seen_at < now() - make_interval(secs => ?1)
                  UNION
                  SELECT DISTINCT claimed_by FROM outbox
                   WHERE status = 'sending' AND claimed_by IS NOT NULL
                     AND claimed_by NOT IN (SELECT id FROM instances)",
-                params![now - silence],
+                [silence.as_secs_f64()],
                 |r| r.get(0),
             )?
             .collect::<Result<_, _>>()?;
@@ -113,12 +138,21 @@ impl Store {
         Ok(gone)
     }
 
-    /// Forgets `instance` (a clean stop); rows it left `sending` are put
-    /// back by the next heartbeat of any daemon (this one after a restart).
+    /// A clean stop, once this daemon's sender has finished: puts back what
+    /// it left `sending` and forgets it, so nobody waits for its silence.
     pub fn instance_stopped(&self, instance: &str) -> anyhow::Result<()> {
-        self.write()?
-            .execute("DELETE FROM instances WHERE id = ?1", [instance])?;
-        Ok(())
+        if self.backend() == Backend::Sqlite {
+            return Ok(());
+        }
+        let conn = self.write()?;
+        let tx = conn.begin()?;
+        tx.execute(
+            "UPDATE outbox SET status = 'pending', claimed_by = NULL
+             WHERE status = 'sending' AND claimed_by = ?1",
+            [instance],
+        )?;
+        tx.execute("DELETE FROM instances WHERE id = ?1", [instance])?;
+        tx.commit()
     }
 }
 
@@ -126,39 +160,28 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A store on the test cluster, or `None` (SQLite runs: no leases).
+    fn postgres_store(dir: &std::path::Path) -> Option<Store> {
+        let store = Store::open(&dir.join("t.db")).unwrap();
+        (store.backend() == Backend::Postgres).then_some(store)
+    }
+
     #[test]
     fn a_lease_is_held_by_one_until_it_expires_then_taken_over() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).unwrap();
-        let t0 = Utc::now();
-        let ttl = Duration::seconds(15);
-        assert!(store.take_lease("support", "a", ttl, t0).unwrap());
-        assert!(
-            !store
-                .take_lease("support", "b", ttl, t0 + Duration::seconds(5))
-                .unwrap()
-        );
-        assert!(
-            store
-                .take_lease("support", "a", ttl, t0 + Duration::seconds(10))
-                .unwrap()
-        );
-        // a renewed at t0+10, so it holds until t0+25.
-        assert!(
-            !store
-                .take_lease("support", "b", ttl, t0 + Duration::seconds(24))
-                .unwrap()
-        );
-        assert!(
-            store
-                .take_lease("support", "b", ttl, t0 + Duration::seconds(26))
-                .unwrap()
-        );
-        assert!(
-            !store
-                .take_lease("support", "a", ttl, t0 + Duration::seconds(27))
-                .unwrap()
-        );
+        let Some(store) = postgres_store(dir.path()) else {
+            eprintln!("PostgreSQL only: set POSTDESK_TEST_POSTGRES");
+            return;
+        };
+        let ttl = Duration::from_millis(800);
+        assert!(store.take_lease("support", "a", ttl).unwrap());
+        assert!(!store.take_lease("support", "b", ttl).unwrap());
+        assert!(store.take_lease("support", "a", ttl).unwrap(), "renewed");
+        assert_eq!(store.lease_load("a", Duration::from_secs(60)).unwrap().0, 1);
+        std::thread::sleep(Duration::from_millis(1000));
+        assert!(store.lease_holders().unwrap().is_empty(), "expired");
+        assert!(store.take_lease("support", "b", ttl).unwrap(), "taken over");
+        assert!(!store.take_lease("support", "a", ttl).unwrap());
         let holders = store.lease_holders().unwrap();
         assert_eq!(holders.len(), 1);
         assert_eq!(holders[0].holder, "b");
@@ -169,10 +192,29 @@ mod tests {
             "only the holder releases"
         );
         store.release_lease("support", "b").unwrap();
-        assert!(
-            store
-                .take_lease("support", "a", ttl, t0 + Duration::seconds(28))
-                .unwrap()
+        assert!(store.take_lease("support", "a", ttl).unwrap());
+    }
+
+    #[test]
+    fn a_silent_daemons_claims_are_queued_again_a_live_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(store) = postgres_store(dir.path()) else {
+            eprintln!("PostgreSQL only: set POSTDESK_TEST_POSTGRES");
+            return;
+        };
+        let silence = Duration::from_millis(700);
+        assert!(store.instance_alive("a", silence).unwrap().is_empty());
+        assert!(store.instance_alive("b", silence).unwrap().is_empty());
+        std::thread::sleep(Duration::from_millis(900));
+        // b beats again; a has been silent.
+        assert_eq!(
+            store.instance_alive("b", silence).unwrap(),
+            vec!["a".to_string()]
         );
+        assert!(
+            store.instance_alive("b", silence).unwrap().is_empty(),
+            "forgotten once"
+        );
+        assert_eq!(store.lease_load("b", Duration::from_secs(60)).unwrap().1, 1);
     }
 }

@@ -1,8 +1,14 @@
-//! Store: the only place that speaks SQL, SQLite or PostgreSQL through
-//! one portable surface (`db`). SQLite in WAL mode with a busy timeout; one writer connection behind a mutex (each API call is one
-//! transaction) and a small pool of reader connections. The API is named
-//! by intent (`ingest_batch`, `claim_outbox`, `record_delivery`,
-//! `ticket_page`) so that another backend could sit behind it. Calls are
+//! Store: the only place that speaks SQL. The API is named by intent
+//! (`ingest_batch`, `claim_outbox`, `record_delivery`, `ticket_page`),
+//! each call one transaction, and its code is written once for both
+//! backends over the portable surface of `db` (a `Tx` with `?N`
+//! placeholders, savepoints as SQL): the savepoint-per-mail orchestration
+//! of ingest, status changes and the rest decide the same way on either.
+//! Where the SQL must differ it branches on `Tx::backend` next to each
+//! other (search, outbox claims, erasure's file hygiene, ticket numbers).
+//! SQLite: WAL, one writer connection behind a mutex, a pool of readers.
+//! PostgreSQL: the same shape (one writer per daemon, readers), other
+//! daemons writing beside it in their own transactions. Calls are
 //! blocking: async callers use `spawn_blocking`.
 
 mod backup;
@@ -342,11 +348,18 @@ impl Store {
             crate::tokens::random_token()?,
             crate::tokens::random_token()?
         );
+        // Daemons starting together on a new database: the first one's
+        // secret stays and every one reads it back.
         conn.execute(
-            "INSERT INTO installation (key, value) VALUES ('secret', ?1)",
+            "INSERT INTO installation (key, value) VALUES ('secret', ?1)
+             ON CONFLICT (key) DO NOTHING",
             [&secret],
         )?;
-        Ok(secret)
+        conn.query_row(
+            "SELECT value FROM installation WHERE key = 'secret'",
+            [],
+            |r| r.get(0),
+        )
     }
 
     /// The committed IMAP checkpoint of a mailbox.

@@ -65,20 +65,24 @@ impl Store {
         Ok(recovered)
     }
 
-    /// Puts rows left `sending` by a previous run back in the queue. With
-    /// SQLite that is every such row (one daemon); with PostgreSQL only
-    /// rows no daemon claimed by name (older than claims): another daemon's
-    /// are put back once it is gone (`instance_alive`).
+    /// Puts rows left `sending` by a previous run (or by this one, after the
+    /// database failed mid-batch) back in the queue. With SQLite that is
+    /// every such row (one daemon); with PostgreSQL this daemon's and those
+    /// no daemon claimed by name: another daemon's are put back once it is
+    /// gone (`instance_alive`).
     pub fn requeue_interrupted(&self) -> anyhow::Result<usize> {
         let conn = self.write()?;
-        let sql = match conn.backend() {
-            Backend::Sqlite => "UPDATE outbox SET status = 'pending' WHERE status = 'sending'",
-            Backend::Postgres => {
+        match conn.backend() {
+            Backend::Sqlite => conn.execute(
+                "UPDATE outbox SET status = 'pending' WHERE status = 'sending'",
+                [],
+            ),
+            Backend::Postgres => conn.execute(
                 "UPDATE outbox SET status = 'pending'
-                 WHERE status = 'sending' AND claimed_by IS NULL"
-            }
-        };
-        conn.execute(sql, [])
+                 WHERE status = 'sending' AND (claimed_by IS NULL OR claimed_by = ?1)",
+                [self.instance.as_str()],
+            ),
+        }
     }
 
     /// Gives claimed but unattempted rows back to the queue.
@@ -86,8 +90,9 @@ impl Store {
         let conn = self.write()?;
         for id in ids {
             conn.execute(
-                "UPDATE outbox SET status = 'pending' WHERE id = ?1 AND status = 'sending'",
-                [id],
+                "UPDATE outbox SET status = 'pending' WHERE id = ?1 AND status = 'sending'
+                 AND (claimed_by IS NULL OR claimed_by = ?2)",
+                params![id, self.instance],
             )?;
         }
         Ok(())
@@ -142,7 +147,8 @@ impl Store {
     }
 
     /// Records the result of one attempt. A temporary failure is retried
-    /// with capped exponential backoff until `max_attempts`.
+    /// with capped exponential backoff until `max_attempts`. A row another
+    /// daemon claimed since (this one was taken for gone) is left to it.
     pub fn record_delivery(
         &self,
         id: i64,
@@ -155,8 +161,8 @@ impl Store {
             DeliveryResult::Sent => {
                 conn.execute(
                     "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
-                     last_error = NULL, held_for = NULL WHERE id = ?1",
-                    params![id, now],
+                     last_error = NULL, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
+                    params![id, now, self.instance],
                 )?;
             }
             DeliveryResult::Temporary(error) => {
@@ -172,21 +178,28 @@ impl Store {
                 };
                 conn.execute(
                     "UPDATE outbox SET status = ?2, attempts = ?3, last_error = ?4,
-                     next_attempt_at = ?5, held_for = NULL WHERE id = ?1",
-                    params![id, status, attempts, error, now + retry_delay(attempts)],
+                     next_attempt_at = ?5, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?6)",
+                    params![
+                        id,
+                        status,
+                        attempts,
+                        error,
+                        now + retry_delay(attempts),
+                        self.instance
+                    ],
                 )?;
             }
             DeliveryResult::Permanent(error) => {
                 conn.execute(
                     "UPDATE outbox SET status = 'failed', attempts = attempts + 1,
-                     last_error = ?2, held_for = NULL WHERE id = ?1",
-                    params![id, error],
+                     last_error = ?2, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
+                    params![id, error, self.instance],
                 )?;
             }
             DeliveryResult::AuthFailed(error) => {
                 conn.execute(
-                    "UPDATE outbox SET status = 'pending', last_error = ?2 WHERE id = ?1",
-                    params![id, error],
+                    "UPDATE outbox SET status = 'pending', last_error = ?2 WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
+                    params![id, error, self.instance],
                 )?;
             }
         }

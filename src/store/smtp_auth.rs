@@ -111,8 +111,9 @@ impl Store {
         for id in ids {
             tx.execute(
                 "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, held_for = ?3
-                 WHERE id = ?1 AND status IN ('pending', 'sending')",
-                params![id, until, route],
+                 WHERE id = ?1 AND status IN ('pending', 'sending')
+                   AND (claimed_by IS NULL OR claimed_by = ?4)",
+                params![id, until, route, self.instance],
             )?;
         }
         tx.commit()?;

@@ -13,6 +13,7 @@
 
 mod backlog;
 mod crash;
+mod instances;
 mod lmtp;
 mod mailbox;
 mod outage;

@@ -153,6 +153,10 @@ pub struct DatabaseSettings {
     /// (which still places the files kept beside the database).
     #[serde(default)]
     pub url: Secret,
+    /// PEM CA certificates trusted for PostgreSQL's TLS beside the
+    /// system's (a private CA); empty: the system's only.
+    #[serde(default)]
+    pub ca_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

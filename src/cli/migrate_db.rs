@@ -14,7 +14,7 @@ use crate::store::{CopyReport, copy_to_postgres};
 /// Runs `migrate-db --to URL`.
 pub fn run(settings: &Settings, to: &str) -> anyhow::Result<ExitCode> {
     let source = &settings.database.path;
-    let report = copy_to_postgres(source, to)?;
+    let report = copy_to_postgres(source, to, &settings.database.ca_file)?;
     print!(
         "{}",
         summary(&report, &source.display().to_string(), &target_name(to))

@@ -259,6 +259,20 @@ async fn tls_handshake(
 /// System roots plus the PEM certificates in `ca_file` (if not empty).
 /// The ring provider is named explicitly, so no process default is needed.
 fn tls_connector(ca_file: &str) -> anyhow::Result<TlsConnector> {
+    let roots = trusted_roots(ca_file, "imap.ca_file")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("the TLS provider offers no protocol version")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The system's CA certificates plus those in `ca_file` (PEM; none when
+/// empty); `key` names the setting in errors. Shared by every TLS client
+/// of the daemon (IMAP, PostgreSQL).
+pub fn trusted_roots(ca_file: &str, key: &str) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for err in &native.errors {
@@ -268,27 +282,20 @@ fn tls_connector(ca_file: &str) -> anyhow::Result<TlsConnector> {
     if !ca_file.is_empty() {
         let mut added = 0;
         for cert in CertificateDer::pem_file_iter(ca_file)
-            .with_context(|| format!("cannot read imap.ca_file `{ca_file}`"))?
+            .with_context(|| format!("cannot read {key} `{ca_file}`"))?
         {
-            let cert =
-                cert.with_context(|| format!("imap.ca_file `{ca_file}` is not valid PEM"))?;
-            roots.add(cert).with_context(|| {
-                format!("imap.ca_file `{ca_file}` holds an unusable certificate")
-            })?;
+            let cert = cert.with_context(|| format!("{key} `{ca_file}` is not valid PEM"))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("{key} `{ca_file}` holds an unusable certificate"))?;
             added += 1;
         }
         if added == 0 {
-            bail!("imap.ca_file `{ca_file}` holds no certificate");
+            bail!("{key} `{ca_file}` holds no certificate");
         }
     }
     if roots.is_empty() {
-        bail!("no trusted CA certificates: the system has none and imap.ca_file is empty");
+        bail!("no trusted CA certificates: the system has none and {key} is empty");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("the TLS provider offers no protocol version")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(roots)
 }

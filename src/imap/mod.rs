@@ -70,6 +70,7 @@ pub trait MailSink: Send + Sync + 'static {
 mod batch;
 mod command;
 mod connect;
+pub(crate) use connect::trusted_roots;
 mod history;
 mod mailbox;
 mod watch;

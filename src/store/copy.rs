@@ -91,7 +91,12 @@ impl CopyReport {
 
 /// Copies the SQLite desk at `source` into the empty PostgreSQL database
 /// at `target_url`. An error leaves the target as it was (migrated).
-pub fn copy_to_postgres(source: &Path, target_url: &str) -> anyhow::Result<CopyReport> {
+/// `ca_file` is `database.ca_file`: the target's TLS trusts it too.
+pub fn copy_to_postgres(
+    source: &Path,
+    target_url: &str,
+    ca_file: &str,
+) -> anyhow::Result<CopyReport> {
     if !source.exists() {
         bail!(
             "the SQLite desk {} does not exist (database.path)",
@@ -112,12 +117,14 @@ pub fn copy_to_postgres(source: &Path, target_url: &str) -> anyhow::Result<CopyR
     drop(Store::connect(&DatabaseSettings {
         path: source.to_path_buf(),
         url: Secret::new(target_url),
+        ca_file: ca_file.to_string(),
     })?);
+    let tls = super::db::tls::connector(ca_file)?;
     // The blocking client runs a runtime of its own: never inside a caller's.
     std::thread::scope(|s| {
         s.spawn(move || {
             let mut client = config
-                .connect(postgres::NoTls)
+                .connect(tls)
                 .context("cannot connect to the PostgreSQL database (--to)")?;
             Copier::new(&sqlite, &sent).run(&mut client)
         })

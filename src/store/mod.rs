@@ -80,7 +80,7 @@ pub const READER_POOL: usize = 8;
 /// Where the database is: a SQLite file, or a PostgreSQL server.
 enum Engine {
     Sqlite,
-    Postgres(Box<postgres::Config>),
+    Postgres(Box<postgres::Config>, db::tls::Tls),
 }
 
 /// A handle on the database; cheap to share behind an `Arc`.
@@ -161,7 +161,7 @@ impl Store {
             .context("database.url is not a valid PostgreSQL URL")?;
         let store = Store {
             path: settings.path.clone(),
-            engine: Engine::Postgres(Box::new(config)),
+            engine: Engine::Postgres(Box::new(config), db::tls::connector(&settings.ca_file)?),
             instance: instance_name()?,
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
@@ -209,7 +209,7 @@ impl Store {
     pub fn backend(&self) -> Backend {
         match self.engine {
             Engine::Sqlite => Backend::Sqlite,
-            Engine::Postgres(_) => Backend::Postgres,
+            Engine::Postgres(..) => Backend::Postgres,
         }
     }
 
@@ -290,7 +290,10 @@ impl Store {
                 conn.set_prepared_statement_cache_capacity(64);
                 Ok(Conn::Lite(conn))
             }
-            Engine::Postgres(config) => Ok(Conn::Pg(PgConn::connect((**config).clone())?)),
+            Engine::Postgres(config, tls) => Ok(Conn::Pg(PgConn::connect(
+                (**config).clone(),
+                tls.clone(),
+            )?)),
         }
     }
 
@@ -412,6 +415,7 @@ pub(crate) mod test_postgres {
         let settings = crate::settings::DatabaseSettings {
             path: path.to_path_buf(),
             url: crate::settings::Secret::new(url),
+            ca_file: String::new(),
         };
         Store::connect(&settings).map(Some)
     }

@@ -83,6 +83,7 @@ fn desk(pg: Option<PgDatabase>) -> Desk {
     let database = DatabaseSettings {
         path: dir.path().join("t.db"),
         url: Secret::new(pg.as_ref().map_or("", |p| p.url.as_str())),
+        ca_file: String::new(),
     };
     let store = Store::connect(&database).unwrap();
     let pipeline = Pipeline::new(&settings, "unit-secret-unit-secret");

@@ -21,6 +21,7 @@ fn two_daemons() -> Option<TwoDaemons> {
         let settings = DatabaseSettings {
             path: dir.path().join(name),
             url: Secret::new(url.clone()),
+            ca_file: String::new(),
         };
         Arc::new(Store::connect(&settings).unwrap())
     };

@@ -130,7 +130,7 @@ fn a_desk_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("desk.db");
     let store = Store::open_file(&path).unwrap();
-    let err = copy_to_postgres(&path, "postgres://u:p@127.0.0.1:1/db").unwrap_err();
+    let err = copy_to_postgres(&path, "postgres://u:p@127.0.0.1:1/db", "").unwrap_err();
     assert!(
         err.to_string().contains("in use by a running postdesk"),
         "{err}"
@@ -140,6 +140,6 @@ fn a_desk_in_use_is_refused() {
         hold_exclusive(&path).unwrap().is_some(),
         "free once it stops"
     );
-    let missing = copy_to_postgres(&dir.path().join("none.db"), "postgres://u:p@h/db");
+    let missing = copy_to_postgres(&dir.path().join("none.db"), "postgres://u:p@h/db", "");
     assert!(missing.unwrap_err().to_string().contains("does not exist"));
 }

@@ -9,6 +9,7 @@
 //! chosen by its caller from [`Tx::backend`].
 
 mod pg;
+pub mod tls;
 mod value;
 mod worker;
 
@@ -39,9 +40,9 @@ pub struct PgConn {
 }
 
 impl PgConn {
-    pub fn connect(config: postgres::Config) -> anyhow::Result<PgConn> {
+    pub fn connect(config: postgres::Config, tls: tls::Tls) -> anyhow::Result<PgConn> {
         Ok(PgConn {
-            worker: worker::PgWorker::connect(config)?,
+            worker: worker::PgWorker::connect(config, tls)?,
             statements: RefCell::new(HashMap::new()),
             closed: Cell::new(false),
         })

@@ -21,13 +21,13 @@ pub struct PgWorker {
 
 impl PgWorker {
     /// Connects on a new thread; fails as the connection would.
-    pub fn connect(config: postgres::Config) -> anyhow::Result<PgWorker> {
+    pub fn connect(config: postgres::Config, tls: super::tls::Tls) -> anyhow::Result<PgWorker> {
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready, connected) = mpsc::channel::<Result<(), postgres::Error>>();
         let thread = thread::Builder::new()
             .name("postdesk-pg".into())
             .spawn(move || {
-                let mut client = match config.connect(postgres::NoTls) {
+                let mut client = match config.connect(tls) {
                     Ok(client) => {
                         let _ = ready.send(Ok(()));
                         client

@@ -342,6 +342,12 @@ fn ingest_prepared(
             tx.execute_batch("RELEASE one_mail")?;
             return Ok(report);
         }
+        // The database failed, not the mail: the whole batch is tried
+        // again later (IMAP leaves it unmarked, LMTP answers 451).
+        Ok(Err(err)) if super::db::is_transient(&err) => {
+            let _ = tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail");
+            return Err(err);
+        }
         Ok(Err(err)) if err.is::<AlreadyStored>() => {
             tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail")?;
             return Ok(IngestReport::Duplicate);

@@ -120,3 +120,63 @@ fn two_daemons_never_claim_one_outgoing_mail() {
     assert_eq!(all.len(), claimed, "no row claimed by both");
     assert_eq!(claimed, 30, "each confirmation claimed once");
 }
+
+#[test]
+fn a_mail_blocked_by_the_database_is_tried_again_not_quarantined() {
+    let Some(url) = test_postgres::fresh_database().unwrap() else {
+        eprintln!("PostgreSQL only: set POSTDESK_TEST_POSTGRES");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let settings = DatabaseSettings {
+        path: dir.path().join("t.db"),
+        url: Secret::new(url.clone()),
+        ca_file: String::new(),
+    };
+    drop(Store::connect(&settings).unwrap()); // creates the tables
+    // Another session holds the tickets (not the quarantine: a wrongly
+    // quarantined mail would go through); this database gives up waiting
+    // for a lock after 200 ms (SQLSTATE 55P03).
+    let (locked, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let holder = {
+        let (url, locked, release) = (url.clone(), Arc::clone(&locked), Arc::clone(&release));
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let db = url.rsplit('/').next().unwrap().to_string();
+            c.batch_execute(&format!("ALTER DATABASE {db} SET lock_timeout = '200ms'"))
+                .unwrap();
+            c.batch_execute("BEGIN; LOCK TABLE tickets IN ACCESS EXCLUSIVE MODE")
+                .unwrap();
+            locked.wait();
+            release.wait();
+            c.batch_execute("COMMIT").unwrap();
+        })
+    };
+    locked.wait();
+    let store = Store::connect(&settings).unwrap();
+    let env = vec![(
+        "POSTDESK__SUPPORT__ADDRESS".to_string(),
+        "tickets@support.test".to_string(),
+    )];
+    let pipeline = Pipeline::new(
+        &Settings::load_with_env(None, env).unwrap(),
+        "unit-secret-unit-secret",
+    );
+    let err = store
+        .ingest_mail(&pipeline, mail(1), &MailSource::Pipe, Utc::now())
+        .expect_err("the lock holds the mail back");
+    assert!(super::db::is_transient(&err), "{err:#}");
+    release.wait();
+    holder.join().unwrap();
+    assert!(
+        store.quarantine_list().unwrap().is_empty(),
+        "nothing quarantined"
+    );
+    let report = store
+        .ingest_mail(&pipeline, mail(1), &MailSource::Pipe, Utc::now())
+        .unwrap();
+    assert!(
+        matches!(report, IngestReport::NewTicket { .. }),
+        "{report:?}"
+    );
+}

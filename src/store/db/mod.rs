@@ -16,6 +16,7 @@ mod worker;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+pub use pg::is_transient;
 pub use value::{Column, Param, Value};
 
 /// Which database a connection speaks.

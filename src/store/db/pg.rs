@@ -53,18 +53,94 @@ pub fn refs<'v>(values: &'v [Value<'v>]) -> Vec<&'v (dyn postgres::types::ToSql 
         .collect()
 }
 
-/// A client error with the server's message and the statement's start.
-pub fn explain(err: postgres::Error, sql: &str) -> anyhow::Error {
-    let head: String = sql.split_whitespace().take(8).collect::<Vec<_>>().join(" ");
-    match err.as_db_error() {
-        Some(db) => anyhow::anyhow!("PostgreSQL: {} (in `{head} …`)", db.message()),
-        None => anyhow::Error::new(err).context(format!("PostgreSQL, in `{head} …`")),
+/// A PostgreSQL failure: the server's SQLSTATE and message (none when the
+/// connection itself failed), and the statement's start.
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL: {message} (in `{statement} …`)")]
+pub struct PgError {
+    pub code: Option<String>,
+    message: String,
+    statement: String,
+}
+
+impl PgError {
+    /// A failure that says nothing about the mail or the request: the
+    /// connection was lost, the server is restarting, a deadlock or a
+    /// serialization conflict with another daemon, a lock or resource
+    /// limit. Trying again later is the answer, never a quarantine.
+    pub fn is_transient(&self) -> bool {
+        match self.code.as_deref() {
+            None => true,
+            Some(code) => {
+                ["08", "40", "53", "57"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                    || code == "55P03"
+            }
+        }
     }
+}
+
+/// Whether `err` is a [`PgError::is_transient`] one.
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<PgError>()
+        .is_some_and(PgError::is_transient)
+}
+
+/// A client error with the server's code and message and the statement's start.
+pub fn explain(err: postgres::Error, sql: &str) -> anyhow::Error {
+    let statement: String = sql.split_whitespace().take(8).collect::<Vec<_>>().join(" ");
+    let (code, message) = match err.as_db_error() {
+        Some(db) => (Some(db.code().code().to_string()), db.message().to_string()),
+        None => (None, format!("{err:#}")),
+    };
+    PgError {
+        code,
+        message,
+        statement,
+    }
+    .into()
+}
+
+/// The connection's thread is gone (its connection with it).
+pub fn connection_lost(what: &str) -> anyhow::Error {
+    PgError {
+        code: None,
+        message: what.to_string(),
+        statement: String::new(),
+    }
+    .into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_connections_and_conflicts_are_transient_bad_sql_is_not() {
+        let error = |code: Option<&str>| PgError {
+            code: code.map(str::to_string),
+            message: String::new(),
+            statement: String::new(),
+        };
+        for code in [
+            None,
+            Some("40P01"),
+            Some("40001"),
+            Some("57P01"),
+            Some("08006"),
+            Some("55P03"),
+        ] {
+            assert!(error(code).is_transient(), "{code:?}");
+        }
+        for code in ["23505", "42601", "22021", "42883"] {
+            assert!(!error(Some(code)).is_transient(), "{code}");
+        }
+        assert!(is_transient(&connection_lost("gone")));
+        assert!(!is_transient(&anyhow::anyhow!(
+            "a mail that does not parse"
+        )));
+    }
 
     #[test]
     fn placeholders_are_numbered_outside_quotes_only() {

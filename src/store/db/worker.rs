@@ -65,12 +65,12 @@ impl PgWorker {
         });
         self.jobs
             .as_ref()
-            .context("the PostgreSQL connection is closed")?
+            .ok_or_else(|| super::pg::connection_lost("the connection is closed"))?
             .send(job)
-            .map_err(|_| anyhow::anyhow!("the PostgreSQL connection thread ended"))?;
+            .map_err(|_| super::pg::connection_lost("the connection's thread ended"))?;
         answer
             .recv()
-            .map_err(|_| anyhow::anyhow!("the PostgreSQL connection thread ended mid-statement"))
+            .map_err(|_| super::pg::connection_lost("the connection's thread ended mid-statement"))
     }
 }
 

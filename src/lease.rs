@@ -110,7 +110,13 @@ pub async fn run_leased<F, Fut>(
             if shutdown.is_cancelled() {
                 break;
             }
-            match ask(&store, &mailbox, &status).await {
+            // Never wait on the database past the lease: a renewal that
+            // hangs is a lost lease.
+            let left = LEASE_TTL.saturating_sub(renewed.elapsed() + RENEW_EVERY / 2);
+            let asked = tokio::time::timeout(left, ask(&store, &mailbox, &status))
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the database did not answer in time")));
+            match asked {
                 Ok(true) => {
                     renewed = Instant::now();
                     let over = load(&store)

@@ -154,11 +154,22 @@ impl Store {
         if settings.url.is_empty() {
             return Store::open(&settings.path);
         }
-        let config: postgres::Config = settings
+        let mut config: postgres::Config = settings
             .url
             .expose()
             .parse()
             .context("database.url is not a valid PostgreSQL URL")?;
+        // A server that vanishes (a partition, a failover) must fail our
+        // statements within seconds, not hang them: a mailbox's lease
+        // would expire while its reader waits. The URL may set its own.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(10));
         let store = Store {
             path: settings.path.clone(),
             engine: Engine::Postgres(Box::new(config), db::tls::connector(&settings.ca_file)?),
@@ -290,10 +301,9 @@ impl Store {
                 conn.set_prepared_statement_cache_capacity(64);
                 Ok(Conn::Lite(conn))
             }
-            Engine::Postgres(config, tls) => Ok(Conn::Pg(PgConn::connect(
-                (**config).clone(),
-                tls.clone(),
-            )?)),
+            Engine::Postgres(config, tls) => {
+                Ok(Conn::Pg(PgConn::connect((**config).clone(), tls.clone())?))
+            }
         }
     }
 

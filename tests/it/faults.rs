@@ -13,7 +13,7 @@
 
 mod backlog;
 mod crash;
-mod instances;
+pub(crate) mod instances;
 mod lmtp;
 mod mailbox;
 mod outage;

@@ -20,6 +20,7 @@ mod oauth;
 mod ops;
 mod outbox;
 mod page;
+mod pg_tls;
 mod queues;
 mod relay_mime;
 mod search;

@@ -12,7 +12,7 @@
 //! PostgreSQL (`POSTDESK_TEST_POSTGRES` set); the cluster it stops is its
 //! own, never the suite's.
 
-mod cluster;
+pub(crate) mod cluster;
 mod leases;
 
 use std::collections::BTreeMap;

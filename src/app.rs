@@ -38,6 +38,8 @@ pub struct App {
     tokens: Vec<Option<Arc<TokenSource>>>,
     /// Bound in `build` when `lmtp.listen` is set.
     lmtp: Option<crate::lmtp::Listener>,
+    /// PostgreSQL: this daemon's claim on the files beside `database.path`.
+    _files_lock: Option<std::fs::File>,
 }
 
 /// Opens the store and the pipeline: what both the daemon and the
@@ -64,6 +66,12 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<(Arc<Store>, Arc<Pipeli
 impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let (store, pipeline) = open_store(&settings)?;
+        let files_lock = match store.backend() {
+            crate::store::Backend::Postgres => {
+                Some(crate::store::hold_daemon_files(&settings.database.path)?)
+            }
+            crate::store::Backend::Sqlite => None,
+        };
         let web = crate::web::Servers::bind(&settings.web).await?;
         let lmtp = match settings.lmtp.listen.as_str() {
             "" => None,
@@ -80,6 +88,7 @@ impl App {
             imap: Arc::new(imap),
             tokens,
             lmtp,
+            _files_lock: files_lock,
         })
     }
 

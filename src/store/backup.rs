@@ -62,6 +62,33 @@ fn open_lock(database: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("cannot open the lock file {}", path.display()))
 }
 
+/// An exclusive lock on `DATABASE.daemon.lock` for a daemon's lifetime
+/// (PostgreSQL: several daemons share the database, but each needs its own
+/// files beside `database.path`: the sent journal, the in-flight marker).
+pub fn hold_daemon_files(database: &Path) -> anyhow::Result<File> {
+    let mut name = database.as_os_str().to_os_string();
+    name.push(".daemon.lock");
+    let path = std::path::PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => bail!(
+            "another postdesk daemon on this host uses database.path {}: give each daemon its own \
+             (its sent journal and in-flight marker live beside it)",
+            database.display()
+        ),
+        Err(TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// A shared lock held while a store uses `database`. It fails (rather than
 /// waits) while a restore replaces the database, so that an MTA pipe gets
 /// a temporary failure and retries.
@@ -291,6 +318,18 @@ impl Drop for Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_daemon_on_the_same_database_path_is_refused_until_the_first_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("postdesk.db");
+        let first = hold_daemon_files(&path).unwrap();
+        let err = hold_daemon_files(&path).unwrap_err().to_string();
+        assert!(err.contains("give each daemon its own"), "{err}");
+        assert!(hold_daemon_files(&dir.path().join("other.db")).is_ok());
+        drop(first);
+        assert!(hold_daemon_files(&path).is_ok());
+    }
 
     #[test]
     fn no_store_opens_while_a_restore_holds_the_lock_and_none_is_replaced_while_open() {

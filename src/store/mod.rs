@@ -36,7 +36,7 @@ mod write;
 #[path = "shared_tests.rs"]
 mod shared_tests;
 
-pub use backup::{BackupReport, RestoreReport, backup, restore};
+pub use backup::{BackupReport, RestoreReport, backup, hold_daemon_files, restore};
 pub use copy::{CopyReport, TableCount, copy_to_postgres};
 pub use erase::ErasureReport;
 pub use ingest::{IngestReport, MailSource};

@@ -269,12 +269,26 @@ fn best_messages(
 
 /// The best `size` messages matching the FTS5 `expression`.
 fn fts_window(c: &Tx, expression: &str, size: i64) -> anyhow::Result<Vec<(i64, i64, f64)>> {
-    let mut stmt = c.prepare_cached(
+    window_rows(
+        c,
         "SELECT rowid, ticket_number, bm25(message_search, ?2, 1.0) AS score
            FROM message_search WHERE message_search MATCH ?1
           ORDER BY score, ticket_number DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![expression, SUBJECT_WEIGHT, size], |r| {
+        expression,
+        size,
+    )
+}
+
+/// Runs a window query of either backend: `?1` the query text, `?2` the
+/// subject's weight, `?3` the window's size; rows (message, ticket, score).
+pub(super) fn window_rows(
+    c: &Tx,
+    sql: &str,
+    text: &str,
+    size: i64,
+) -> anyhow::Result<Vec<(i64, i64, f64)>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![text, SUBJECT_WEIGHT, size], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, i64>(1)?,

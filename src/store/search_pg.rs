@@ -9,8 +9,8 @@
 //! does). Reads only.
 
 use super::{
-    MARK_CLOSE, MARK_OPEN, SNIPPET_TOKENS, SUBJECT_WEIGHT, SearchHit, SearchQuery, Snippet, Term,
-    best_messages,
+    MARK_CLOSE, MARK_OPEN, SNIPPET_TOKENS, SearchHit, SearchQuery, Snippet, Term, best_messages,
+    window_rows,
 };
 use crate::domain::{Status, TicketNumber};
 use crate::sql_params as params;
@@ -63,22 +63,17 @@ pub(super) fn search(c: &Tx, query: &SearchQuery, limit: usize) -> anyhow::Resul
 /// (B); normalization 1 divides by the log of the length, as bm25 too
 /// prefers a short message that says it.
 fn window(c: &Tx, text: &str, size: i64) -> anyhow::Result<Vec<(i64, i64, f64)>> {
-    let mut stmt = c.prepare_cached(
+    window_rows(
+        c,
         "SELECT s.message_id, s.ticket_number,
                 -(ts_rank(array[0, 0, 1 / ?2::float8, 1]::float4[], s.document, q, 1)::float8)
                   AS score
            FROM message_search s CROSS JOIN to_tsquery('simple', ?1) q
           WHERE s.document @@ q
           ORDER BY score, s.ticket_number DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![text, SUBJECT_WEIGHT, size], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, f64>(2)?,
-        ))
-    })?;
-    rows.collect()
+        text,
+        size,
+    )
 }
 
 /// One hit: message `message`'s ticket and its snippet. The headline of

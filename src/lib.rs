@@ -1,7 +1,8 @@
 //! postdesk: an email-driven support-ticketing daemon.
 //!
 //! Customers write to the support address; postdesk reads that mailbox over
-//! IMAP, threads each mail into a ticket, stores everything in SQLite, sends
+//! IMAP (or LMTP), threads each mail into a ticket, stores everything in
+//! SQLite (or PostgreSQL, shared by several daemons), sends
 //! confirmations and status mails over SMTP and serves a read-only status
 //! page.
 //!
@@ -16,7 +17,8 @@
 //! - [`lmtp`]: the LMTP server the MTA delivers to (RFC 2033).
 //! - [`intake`]: the one receive seam of IMAP, LMTP and the pipe: typed
 //!   source in, verdict out.
-//! - [`store`]: the only place that speaks SQL.
+//! - [`store`]: the only place that speaks SQL (SQLite or PostgreSQL).
+//! - [`lease`]: which of several daemons reads which mailbox.
 //! - [`web`]: the read-only status page.
 //! - [`tokens`]: random and HMAC-signed tokens.
 //! - [`terminal`]: mail text made safe for the command line's output.

@@ -65,7 +65,7 @@ pub struct CopyReport {
     /// Whether the target's search index holds a row for exactly each
     /// message it is for (filled by its trigger during the copy).
     pub search_complete: bool,
-    /// SHA-256 over every raw mail, in id order (see [`RawChecksum`]).
+    /// SHA-256 over every raw mail, in id order (see `rows::RawChecksum`).
     pub source_checksum: String,
     pub target_checksum: String,
     /// Outbox rows left `sending`: recorded as sent (the sent journal

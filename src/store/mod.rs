@@ -322,13 +322,23 @@ impl Store {
     }
 
     /// Runs `f` on a reader connection from the pool.
-    fn read<T>(&self, f: impl FnOnce(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    fn read<T>(&self, f: impl Fn(&Tx) -> anyhow::Result<T>) -> anyhow::Result<T> {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(conn) if conn.is_usable() => conn,
             _ => self.open_conn()?,
         };
-        let result = f(&conn.plain());
+        let mut result = f(&conn.plain());
+        // A pooled PostgreSQL connection learns of a server restart on its
+        // first use: read once more on a new one instead of failing a page.
+        let conn = match result {
+            Err(ref err) if !conn.is_usable() && db::is_transient(err) => {
+                let fresh = self.open_conn()?;
+                result = f(&fresh.plain());
+                fresh
+            }
+            _ => conn,
+        };
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < READER_POOL && conn.is_usable() {
             pool.push(conn);

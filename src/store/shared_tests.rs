@@ -180,3 +180,37 @@ fn a_mail_blocked_by_the_database_is_tried_again_not_quarantined() {
         "{report:?}"
     );
 }
+
+#[test]
+fn a_page_read_after_the_server_dropped_its_connections_succeeds() {
+    let Some(url) = test_postgres::fresh_database().unwrap() else {
+        eprintln!("PostgreSQL only: set POSTDESK_TEST_POSTGRES");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&DatabaseSettings {
+        path: dir.path().join("t.db"),
+        url: Secret::new(url.clone()),
+        ca_file: String::new(),
+    })
+    .unwrap();
+    assert!(
+        store.list_tickets(None).unwrap().is_empty(),
+        "a reader is pooled"
+    );
+    // As a server restart does: every session of this database ends.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .unwrap();
+    })
+    .join()
+    .unwrap();
+    assert!(
+        store.list_tickets(None).unwrap().is_empty(),
+        "read on a new connection"
+    );
+}

@@ -167,7 +167,7 @@ impl Store {
                     "SELECT ticket_number FROM access_tokens
                      WHERE token_hash = ?1 AND scope = 'ticket' AND revoked_at IS NULL",
                 )?
-                .query_row([hash], |r| r.get(0))
+                .query_row([&hash], |r| r.get(0))
                 .optional()?;
             match number {
                 Some(n) => detail(c, TicketNumber(n), true),

@@ -173,10 +173,14 @@ async fn release(store: &Arc<Store>, mailbox: &str) {
     }
 }
 
-/// The mailboxes this daemon holds, and the live daemons.
+/// The mailboxes this daemon holds, and the daemons sharing the work:
+/// those that beat within a lease's length (a live one beats every
+/// [`RENEW_EVERY`]). Not [`SILENCE`]: a daemon killed a minute ago must not
+/// count, or the survivors would wait at their share while its mailboxes
+/// lie free.
 async fn load(store: &Arc<Store>) -> anyhow::Result<(usize, usize)> {
     let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || store.lease_load(store.instance(), SILENCE)).await?
+    tokio::task::spawn_blocking(move || store.lease_load(store.instance(), LEASE_TTL)).await?
 }
 
 /// Takes or renews the lease; records who holds it.

@@ -270,6 +270,16 @@ impl Column for Option<DateTime<Utc>> {
     }
 }
 
+/// `text` with any NUL as U+FFFD; borrowed (no copy) in the usual case
+/// of none, as every text parameter of every statement passes here.
+fn without_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{fffd}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Binds a [`Value`] to whatever type PostgreSQL inferred for the
 /// parameter, so one SQL text serves both backends (SQLite is untyped).
 impl postgres::types::ToSql for Value<'_> {
@@ -292,11 +302,9 @@ impl postgres::types::ToSql for Value<'_> {
             // PostgreSQL text cannot hold NUL (SQLite's can): a mail's
             // stray NUL is stored as U+FFFD rather than failing the mail.
             (Value::Text(s), &Type::TEXT | &Type::VARCHAR | &Type::BPCHAR | &Type::NAME) => {
-                s.replace('\0', "\u{fffd}").to_sql(ty, out)
+                without_nul(s).to_sql(ty, out)
             }
-            (Value::Text(s), &Type::UNKNOWN) => {
-                s.replace('\0', "\u{fffd}").to_sql(&Type::TEXT, out)
-            }
+            (Value::Text(s), &Type::UNKNOWN) => without_nul(s).to_sql(&Type::TEXT, out),
             (Value::Blob(b), &Type::BYTEA) => b.as_ref().to_sql(ty, out),
             (value, ty) => Err(format!("cannot bind {value:?} as {ty}").into()),
         }
@@ -326,5 +334,11 @@ mod tests {
         assert_eq!(parse_time("2026-12-05T13:40:00.25Z").unwrap(), t);
         assert_eq!(parse_time("2026-12-05 13:40:00.25").unwrap(), t);
         assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn nul_becomes_a_replacement_character_and_clean_text_is_not_copied() {
+        assert_eq!(without_nul("a\0b"), "a\u{fffd}b");
+        assert!(matches!(without_nul("plain"), Cow::Borrowed("plain")));
     }
 }

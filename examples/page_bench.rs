@@ -1,7 +1,9 @@
-//! Benchmark of the status page beside a bare route of the same server:
+//! Benchmark of the status page beside two floors of the same server:
 //! requests per second, p50 and p99 of `/t/TOKEN` and `/r/TOKEN` over a
 //! database of 100,000 tickets (by default), each with its ratio to a
-//! bench-only route that returns a fixed 2 KB body.
+//! bench-only route that returns a fixed 2 KB body (the bare route) and to
+//! one that returns it after one indexed read through the pages' own read
+//! path (the one-read floor: what any page from the database costs).
 //!
 //! ```text
 //! apt-get install wrk        # the load generator (Debian's package)
@@ -13,9 +15,12 @@
 //! ticket gets its confirmation, every 4th a customer follow-up with a
 //! quote, every 3rd an agent's reply), reuses it on later runs, and serves
 //! the daemon's router (release build) through the daemon's own accept
-//! loop on 127.0.0.1, with one extra route, `/bench/bare`, that exists
-//! only here. The same `wrk` (same threads, connections, duration, a Lua
-//! script walking a list of paths) then drives, in turn, the bare route,
+//! loop on 127.0.0.1, with two extra routes the daemon never serves:
+//! `/bench/bare` (defined here) and `/bench/read/TOKEN`
+//! (`postdesk::web::bench_router`: the ticket link's token looked up as
+//! `/t/TOKEN` looks it up). The same `wrk` (same threads, connections,
+//! duration, a Lua script walking a list of paths) then drives, in turn,
+//! the bare route, the one-read floor over the 1,000 ticket links' tokens,
 //! 1,000 ticket links and 1,000 requester links, each after a warm-up. It
 //! prints the figures with the load average at the start of each run; it
 //! asserts nothing. `--serve-only` keeps serving for other tools (e.g.
@@ -39,14 +44,19 @@ use postdesk::settings::Settings;
 use postdesk::store::Store;
 
 use fill::{AGENT, fill, ticket_count};
+use table::{BARE_NAME, FLOOR_NAME, Row, print_table};
 
 #[path = "page_bench_support/fill.rs"]
 mod fill;
+#[path = "page_bench_support/table.rs"]
+mod table;
 #[path = "page_bench_support/wrk.rs"]
 mod wrk;
 
 #[derive(Parser)]
-#[command(about = "Requests/s, p50 and p99 of /t/TOKEN and /r/TOKEN beside a bare route")]
+#[command(
+    about = "Requests/s, p50 and p99 of /t/TOKEN and /r/TOKEN beside a bare route and a one-read floor"
+)]
 struct Args {
     /// Tickets in the database.
     #[arg(long, default_value_t = 100_000)]
@@ -57,7 +67,8 @@ struct Args {
     /// Seconds of measured load per route (after 3 s of warm-up).
     #[arg(long, default_value_t = 20)]
     duration: u32,
-    /// Rounds of (bare route, /t/TOKEN, /r/TOKEN), one after the other.
+    /// Rounds of (bare route, one-read floor, /t/TOKEN, /r/TOKEN), one
+    /// after the other.
     #[arg(long, default_value_t = 1)]
     rounds: u32,
     /// Open connections.
@@ -104,10 +115,18 @@ fn main() -> anyhow::Result<()> {
     if args.time_reads {
         time_reads(&store, &ticket_links, &requester_links)?;
     }
+    let floor_paths = ticket_links
+        .iter()
+        .map(|l| l.replacen("/t/", "/bench/read/", 1))
+        .collect();
     let targets = vec![
         Target {
             name: BARE_NAME,
             paths: vec![BARE_PATH.to_string()],
+        },
+        Target {
+            name: FLOOR_NAME,
+            paths: floor_paths,
         },
         Target {
             name: "/t/TOKEN",
@@ -215,13 +234,12 @@ fn time_reads(store: &Store, tickets: &[String], requesters: &[String]) -> anyho
     Ok(())
 }
 
-/// The bench-only route's fixed body: 2 KB, the size of a small page.
-static BARE_BODY: [u8; 2048] = [b'x'; 2048];
-/// Where the example (only) serves it.
+/// Where the example (only) serves the bare route: the library's fixed
+/// 2 KB bench body, no state, no read.
 const BARE_PATH: &str = "/bench/bare";
 
 async fn bare() -> Response {
-    let body = axum::body::Bytes::from_static(&BARE_BODY);
+    let body = axum::body::Bytes::from_static(&postdesk::web::BENCH_BODY);
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
@@ -238,14 +256,15 @@ async fn serve_and_measure(
     args: &Args,
 ) -> anyhow::Result<()> {
     // The daemon's router behind the daemon's own accept loop (timeouts,
-    // connection cap), with the bare route beside it.
+    // connection cap), with the bare route beside it and the one-read
+    // floor among the pages (`bench_router`: the daemon serves neither).
     let mut settings = settings;
     settings.web.listen = "127.0.0.1:0".to_string();
     let servers = postdesk::web::Servers::bind(&settings.web).await?;
     let base = format!("http://{}", servers.addr()?);
     let router = Router::new()
         .route(BARE_PATH, get(bare))
-        .merge(postdesk::web::router(
+        .merge(postdesk::web::bench_router(
             store,
             &settings,
             Arc::new(ImapBoard::default()),
@@ -300,8 +319,9 @@ async fn serve_only(base: &str, targets: &[Target]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each round measures every route in turn, the bare route first; each
-/// route's ratio is to the bare route of the same round.
+/// Each round measures every route in turn, the bare route first, then
+/// the one-read floor; each route's ratios are to those two of the same
+/// round.
 async fn measure_rounds(
     targets: &[Target],
     scripts: &[PathBuf],
@@ -315,72 +335,38 @@ async fn measure_rounds(
     };
     let mut rows = Vec::new();
     for round in 1..=args.rounds {
-        let mut floor = None;
+        let (mut bare, mut floor) = (None, None);
         for (target, script) in targets.iter().zip(scripts) {
             let figures = wrk::measure(load, script, base).await?;
             println!("round {round}, {}:\n{}", target.name, figures.report);
-            let floor_rps = *floor.get_or_insert(figures.requests_per_second);
-            rows.push((round, target.name, floor_rps, figures));
+            let bare_rps = *bare.get_or_insert(figures.requests_per_second);
+            let floor_rps = match target.name {
+                BARE_NAME => f64::NAN,
+                _ => *floor.get_or_insert(figures.requests_per_second),
+            };
+            rows.push(Row {
+                round,
+                name: target.name,
+                bare_rps,
+                floor_rps,
+                figures,
+            });
         }
     }
-    print_table(&rows, args);
+    print_table(
+        &rows,
+        &table::Setup {
+            tickets: args.tickets,
+            threads: args.threads,
+            connections: args.connections,
+            seconds: args.duration,
+        },
+    );
     println!(
         "resident memory of the server process: {}",
         resident_memory()
     );
     Ok(())
-}
-
-fn print_table(rows: &[(u32, &str, f64, wrk::Figures)], args: &Args) {
-    println!(
-        "\nover {} tickets, wrk -t{} -c{} -d{}s (after {} s of warm-up), server and wrk on {} cores; \
-         goal for the pages: >= {GOAL_RATIO} of the bare route's requests/s, p99 <= {GOAL_P99_MS} ms",
-        thousands(args.tickets),
-        args.threads,
-        args.connections,
-        args.duration,
-        wrk::WARM_UP_SECONDS,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-    );
-    println!(
-        "{:<5} {:<20} {:>12} {:>9} {:>9} {:>15} {:>6}  goal",
-        "round", "route", "requests/s", "p50 ms", "p99 ms", "ratio to bare", "load"
-    );
-    for (round, name, floor, f) in rows {
-        let ratio = f.requests_per_second / floor;
-        let goal = if *name == BARE_NAME {
-            "floor"
-        } else if ratio >= GOAL_RATIO && f.p99_ms <= GOAL_P99_MS {
-            "met"
-        } else {
-            "missed"
-        };
-        println!(
-            "{round:<5} {name:<20} {:>12.0} {:>9.2} {:>9.2} {ratio:>15.2} {:>6}  {goal}{}",
-            f.requests_per_second,
-            f.p50_ms,
-            f.p99_ms,
-            f.load_before,
-            if f.errors { " (wrk saw errors)" } else { "" }
-        );
-    }
-}
-
-const BARE_NAME: &str = "bare route (2 KB)";
-const GOAL_RATIO: f64 = 0.6;
-const GOAL_P99_MS: f64 = 5.0;
-
-/// 100000 → "100,000".
-fn thousands(n: u32) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// One GET over a plain socket, to check a link answers before the run:

@@ -30,6 +30,10 @@ pub struct Figures {
     pub errors: bool,
     /// The 1-minute load average when the run started.
     pub load_before: String,
+    /// CPU time of this process (the server: every thread) per request
+    /// during the measured run, in microseconds: what a request costs,
+    /// much less moved by what else runs on the machine than requests/s.
+    pub cpu_us_per_request: f64,
     /// wrk's own report, for the log.
     pub report: String,
 }
@@ -43,12 +47,16 @@ pub async fn measure(load: Load, script: &Path, base: &str) -> anyhow::Result<Fi
         bail!("wrk failed: {}", String::from_utf8_lossy(&warm.stderr));
     }
     let load_before = load_average();
+    let cpu_before = cpu_seconds();
     let run = run(load, load.seconds, script, base).await?;
+    let cpu = cpu_seconds() - cpu_before;
     if !run.status.success() {
         bail!("wrk failed: {}", String::from_utf8_lossy(&run.stderr));
     }
     let report = String::from_utf8_lossy(&run.stdout).into_owned();
-    parse(&report, load_before)
+    let mut figures = parse(&report, load_before)?;
+    figures.cpu_us_per_request = cpu * 1e6 / requests(&report)?;
+    Ok(figures)
 }
 
 /// wrk with `--latency`, off the async threads.
@@ -91,8 +99,30 @@ pub fn parse(report: &str, load_before: String) -> anyhow::Result<Figures> {
         p99_ms: percentile("99%")?,
         errors: report.contains("Non-2xx") || report.contains("Socket errors"),
         load_before,
+        cpu_us_per_request: f64::NAN,
         report: report.to_string(),
     })
+}
+
+/// The requests wrk counted ("300000 requests in 20.00s, …").
+fn requests(report: &str) -> anyhow::Result<f64> {
+    report
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse::<f64>().ok())
+        .filter(|n| *n > 0.0)
+        .context("no request count in wrk's report")
+}
+
+/// User and system CPU time of this process so far, every thread.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct it is given, nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// wrk's durations ("812.00us", "1.23ms", "2.01s", "1.00m") in ms.
@@ -143,6 +173,7 @@ mod tests {
         assert!((figures.p50_ms - 0.812).abs() < 1e-9);
         assert!((figures.p99_ms - 4.56).abs() < 1e-9);
         assert!(!figures.errors);
+        assert_eq!(requests(report).unwrap(), 300000.0);
         assert_eq!(millis("1.50s"), Some(1500.0));
         assert_eq!(millis("12"), None);
         assert!(parse("no figures", String::new()).is_err());

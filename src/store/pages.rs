@@ -14,7 +14,7 @@ use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
 use super::ticket_lists::{counts_by_status, requester_of};
-use super::tickets::{SENDER_TAKES_PART, customer_sees, detail};
+use super::tickets::{SENDER_TAKES_PART, customer_sees, detail, snapshot, ticket_of_link};
 use super::{Store, TicketDetail};
 use crate::domain::{Status, TicketNumber};
 use crate::ingest::span::{self, SpanEncoding};
@@ -58,10 +58,12 @@ impl Store {
         number: TicketNumber,
     ) -> anyhow::Result<Option<TicketDetail>> {
         self.read(|c| {
-            if !owns_ticket(c, token, number)? {
-                return Ok(None);
-            }
-            detail(c, number, true)
+            snapshot(c, || {
+                if !owns_ticket(c, token, number)? {
+                    return Ok(None);
+                }
+                detail(c, number, true)
+            })
         })
     }
 
@@ -72,19 +74,10 @@ impl Store {
         token: &str,
         attachment: i64,
     ) -> anyhow::Result<Option<AttachmentFile>> {
-        self.read(|c| {
-            let number: Option<i64> = c
-                .query_row(
-                    "SELECT ticket_number FROM access_tokens
-                     WHERE token_hash = ?1 AND scope = 'ticket' AND revoked_at IS NULL",
-                    [crate::tokens::hash_token(token)],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            match number {
-                Some(n) => attachment_of(c, TicketNumber(n), attachment, true),
-                None => Ok(None),
-            }
+        let hash = crate::tokens::hash_token(token);
+        self.read(|c| match ticket_of_link(c, &hash)? {
+            Some(number) => attachment_of(c, number, attachment, true),
+            None => Ok(None),
         })
     }
 

@@ -7,8 +7,8 @@
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 use super::download::download;
 use super::list::{ListQuery, ListView, list_view};
@@ -42,6 +42,23 @@ pub async fn ticket(State(state): State<WebState>, Path(token): Path<String>) ->
     let found = read_store(&state, "a ticket page", move |s| s.ticket_page(&lookup)).await;
     match found {
         Ok(Some(ticket)) => ticket_page(&state, &ticket, &format!("/t/{token}"), None),
+        Ok(None) => not_found(),
+        Err(response) => response,
+    }
+}
+
+/// The page benchmark's floor (see `super::bench_router`): the ticket a
+/// link opens, read as the page reads it, then a fixed body.
+pub async fn read_floor(State(state): State<WebState>, Path(token): Path<String>) -> Response {
+    if !is_link_token(&token) {
+        return not_found();
+    }
+    let found = read_store(&state, "a ticket link", move |s| s.ticket_of_link(&token)).await;
+    match found {
+        Ok(Some(_)) => {
+            let body = axum::body::Bytes::from_static(&super::BENCH_BODY);
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+        }
         Ok(None) => not_found(),
         Err(response) => response,
     }

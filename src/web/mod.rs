@@ -83,7 +83,33 @@ pub fn router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapBoard>) -> R
 /// The status page's routes and the admin listener's (`/metrics` and
 /// `/healthz`, open), over one shared state.
 pub fn routers(store: Arc<Store>, settings: &Settings, imap: Arc<ImapBoard>) -> (Router, Router) {
-    let state = WebState {
+    let state = web_state(store, settings, imap);
+    let admin = Router::new()
+        .route("/healthz", get(metrics::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(fallback)
+        .layer(axum::middleware::map_response(protect))
+        .with_state(state.clone());
+    (page_routes(state, false), admin)
+}
+
+/// Where [`bench_router`] serves its one-read floor (`/bench/read/TOKEN`).
+pub const READ_FLOOR_PATH: &str = "/bench/read/{token}";
+
+/// The fixed body of the page benchmark's floors: 2 KB, a small page.
+pub static BENCH_BODY: [u8; 2048] = [b'x'; 2048];
+
+/// Benchmarks only: [`router`] with one more route, [`READ_FLOOR_PATH`]:
+/// the ticket link's token looked up through the pages' own read path
+/// (the same limiter, reader pool and blocking hop, one indexed read),
+/// then [`BENCH_BODY`]. The least a page from the database can cost. The
+/// daemon serves [`routers`] only, where that path is a 404.
+pub fn bench_router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapBoard>) -> Router {
+    page_routes(web_state(store, settings, imap), true)
+}
+
+fn web_state(store: Arc<Store>, settings: &Settings, imap: Arc<ImapBoard>) -> WebState {
+    WebState {
         store,
         support_name: settings.support.name.clone(),
         queue_names: settings
@@ -97,14 +123,7 @@ pub fn routers(store: Arc<Store>, settings: &Settings, imap: Arc<ImapBoard>) -> 
         health: health_clock(settings),
         reads: Arc::new(Semaphore::new(STORE_READS)),
         guesses: Arc::new(throttle::GuessThrottle::default()),
-    };
-    let admin = Router::new()
-        .route("/healthz", get(metrics::healthz))
-        .route("/metrics", get(metrics::metrics))
-        .fallback(fallback)
-        .layer(axum::middleware::map_response(protect))
-        .with_state(state.clone());
-    (page_routes(state), admin)
+    }
 }
 
 /// Now, and the longest a live IMAP session goes without a look: the IDLE
@@ -130,8 +149,14 @@ fn health_clock(settings: &Settings) -> metrics::HealthClock {
     }
 }
 
-fn page_routes(state: WebState) -> Router {
-    Router::new()
+fn page_routes(state: WebState, read_floor: bool) -> Router {
+    let routes = Router::new();
+    let routes = if read_floor {
+        routes.route(READ_FLOOR_PATH, get(customer::read_floor))
+    } else {
+        routes
+    };
+    routes
         .route("/t/{token}", get(customer::ticket))
         .route(
             "/t/{token}/a/{attachment}",
@@ -345,6 +370,7 @@ fn keep_or_set(headers: &mut HeaderMap, name: HeaderName, value: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::TicketNumber;
 
     #[test]
     fn only_well_formed_link_tokens_are_looked_up() {
@@ -356,5 +382,53 @@ mod tests {
         assert_eq!(path_number("0"), None);
         assert_eq!(path_number("-3"), None);
         assert_eq!(path_number("1; DROP"), None);
+    }
+
+    /// The one-read floor answers on the benchmark's router only: the
+    /// daemon's router knows no `/bench/` path, even for a live link.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_read_floor_is_served_by_the_bench_router_only() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![(
+            "POSTDESK__SUPPORT__ADDRESS".to_string(),
+            "tickets@support.test".to_string(),
+        )];
+        let settings = Settings::load_with_env(None, env).unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("t.db")).unwrap());
+        let pipeline = crate::ingest::Pipeline::new(&settings, "unit-secret-unit-secret");
+        let mail = "From: ann@customer.test\r\nTo: tickets@support.test\r\nSubject: Hi\r\n\
+                    Message-ID: <floor@customer.test>\r\n\r\nHello.\r\n";
+        let source = crate::store::MailSource::Pipe;
+        let now = chrono::Utc::now();
+        store
+            .ingest_mail(&pipeline, mail.as_bytes().to_vec(), &source, now)
+            .unwrap();
+        let detail = store.ticket_detail(TicketNumber(1)).unwrap().unwrap();
+        let token: String = detail
+            .messages
+            .iter()
+            .find_map(|m| m.text.split("/t/").nth(1))
+            .map(|rest| rest.chars().take_while(char::is_ascii_hexdigit).collect())
+            .unwrap();
+        let path = READ_FLOOR_PATH.replace("{token}", &token);
+        let status = |router: Router, path: String| async move {
+            let request = Request::get(path).body(Body::empty()).unwrap();
+            router.oneshot(request).await.unwrap().status()
+        };
+        let imap = Arc::new(ImapBoard::default());
+        let daemon = router(Arc::clone(&store), &settings, Arc::clone(&imap));
+        assert_eq!(
+            status(daemon.clone(), format!("/t/{token}")).await,
+            StatusCode::OK
+        );
+        assert_eq!(status(daemon, path.clone()).await, StatusCode::NOT_FOUND);
+        let bench = bench_router(store, &settings, imap);
+        assert_eq!(status(bench.clone(), path).await, StatusCode::OK);
+        let unknown = READ_FLOOR_PATH.replace("{token}", &"0".repeat(32));
+        assert_eq!(status(bench, unknown).await, StatusCode::NOT_FOUND);
     }
 }

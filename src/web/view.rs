@@ -4,7 +4,7 @@
 //! store's scoped reads do that; here only the wording differs between
 //! the customer's view and the agents'.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
 use crate::domain::{MessageKind, Status};
 use crate::store::{MessageView, TicketSummary};
@@ -18,10 +18,46 @@ pub struct When {
 
 impl When {
     pub fn of(at: DateTime<Utc>) -> When {
-        When {
-            iso: at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            shown: at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        let (date, time) = (at.date_naive(), at.time());
+        // Written out by hand: chrono's format strings, then `format!`,
+        // were most of the time a list of 50 rows spent on rendering.
+        // Years beyond four digits are chrono's to write.
+        if !(0..=9999).contains(&date.year()) {
+            return When {
+                iso: at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                shown: at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            };
         }
+        // chrono keeps a leap second as :59 with over a second of nanos.
+        let leap = u32::from(time.nanosecond() >= 1_000_000_000);
+        let mut day = String::with_capacity(10);
+        push_digits(&mut day, date.year().unsigned_abs(), 4);
+        for (separator, n) in [('-', date.month()), ('-', date.day())] {
+            day.push(separator);
+            push_digits(&mut day, n, 2);
+        }
+        let mut iso = String::with_capacity(20);
+        let mut shown = String::with_capacity(20);
+        for (text, between) in [(&mut iso, 'T'), (&mut shown, ' ')] {
+            text.push_str(&day);
+            text.push(between);
+            push_digits(text, time.hour(), 2);
+            text.push(':');
+            push_digits(text, time.minute(), 2);
+        }
+        iso.push(':');
+        push_digits(&mut iso, time.second() + leap, 2);
+        iso.push('Z');
+        shown.push_str(" UTC");
+        When { iso, shown }
+    }
+}
+
+/// `n` in `width` decimal digits, zero-padded (`n` has no more).
+fn push_digits(text: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10u32.pow(place) % 10;
+        text.push(char::from(b'0' + digit as u8));
     }
 }
 
@@ -231,6 +267,21 @@ mod tests {
         assert_eq!(w.shown, "2024-05-01 14:03 UTC");
         assert_eq!(w.iso, "2024-05-01T14:03:09Z");
         assert_eq!(human_size(10), "10 bytes");
+        // Written by hand, as chrono writes them (a leap second included).
+        for text in [
+            "0001-01-01T00:00:00Z",
+            "1999-12-31T23:59:59Z",
+            "2016-12-31T23:59:60Z",
+            "2024-02-29T07:08:09.999Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            let at = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            let w = When::of(at);
+            assert_eq!(w.iso, at.to_rfc3339_opts(SecondsFormat::Secs, true));
+            assert_eq!(w.shown, at.format("%Y-%m-%d %H:%M UTC").to_string());
+        }
         assert_eq!(human_size(2048), "2 KB");
     }
 }

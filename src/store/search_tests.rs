@@ -435,3 +435,71 @@ fn a_ticket_with_many_matches_does_not_hide_the_next_one() {
         assert_eq!(numbers(&d.store.search_tickets(&q, 1).unwrap()), [busy]);
     }
 }
+
+/// A message written in a savepoint that rolls back, beside one that
+/// stays, in one write transaction: what the batch commits is found, what
+/// rolled back is not, and (on SQLite, V14) nothing waits in the backlog.
+fn write_two_notes_one_rolled_back(d: &Desk, n: i64) {
+    let conn = d.store.write().unwrap();
+    let tx = conn.begin().unwrap();
+    let insert = |text: &str, id: &str| {
+        tx.execute(
+            "INSERT INTO messages (ticket_number, message_id, direction, kind, from_address,
+               subject, date, text, thread_reason, created_at)
+             VALUES (?1, ?2, 'in', 'note', 'test', '', ?3, ?4, 'test', ?3)",
+            params![n, id, Utc::now(), text],
+        )
+        .unwrap();
+    };
+    {
+        let _dropped = tx.savepoint().unwrap();
+        insert("the walrus rolled back", "walrus@test");
+    }
+    let kept = tx.savepoint().unwrap();
+    insert("the narwhal stays", "narwhal@test");
+    kept.commit().unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn what_a_transaction_commits_is_searchable_and_what_rolled_back_is_not() {
+    for d in desks() {
+        let batch: Vec<crate::imap::FetchedMail> = (1..=3u32)
+            .map(|uid| {
+                let text = format!(
+                    "From: ann{uid}@customer.test\r\nTo: tickets@support.test\r\n\
+                     Subject: lantern {uid}\r\nMessage-ID: <lantern{uid}@customer.test>\r\n\r\n\
+                     The lantern flickers.\r\n"
+                );
+                crate::imap::FetchedMail::whole(uid, text.into_bytes())
+            })
+            .collect();
+        d.store
+            .ingest_batch(&d.pipeline, "INBOX", 1, batch, Utc::now())
+            .unwrap();
+        let found = numbers(&search(&d.store, "lantern"));
+        assert_eq!(
+            found.len(),
+            3,
+            "every mail of the batch is found: {found:?}"
+        );
+
+        write_two_notes_one_rolled_back(&d, found[0]);
+        assert_eq!(numbers(&search(&d.store, "narwhal")), vec![found[0]]);
+        assert!(
+            search(&d.store, "walrus").is_empty(),
+            "rolled back, yet found"
+        );
+        if d.store.backend() == Backend::Sqlite {
+            let waiting: i64 = d
+                .store
+                .read(|c| {
+                    c.query_row("SELECT count(*) FROM search_backlog", params![], |r| {
+                        r.get(0)
+                    })
+                })
+                .unwrap();
+            assert_eq!(waiting, 0, "the backlog is indexed before each commit");
+        }
+    }
+}

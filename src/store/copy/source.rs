@@ -76,8 +76,8 @@ pub(super) fn open_source(path: &Path) -> anyhow::Result<rusqlite::Connection> {
 }
 
 /// SQLite's own tables, the migration history (the target keeps its own),
-/// the FTS5 index with its shadow tables (the target's trigger fills its
-/// index), and the running daemons' state (leases, signs of life), which
+/// the FTS5 index with its shadow tables and its backlog (empty between
+/// transactions; the target's trigger fills its index), and the running daemons' state (leases, signs of life), which
 /// the daemons on PostgreSQL make for themselves.
 pub(super) fn not_copied(table: &str) -> bool {
     table.starts_with("sqlite_")
@@ -85,6 +85,7 @@ pub(super) fn not_copied(table: &str) -> bool {
         || table == "mailbox_leases"
         || table == "instances"
         || table == "message_search"
+        || table == "search_backlog"
         || table.starts_with("message_search_")
 }
 

@@ -117,13 +117,17 @@ impl Conn {
 
     /// Begins a transaction; it rolls back unless committed. SQLite's is
     /// IMMEDIATE: the write lock is taken at once, never upgraded midway.
-    pub fn begin(&self) -> anyhow::Result<Tx<'_>> {
-        let tx = self.plain();
+    /// `before_commit` is SQL the transaction runs just before its
+    /// `COMMIT` (after every savepoint is released): work that is cheaper
+    /// once per transaction than once per statement.
+    pub fn begin_with(&self, before_commit: Option<&'static str>) -> anyhow::Result<Tx<'_>> {
+        let mut tx = self.plain();
         tx.execute_batch(match self {
             Conn::Lite(_) => "BEGIN IMMEDIATE",
             Conn::Pg(_) => "BEGIN",
         })?;
         tx.open.set(true);
+        tx.before_commit = before_commit;
         Ok(tx)
     }
 
@@ -151,6 +155,7 @@ impl Conn {
             },
             open: Cell::new(false),
             depth: Cell::new(0),
+            before_commit: None,
         }
     }
 }
@@ -167,6 +172,8 @@ pub struct Tx<'c> {
     conn: ConnRef<'c>,
     open: Cell<bool>,
     depth: Cell<u32>,
+    /// Run just before `COMMIT` (see [`Conn::begin_with`]).
+    before_commit: Option<&'static str>,
 }
 
 /// The marker error of a `query_row` that found no row.
@@ -287,6 +294,7 @@ impl<'c> Tx<'c> {
             conn: ConnRef::Lite(conn),
             open: Cell::new(false),
             depth: Cell::new(0),
+            before_commit: None,
         }
     }
 
@@ -398,9 +406,12 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
-    /// Commits the transaction begun by [`Conn::begin`].
+    /// Commits the transaction begun by [`Conn::begin_with`].
     pub fn commit(self) -> anyhow::Result<()> {
         if self.open.get() {
+            if let Some(sql) = self.before_commit {
+                self.execute_batch(sql)?;
+            }
             self.execute_batch("COMMIT")?;
             self.open.set(false);
         }

@@ -76,10 +76,12 @@ impl Checkpointer {
     /// Run by the writer on its own connection between transactions: when
     /// the WAL has grown past [`RESTART_FRAMES`], a RESTART checkpoint.
     /// It never waits: while this thread's round or a reader holds the
-    /// WAL it gives up at once, and the next transaction tries again
-    /// (waiting 200 ms for a running round cost a 10,000-mail ingest 30 s).
+    /// WAL it gives up at once (waiting up to 200 ms for a running round,
+    /// after every transaction, stalled the writer).
+    /// One attempt per round: even put off, a RESTART copies what it can
+    /// and syncs the file, which must not follow every transaction.
     pub(super) fn restart_if_wanted(&self, writer: &Connection) {
-        if !self.restart_wanted.load(Ordering::Relaxed) {
+        if !self.restart_wanted.swap(false, Ordering::Relaxed) {
             return;
         }
         let restarted = writer.busy_timeout(Duration::ZERO).and_then(|()| {
@@ -89,7 +91,7 @@ impl Checkpointer {
             tracing::warn!("cannot set the writer's busy timeout back: {err:#}");
         }
         match restarted {
-            Ok(0) => self.restart_wanted.store(false, Ordering::Relaxed),
+            Ok(0) => {}
             Ok(_) => tracing::debug!("WAL restart put off: readers were busy"),
             Err(err) => tracing::debug!("WAL restart failed: {err:#}"),
         }

@@ -122,11 +122,11 @@ impl std::ops::Deref for WriteGuard<'_> {
 
 impl WriteGuard<'_> {
     /// Begins a write transaction. On SQLite it indexes the messages it
-    /// wrote for search just before it commits (`search::INDEX_BACKLOG`),
+    /// wrote for search just before it commits (`search::index_backlog`),
     /// once for the whole transaction, not in each mail's savepoint.
     fn begin(&self) -> anyhow::Result<Tx<'_>> {
-        let before_commit = match self.backend() {
-            db::Backend::Sqlite => Some(search::INDEX_BACKLOG),
+        let before_commit: Option<db::BeforeCommit> = match self.backend() {
+            db::Backend::Sqlite => Some(search::index_backlog),
             db::Backend::Postgres => None,
         };
         self.begin_with(before_commit)

@@ -2,7 +2,7 @@
 //! (table `message_search`, kept in the message's own transaction; see
 //! migration V6: SQLite FTS5, or a tsvector on PostgreSQL, whose SQL is
 //! `search_pg.rs`; on SQLite, V14 defers it to the transaction's end,
-//! [`INDEX_BACKLOG`]). Owns the query language
+//! [`index_backlog`]). Owns the query language
 //! (plain words all required, `"quoted phrases"`, a trailing `*` for a
 //! prefix), which turns any input into a valid FTS5 expression or a clear
 //! [`QueryError`], never an SQL error; the ranking (bm25, one hit per
@@ -25,17 +25,74 @@ use crate::domain::{Status, TicketNumber};
 /// transaction because FTS5 writes its pending terms out at every
 /// savepoint: indexed in each mail's savepoint, a batch of mail made one
 /// tiny index segment per mail and merged them again (~6% of ingest's
-/// CPU). The replacements match V6's (snippet marks cannot be forged).
-pub(super) const INDEX_BACKLOG: &str = "
-    INSERT INTO message_search (rowid, subject, body, ticket_number)
+/// CPU). Should the index refuse a row, each message is indexed on its
+/// own and one refused is left out of search with a warning: a mail is
+/// never held back by its search entry (in its savepoint, it used to be
+/// quarantined for it). An error of the database itself (disk, locks)
+/// fails the commit instead, to be tried again.
+pub(super) fn index_backlog(tx: &Tx) -> anyhow::Result<()> {
+    let all = tx.execute(
+        &format!("{INDEX_FROM_BACKLOG} FROM search_backlog b {INDEX_JOIN}"),
+        params![],
+    );
+    if let Err(err) = all {
+        if systemic(&err) {
+            return Err(err); // the commit fails, the batch is tried again
+        }
+        let ids: Vec<i64> = tx
+            .prepare("SELECT message_id FROM search_backlog")?
+            .query_map(params![], |r| r.get(0))?
+            .collect::<anyhow::Result<_>>()?;
+        for id in ids {
+            let one = tx.savepoint()?;
+            let indexed = one.execute(
+                &format!("{INDEX_FROM_BACKLOG} FROM search_backlog b {INDEX_JOIN} WHERE b.message_id = ?1"),
+                params![id],
+            );
+            match indexed {
+                Ok(_) => one.commit()?,
+                Err(one_err) => tracing::warn!(
+                    "Message {id} is stored but left out of search: {one_err:#} \
+                     (the batch's index failed: {err:#})"
+                ),
+            }
+        }
+    }
+    tx.execute("DELETE FROM search_backlog", params![])?;
+    Ok(())
+}
+
+/// Whether a SQLite error is the database's state (disk, locks, memory)
+/// rather than one row's: then no row is left out for it.
+fn systemic(err: &anyhow::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    err.downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
+        .is_some_and(|code| {
+            matches!(
+                code,
+                SystemIoFailure
+                    | DiskFull
+                    | DatabaseBusy
+                    | DatabaseLocked
+                    | OutOfMemory
+                    | ReadOnly
+                    | CannotOpen
+                    | FileLockingProtocolFailed
+                    | OperationInterrupted
+            )
+        })
+}
+
+/// What [`index_backlog`] inserts, and from where; the replacements
+/// match V6's (snippet marks cannot be forged).
+const INDEX_FROM_BACKLOG: &str = "INSERT INTO message_search (rowid, subject, body, ticket_number)
     SELECT m.id,
            replace(replace(t.subject, char(2), ' '), char(3), ' '),
            replace(replace(m.text, char(2), ' '), char(3), ' '),
-           m.ticket_number
-      FROM search_backlog b
-      JOIN messages m ON m.id = b.message_id
-      JOIN tickets t ON t.number = m.ticket_number;
-    DELETE FROM search_backlog;";
+           m.ticket_number";
+const INDEX_JOIN: &str = "JOIN messages m ON m.id = b.message_id
+    JOIN tickets t ON t.number = m.ticket_number";
 
 /// What opens and closes a match in `snippet()`; the triggers replace
 /// both in indexed text, so mail cannot forge a mark.

@@ -503,3 +503,71 @@ fn what_a_transaction_commits_is_searchable_and_what_rolled_back_is_not() {
         }
     }
 }
+
+#[test]
+fn a_message_the_index_refuses_is_stored_and_the_rest_of_its_batch_is_found() {
+    let d = desk(None);
+    if d.store.backend() != Backend::Sqlite {
+        eprintln!("skipped: SQLite's FTS5 backlog (PostgreSQL indexes in each row's trigger)");
+        return;
+    }
+    open(&d, "ann@customer.test", "kettle", "The kettle whistles.");
+    let next: i64 = d
+        .store
+        .read(|c| c.query_row("SELECT max(id) + 1 FROM messages", params![], |r| r.get(0)))
+        .unwrap();
+    // A stale index row where the next message goes: the index refuses it,
+    // as it would any row it cannot take.
+    {
+        let conn = d.store.write().unwrap();
+        let tx = conn.begin().unwrap();
+        tx.execute(
+            "INSERT INTO message_search (rowid, subject, body, ticket_number)
+             VALUES (?1, 'stale', 'stale', 0)",
+            params![next],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let mail = |uid: u32, word: &str| {
+        let text = format!(
+            "From: bo{uid}@customer.test\r\nTo: tickets@support.test\r\nSubject: {word}\r\n\
+             Message-ID: <{word}@customer.test>\r\n\r\nAbout the {word}.\r\n"
+        );
+        crate::imap::FetchedMail::whole(uid, text.into_bytes())
+    };
+    let reports = d
+        .store
+        .ingest_batch(
+            &d.pipeline,
+            "INBOX",
+            1,
+            vec![mail(1, "walnut"), mail(2, "hazel")],
+            Utc::now(),
+        )
+        .expect("the index's refusal does not hold the batch back");
+    assert!(
+        reports
+            .iter()
+            .all(|r| matches!(r, IngestReport::NewTicket { .. })),
+        "both mails are stored: {reports:?}"
+    );
+    assert_eq!(
+        search(&d.store, "hazel").len(),
+        1,
+        "the rest of the batch is found"
+    );
+    assert!(
+        search(&d.store, "walnut").is_empty(),
+        "the refused one is left out"
+    );
+    let waiting: i64 = d
+        .store
+        .read(|c| {
+            c.query_row("SELECT count(*) FROM search_backlog", params![], |r| {
+                r.get(0)
+            })
+        })
+        .unwrap();
+    assert_eq!(waiting, 0);
+}

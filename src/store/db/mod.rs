@@ -117,10 +117,10 @@ impl Conn {
 
     /// Begins a transaction; it rolls back unless committed. SQLite's is
     /// IMMEDIATE: the write lock is taken at once, never upgraded midway.
-    /// `before_commit` is SQL the transaction runs just before its
+    /// `before_commit` is what the transaction runs just before its
     /// `COMMIT` (after every savepoint is released): work that is cheaper
     /// once per transaction than once per statement.
-    pub fn begin_with(&self, before_commit: Option<&'static str>) -> anyhow::Result<Tx<'_>> {
+    pub fn begin_with(&self, before_commit: Option<BeforeCommit>) -> anyhow::Result<Tx<'_>> {
         let mut tx = self.plain();
         tx.execute_batch(match self {
             Conn::Lite(_) => "BEGIN IMMEDIATE",
@@ -173,8 +173,12 @@ pub struct Tx<'c> {
     open: Cell<bool>,
     depth: Cell<u32>,
     /// Run just before `COMMIT` (see [`Conn::begin_with`]).
-    before_commit: Option<&'static str>,
+    before_commit: Option<BeforeCommit>,
 }
+
+/// Work a transaction does just before its `COMMIT` (see
+/// [`Conn::begin_with`]); its error fails the commit.
+pub type BeforeCommit = fn(&Tx) -> anyhow::Result<()>;
 
 /// The marker error of a `query_row` that found no row.
 #[derive(Debug, thiserror::Error)]
@@ -409,8 +413,8 @@ impl<'c> Tx<'c> {
     /// Commits the transaction begun by [`Conn::begin_with`].
     pub fn commit(self) -> anyhow::Result<()> {
         if self.open.get() {
-            if let Some(sql) = self.before_commit {
-                self.execute_batch(sql)?;
+            if let Some(work) = self.before_commit {
+                work(&self)?;
             }
             self.execute_batch("COMMIT")?;
             self.open.set(false);

@@ -229,7 +229,20 @@ enum QuarantineCommand {
     Drop { id: i64 },
 }
 
+/// glibc gives each thread that allocates an arena of its own (up to 8
+/// per core), each keeping the memory freed in it: two arenas took ~4.5 MB
+/// off the ingest benchmark's peak RSS (43.7 → 39.2 MB) at no CPU cost
+/// we could measure (issue 16). Set before any thread starts.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; no thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    cap_malloc_arenas();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,

@@ -436,6 +436,26 @@ fn a_ticket_with_many_matches_does_not_hide_the_next_one() {
     }
 }
 
+/// Messages waiting in SQLite's search backlog (V14).
+fn waiting_in_backlog(d: &Desk) -> i64 {
+    d.store
+        .read(|c| {
+            c.query_row("SELECT count(*) FROM search_backlog", params![], |r| {
+                r.get(0)
+            })
+        })
+        .unwrap()
+}
+
+/// A customer's mail as IMAP hands it over, about `word`.
+fn fetched(uid: u32, from: &str, word: &str) -> crate::imap::FetchedMail {
+    let text = format!(
+        "From: {from}\r\nTo: tickets@support.test\r\nSubject: {word}\r\n\
+         Message-ID: <{word}{uid}@customer.test>\r\n\r\nAbout the {word}.\r\n"
+    );
+    crate::imap::FetchedMail::whole(uid, text.into_bytes())
+}
+
 /// A message written in a savepoint that rolls back, beside one that
 /// stays, in one write transaction: what the batch commits is found, what
 /// rolled back is not, and (on SQLite, V14) nothing waits in the backlog.
@@ -465,14 +485,7 @@ fn write_two_notes_one_rolled_back(d: &Desk, n: i64) {
 fn what_a_transaction_commits_is_searchable_and_what_rolled_back_is_not() {
     for d in desks() {
         let batch: Vec<crate::imap::FetchedMail> = (1..=3u32)
-            .map(|uid| {
-                let text = format!(
-                    "From: ann{uid}@customer.test\r\nTo: tickets@support.test\r\n\
-                     Subject: lantern {uid}\r\nMessage-ID: <lantern{uid}@customer.test>\r\n\r\n\
-                     The lantern flickers.\r\n"
-                );
-                crate::imap::FetchedMail::whole(uid, text.into_bytes())
-            })
+            .map(|uid| fetched(uid, &format!("ann{uid}@customer.test"), "lantern"))
             .collect();
         d.store
             .ingest_batch(&d.pipeline, "INBOX", 1, batch, Utc::now())
@@ -491,15 +504,11 @@ fn what_a_transaction_commits_is_searchable_and_what_rolled_back_is_not() {
             "rolled back, yet found"
         );
         if d.store.backend() == Backend::Sqlite {
-            let waiting: i64 = d
-                .store
-                .read(|c| {
-                    c.query_row("SELECT count(*) FROM search_backlog", params![], |r| {
-                        r.get(0)
-                    })
-                })
-                .unwrap();
-            assert_eq!(waiting, 0, "the backlog is indexed before each commit");
+            assert_eq!(
+                waiting_in_backlog(&d),
+                0,
+                "the backlog is indexed before each commit"
+            );
         }
     }
 }
@@ -529,20 +538,16 @@ fn a_message_the_index_refuses_is_stored_and_the_rest_of_its_batch_is_found() {
         .unwrap();
         tx.commit().unwrap();
     }
-    let mail = |uid: u32, word: &str| {
-        let text = format!(
-            "From: bo{uid}@customer.test\r\nTo: tickets@support.test\r\nSubject: {word}\r\n\
-             Message-ID: <{word}@customer.test>\r\n\r\nAbout the {word}.\r\n"
-        );
-        crate::imap::FetchedMail::whole(uid, text.into_bytes())
-    };
     let reports = d
         .store
         .ingest_batch(
             &d.pipeline,
             "INBOX",
             1,
-            vec![mail(1, "walnut"), mail(2, "hazel")],
+            vec![
+                fetched(1, "bo1@customer.test", "walnut"),
+                fetched(2, "bo2@customer.test", "hazel"),
+            ],
             Utc::now(),
         )
         .expect("the index's refusal does not hold the batch back");
@@ -561,13 +566,5 @@ fn a_message_the_index_refuses_is_stored_and_the_rest_of_its_batch_is_found() {
         search(&d.store, "walnut").is_empty(),
         "the refused one is left out"
     );
-    let waiting: i64 = d
-        .store
-        .read(|c| {
-            c.query_row("SELECT count(*) FROM search_backlog", params![], |r| {
-                r.get(0)
-            })
-        })
-        .unwrap();
-    assert_eq!(waiting, 0);
+    assert_eq!(waiting_in_backlog(&d), 0);
 }

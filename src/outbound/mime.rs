@@ -133,17 +133,22 @@ const MAX_FILENAME_CHARS: usize = 150;
 /// `text` with every line ending CRLF, in one pass. lettre inserts a
 /// missing `\r` before each `\n` one at a time, moving the rest of the
 /// body each time (80,000 lines took seconds, 24 MB never finished): a
-/// body already in CRLF leaves it nothing to insert.
+/// body already in CRLF leaves it nothing to insert. Copies line by line
+/// (`find` is a memchr), not char by char: this ran for every part of
+/// every mail we compose (1.5% of ingest's CPU).
 pub fn crlf(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 16);
-    let mut previous = '\0';
-    for c in text.chars() {
-        if c == '\n' && previous != '\r' {
+    let mut rest = text;
+    while let Some(end) = rest.find('\n') {
+        let line = &rest[..end];
+        out.push_str(line);
+        if !line.ends_with('\r') {
             out.push('\r');
         }
-        out.push(c);
-        previous = c;
+        out.push('\n');
+        rest = &rest[end + 1..];
     }
+    out.push_str(rest);
     out
 }
 

@@ -199,3 +199,37 @@ fn a_hostile_file_name_folds_no_header_in() {
         "application/octet-stream"
     );
 }
+
+#[test]
+fn crlf_ends_every_line_with_one_cr_and_changes_nothing_else() {
+    // The reference: the char-by-char rule crlf replaced.
+    fn reference(text: &str) -> String {
+        let mut out = String::new();
+        let mut previous = '\0';
+        for c in text.chars() {
+            if c == '\n' && previous != '\r' {
+                out.push('\r');
+            }
+            out.push(c);
+            previous = c;
+        }
+        out
+    }
+    let cases = [
+        "",
+        "\n",
+        "\n\n",
+        "\r\n\r\n",
+        "a\r",
+        "\r",
+        "\r\r\n",
+        "a\nb\r\nc",
+        "é\nü\r\n\n",
+        "x\r\ny\n\r\n",
+        "no newline at all",
+    ];
+    for text in cases {
+        assert_eq!(crlf(text), reference(text), "{text:?}");
+    }
+    assert_eq!(crlf("a\n\nb"), "a\r\n\r\nb");
+}

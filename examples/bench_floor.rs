@@ -5,7 +5,7 @@
 //! double), one outbox row (recipient, kind, status: a confirmation is
 //! due) and, per batch, the mailbox checkpoint. Batches and SQLite
 //! settings are the daemon's (src/store/mod.rs and src/imap/batch.rs): 50
-//! mails or 32 MB a transaction, WAL, `synchronous = FULL`, a 4 MB page
+//! mails or 1 MB a transaction, WAL, `synchronous = FULL`, a 4 MB page
 //! cache, and WAL checkpoints on a second thread after commits. It parses
 //! nothing beyond a header scan for the Message-ID and From, decides
 //! nothing, renders nothing.
@@ -41,7 +41,7 @@ struct Args {
 
 /// The daemon's batch bounds (`FETCH_BATCH`, `BATCH_BYTES`).
 const BATCH_MAILS: usize = 50;
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -72,7 +72,10 @@ fn main() -> anyhow::Result<()> {
     while !rest.is_empty() {
         let mut take = 0;
         let mut bytes = 0;
-        while take < rest.len() && take < BATCH_MAILS && (take == 0 || bytes < BATCH_BYTES) {
+        while take < rest.len()
+            && take < BATCH_MAILS
+            && (take == 0 || bytes + rest[take].len() <= BATCH_BYTES)
+        {
             bytes += rest[take].len();
             take += 1;
         }

@@ -5,7 +5,7 @@
 //! double), one outbox row (recipient, kind, status: a confirmation is
 //! due) and, per batch, the mailbox checkpoint. Batches and SQLite
 //! settings are the daemon's (src/store/mod.rs and src/imap/batch.rs): 50
-//! mails or 1 MB a transaction, WAL, `synchronous = FULL`, a 4 MB page
+//! mails or 1 MB a transaction, WAL, `synchronous = FULL`, a 2 MB page
 //! cache, and WAL checkpoints on a second thread after commits. It parses
 //! nothing beyond a header scan for the Message-ID and From, decides
 //! nothing, renders nothing.
@@ -103,7 +103,7 @@ fn open(path: &std::path::Path) -> anyhow::Result<Connection> {
     let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "cache_size", -4096)?;
+    conn.pragma_update(None, "cache_size", -2048)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     Ok(conn)
 }

@@ -6,14 +6,20 @@
 //! queued (the UID checkpoint, written in the same transaction, has reached
 //! the last UID). Then runs `bench_floor` (issue 16 §1), the least a durable
 //! store must write, on the same mails in the same batches with the same
-//! SQLite settings, three times (the median counts). Prints the three
-//! rates, the ratios daemon/floor and daemon/raw, bytes stored per mail and
-//! the daemon's peak RSS.
+//! SQLite settings, three times (the median counts), and `bench_work`,
+//! postdesk's own pure pipeline on the same mails with no database, three
+//! times (the median counts; then once split into its stages). Prints the
+//! rates, the ratios daemon/floor and daemon/raw, the limit of a durable
+//! daemon doing postdesk's work on two cores (the slower of its two
+//! stages) and the daemon's ratio to it, bytes stored per mail and the
+//! daemon's peak RSS.
 //!
 //! Run it through `scripts/bench ingest` (which starts the mail stack and
 //! builds), or by hand with the stack's environment:
 //! `target/release/examples/bench_ingest --postdesk target/release/postdesk --work DIR`
 
+#[path = "bench_support/limits.rs"]
+mod limits;
 #[path = "bench_support/mod.rs"]
 mod support;
 
@@ -51,6 +57,9 @@ struct Args {
     /// Runs of the floor (the median counts).
     #[arg(long, default_value_t = 3)]
     floor_runs: usize,
+    /// Runs of the pure pipeline, `bench_work` (the median counts).
+    #[arg(long, default_value_t = 3)]
+    work_runs: usize,
 }
 
 #[tokio::main]
@@ -90,7 +99,13 @@ async fn main() -> anyhow::Result<()> {
     let (unseen, exists) = support::unseen(&stack, &args.support).await?;
     daemon.stop()?;
     let stored = stored_bytes(&db)?;
-    let floor = floor(&args, &mails_file, &work)?;
+    let floor = limits::floor(args.floor_runs, &mails_file, &work)?;
+    let daemon_counts = limits::Stored {
+        tickets: counts.tickets,
+        confirmations: counts.confirmations,
+        outbox: counts.outbox,
+    };
+    let pure = limits::work(args.work_runs, &mails_file, &config, &daemon_counts)?;
 
     println!(
         "mails: {} ({:.1} MB, {} replies, {} with a 200 KB attachment), appended in {:.1} s",
@@ -156,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
         &format!("{:.3}", rate / raw.rate),
         "reference",
     );
+    work_figures(args.mails as f64, rate, &floor, &pure);
     figure(
         "memory: daemon peak RSS (VmHWM) during the ingest",
         &format!("{:.1} MB", peak.hwm_mib()),
@@ -173,47 +189,49 @@ fn stored_bytes(db: &std::path::Path) -> anyhow::Result<u64> {
     Ok(std::fs::metadata(db)?.len())
 }
 
-struct Floor {
-    secs: f64,
-    bytes: u64,
-}
-
-/// Runs `bench_floor` (beside this example) `floor_runs` times on the
-/// mails file; the median run.
-fn floor(args: &Args, mails: &std::path::Path, work: &std::path::Path) -> anyhow::Result<Floor> {
-    let exe = std::env::current_exe()?.with_file_name("bench_floor");
-    let mut runs = Vec::new();
-    for run in 1..=args.floor_runs.max(1) {
-        let out = std::process::Command::new(&exe)
-            .arg("--mails-file")
-            .arg(mails)
-            .arg("--db")
-            .arg(work.join("floor.db"))
-            .output()
-            .with_context(|| format!("cannot run {}", exe.display()))?;
-        if !out.status.success() {
-            bail!(
-                "bench_floor failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        for line in text.lines().filter(|l| !l.starts_with("FLOOR\t")) {
-            println!("floor run {run}: {line}");
-        }
-        let last = text
-            .lines()
-            .find_map(|l| l.strip_prefix("FLOOR\t"))
-            .context("bench_floor printed no FLOOR line")?;
-        let (secs, bytes) = last.split_once('\t').context("a malformed FLOOR line")?;
-        runs.push(Floor {
-            secs: secs.parse()?,
-            bytes: bytes.parse()?,
-        });
+/// The pure pipeline's rate, and the limit of a durable daemon doing that
+/// work on two cores: it prepares a mail on one core while it decides and
+/// writes the one before on the other (deciding needs the store's answer
+/// for the mails before it: threading, ticket numbers, rate limits, so
+/// deciding and writing stay in series), so it goes no faster than the
+/// slower of the two stages: preparing, or deciding plus the floor's
+/// writes. An upper bound: it counts no hand-over, no lock, no lookup.
+fn work_figures(mails: f64, daemon_rate: f64, floor: &limits::Floor, pure: &limits::Work) {
+    let pure_rate = mails / pure.secs;
+    let writer_stage = pure.deciding_cpu + floor.secs;
+    let slower_stage = pure.preparing_cpu.max(writer_stage);
+    let limit = mails / slower_stage;
+    figure(
+        "ingest: postdesk's pure pipeline alone (parse, classify, thread, decide, compose; no database), median",
+        &format!(
+            "{pure_rate:.0} mails/s ({:.2} s; {:.3} ms CPU per mail)",
+            pure.secs,
+            pure.cpu_secs * 1000.0 / mails
+        ),
+        "reference",
+    );
+    figure(
+        "ingest: the limit on two cores (the slower stage: preparing, or deciding + the floor's writes)",
+        &format!(
+            "{limit:.0} mails/s (preparing {:.3} ms, deciding {:.3} + writing {:.3} ms per mail)",
+            pure.preparing_cpu * 1000.0 / mails,
+            pure.deciding_cpu * 1000.0 / mails,
+            floor.secs * 1000.0 / mails
+        ),
+        "reference",
+    );
+    figure(
+        "ingest: daemon rate / that limit",
+        &format!("{:.3}", daemon_rate / limit),
+        "reference",
+    );
+    if pure.counts_differ {
+        println!(
+            "WARNING: bench_work's counts differ from the daemon's (see its lines above): \
+             its in-memory desk did not answer as the store does, so the pure pipeline's \
+             figures are not of the daemon's work"
+        );
     }
-    runs.sort_by(|a, b| a.secs.total_cmp(&b.secs));
-    let median = runs.len() / 2;
-    Ok(runs.swap_remove(median))
 }
 
 struct Appended {

@@ -203,7 +203,9 @@ fn mail_with_attachment(from: &str, to: &str, subject: &str, seed: u64, size: us
 
 /// Whether a write transaction is under way and well along: SQLite's WAL
 /// has grown past 4 MB, or a PostgreSQL session of the daemon holds a
-/// transaction that has written (a transaction ID) for a moment already.
+/// transaction that has written (a transaction ID) and began a moment ago
+/// (not the migrations' or a lease's: the ingest's transaction begins
+/// before the large mail is parsed and writes only after).
 fn mid_write(db: &Path) -> bool {
     let live = test_database(db);
     if !live.is_postgres() {
@@ -221,13 +223,17 @@ async fn sigkill_in_the_middle_of_a_write_leaves_a_sound_database() {
     let stack = crate::support::Stack::from_env();
     let support = crate::support::fresh_support_box(&stack).await;
     let customers = backlog::own_customers(&stack, 2).await;
-    // One IMAP batch (50 mails) of 400 KB each: a ~20 MB transaction, too
-    // big for SQLite's page cache, so it spills into the WAL before commit.
-    let mails: Vec<Vec<u8>> = (0..50)
+    // First a mail of ~24 MB (an 18 MB attachment, under the 25 MB limit):
+    // alone in its IMAP batch (a batch holds 1 MB of mail, a larger one goes
+    // alone), a transaction too big for SQLite's page cache, so it spills
+    // into the WAL before commit, and long enough on PostgreSQL to be seen
+    // writing. Then small mails, in batches of their own after it.
+    let mails: Vec<Vec<u8>> = (0..MAILS)
         .map(|i| {
             let from = &customers[i % customers.len()];
             let subject = format!("Crash log {i} {}", crate::support::unique("w"));
-            mail_with_attachment(from, &support, &subject, i as u64 + 7, 400_000)
+            let size = if i == 0 { 18_000_000 } else { 400_000 };
+            mail_with_attachment(from, &support, &subject, i as u64 + 7, size)
         })
         .collect();
     append_all(&stack, &support, "INBOX", &mails).await;
@@ -239,10 +245,15 @@ async fn sigkill_in_the_middle_of_a_write_leaves_a_sound_database() {
 
     let mut daemon = DaemonProcess::spawn(&config_path, &log);
     // Mid-write: the WAL grows while no mail is committed yet.
-    within("the batch's transaction is being written", 120, || async {
-        let stored = db_count_or_zero(&db, "SELECT count(*) FROM raw_mails");
-        (mid_write(&db) && stored == 0).then_some(())
-    })
+    let watched = db.clone();
+    within_often(
+        "the first batch's transaction is being written",
+        120,
+        move || {
+            let stored = db_count_or_zero(&watched, "SELECT count(*) FROM raw_mails");
+            mid_write(&watched) && stored == 0
+        },
+    )
     .await;
     daemon.kill9();
     let after = check_copy(&db, dir.path());
@@ -261,7 +272,7 @@ async fn sigkill_in_the_middle_of_a_write_leaves_a_sound_database() {
     within("the batch is stored after the restart", 180, || async {
         let stored = db_count_or_zero(&db, "SELECT count(*) FROM raw_mails");
         let (_, support_box) = super::rig::read_box(&stack, &support, "INBOX").await;
-        (stored == 50 && support_box.iter().all(|m| m.has_flag("Seen"))).then_some(())
+        (stored == MAILS as i64 && support_box.iter().all(|m| m.has_flag("Seen"))).then_some(())
     })
     .await;
     assert!(daemon.terminate().await.success());
@@ -271,7 +282,33 @@ async fn sigkill_in_the_middle_of_a_write_leaves_a_sound_database() {
         assert_eq!(check, "ok");
     }
     let count = |sql: &str| live.scalar_i64(sql, &[]);
-    assert_eq!(count("SELECT count(*) FROM tickets"), 50);
-    assert_eq!(count("SELECT count(*) FROM attachments"), 50);
-    assert_eq!(count("SELECT count(DISTINCT dedup_key) FROM raw_mails"), 50);
+    let mails = MAILS as i64;
+    assert_eq!(count("SELECT count(*) FROM tickets"), mails);
+    assert_eq!(count("SELECT count(*) FROM attachments"), mails);
+    assert_eq!(
+        count("SELECT count(DISTINCT dedup_key) FROM raw_mails"),
+        mails
+    );
+}
+
+/// The mails of the SIGKILL test: one large, then small ones.
+const MAILS: usize = 5;
+
+/// [`within`] polling every 10 ms on a blocking thread: the write it
+/// waits for lasts a fraction of a second.
+async fn within_often(what: &str, secs: u64, check: impl Fn() -> bool + Send + 'static) {
+    let what = what.to_string();
+    let waited = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !check() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    })
+    .await
+    .expect("the polling thread");
+    assert!(waited, "timed out after {secs} s waiting until {what}");
 }

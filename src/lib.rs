@@ -25,7 +25,9 @@
 //! - [`logging`]: the log filter (credential-bearing crates held at info).
 //! - [`cli`]: the larger command-line handlers.
 //! - [`app`]: builds and owns the daemon's tasks and their shutdown.
+//! - [`allocator`]: glibc's arenas and mmap threshold, set first in `main`.
 
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod domain;

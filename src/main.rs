@@ -229,27 +229,8 @@ enum QuarantineCommand {
     Drop { id: i64 },
 }
 
-/// glibc gives each thread that allocates an arena of its own (up to 8
-/// per core), each keeping the memory freed in it: two arenas took ~4.5 MB
-/// off the ingest benchmark's peak RSS (43.7 → 39.2 MB) at no CPU cost
-/// we could measure (issue 16); one arena took 4 MB more but cost 9% of
-/// the ingest rate (the writer and the preparing thread queue on its lock).
-/// glibc also raises its mmap threshold each time a large block is freed,
-/// so after the first 200 KB attachment every large buffer came from the
-/// arenas and stayed there once freed: a fixed 128 KB threshold (the
-/// default's start) returns each one to the system, 40.6 → 35.9 MB peak at
-/// the same ingest rate. Set before any thread starts.
-fn cap_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; no thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
 fn main() -> ExitCode {
-    cap_malloc_arenas();
+    postdesk::allocator::tune();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,

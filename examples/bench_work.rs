@@ -15,7 +15,7 @@
 //! thread's), the counts (checked against the daemon's when `--expect`
 //! gives them: a mismatch means the desk differs from the store), and
 //! `WORK\tSECONDS\tCPU_SECONDS\tPREPARING_CPU\tDECIDING_CPU` on its last
-//! line (the two stages' thread CPU seconds). `--split` also runs
+//! line (CPU seconds of the preparing thread, and inside `Pipeline::decide`). `--split` also runs
 //! threading and apply alone before each decide, to tell deciding from
 //! composing (extra work on the deciding thread: not a run for the rate).
 
@@ -61,6 +61,8 @@ struct Args {
 const PREPARED_AHEAD: usize = 4;
 
 fn main() -> anyhow::Result<()> {
+    // The daemon's allocator settings, so that CPU compares with its.
+    postdesk::allocator::tune();
     let args = Args::parse();
     let (data, ranges) = read_mails(&args.mails_file)?;
     let mails: Vec<&[u8]> = ranges.into_iter().map(|r| &data[r]).collect();

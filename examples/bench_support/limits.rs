@@ -60,8 +60,17 @@ pub struct Stored {
 /// with the daemon's `config`; the median run. Then once more with
 /// `--split` (threading and apply timed apart from composing: extra work,
 /// so not a run for the rate), its lines echoed only.
-pub fn work(runs: usize, mails: &Path, config: &Path, stored: &Stored) -> anyhow::Result<Work> {
-    let exe = std::env::current_exe()?.with_file_name("bench_work");
+pub fn work(
+    exe: Option<&Path>,
+    runs: usize,
+    mails: &Path,
+    config: &Path,
+    stored: &Stored,
+) -> anyhow::Result<Work> {
+    let exe = match exe {
+        Some(exe) => exe.to_path_buf(),
+        None => std::env::current_exe()?.with_file_name("bench_work"),
+    };
     let expect = format!(
         "{},{},{}",
         stored.tickets, stored.confirmations, stored.outbox

@@ -18,8 +18,8 @@
 /// 0.77–0.78 ms, interleaved runs). We keep it for the memory goal; an
 /// operator who prefers the CPU sets `MALLOC_MMAP_THRESHOLD_=33554432`.
 ///
-/// Call it first in `main`, before any thread starts (the benchmarks that
-/// stand beside the daemon call it too).
+/// Call it first in `main`, before any thread starts. (The benchmarks'
+/// limits, `bench_floor` and `bench_work`, keep glibc's defaults.)
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; no thread runs yet.

@@ -355,8 +355,13 @@ impl Store {
         let mut result = f(&conn.plain());
         // A pooled PostgreSQL connection learns of a server restart on its
         // first use: read once more on a new one instead of failing a page.
+        // The server's "terminating connection" can reach us before the
+        // client has seen its socket close (a CI run failed so), so on
+        // PostgreSQL any transient error of a read is tried once more, on a
+        // fresh connection; the old one is dropped. Reads repeat safely.
+        let retry = !conn.is_usable() || conn.backend() == Backend::Postgres;
         let conn = match result {
-            Err(ref err) if !conn.is_usable() && db::is_transient(err) => {
+            Err(ref err) if retry && db::is_transient(err) => {
                 let fresh = self.open_conn()?;
                 result = f(&fresh.plain());
                 fresh

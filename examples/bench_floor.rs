@@ -15,7 +15,9 @@
 //! bytes) and prints it beside the daemon; it prints
 //! `FLOOR\tSECONDS\tBYTES_WRITTEN` on its last line, and its peak RSS.
 
-use std::io::Read;
+#[path = "bench_support/mails_file.rs"]
+mod mails_file;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use mails_file::read_mails;
 use rusqlite::{Connection, params};
 
 #[derive(Parser)]
@@ -170,24 +173,6 @@ fn header_fields(raw: &[u8]) -> (String, String) {
         message_id.unwrap_or_else(|| format!("no-id-{}", raw.len())),
         from.unwrap_or_default(),
     )
-}
-
-/// The mails file whole, and where each mail is in it (one copy).
-fn read_mails(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<std::ops::Range<usize>>)> {
-    let mut data = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .read_to_end(&mut data)?;
-    let mut mails = Vec::new();
-    let mut at = 0;
-    while at + 4 <= data.len() {
-        let len = u32::from_le_bytes(data[at..at + 4].try_into()?) as usize;
-        at += 4;
-        anyhow::ensure!(at + len <= data.len(), "a truncated mails file");
-        mails.push(at..at + len);
-        at += len;
-    }
-    Ok((data, mails))
 }
 
 /// The daemon's checkpointer, reduced: a PASSIVE checkpoint on its own

@@ -21,8 +21,9 @@
 
 #[path = "bench_support/desk.rs"]
 mod desk;
+#[path = "bench_support/mails_file.rs"]
+mod mails_file;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -31,6 +32,7 @@ use std::time::Instant;
 use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use mails_file::read_mails;
 
 use desk::{Counts, Desk};
 use postdesk::ingest::thread::{self, Threading};
@@ -261,25 +263,6 @@ fn decision_only(
     let decision = apply::decide(mail, threading, desk, token, now, p.policy, &signed_for)?;
     std::hint::black_box(decision);
     Ok(())
-}
-
-/// The mails file whole, and where each mail is in it (one copy); as
-/// `bench_floor` reads it.
-fn read_mails(path: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<std::ops::Range<usize>>)> {
-    let mut data = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .read_to_end(&mut data)?;
-    let mut mails = Vec::new();
-    let mut at = 0;
-    while at + 4 <= data.len() {
-        let len = u32::from_le_bytes(data[at..at + 4].try_into()?) as usize;
-        at += 4;
-        anyhow::ensure!(at + len <= data.len(), "a truncated mails file");
-        mails.push(at..at + len);
-        at += len;
-    }
-    Ok((data, mails))
 }
 
 /// User + system CPU seconds of this process so far.

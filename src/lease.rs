@@ -79,7 +79,7 @@ pub async fn run_leased<F, Fut>(
         // One daemon per SQLite file: the mailbox is its own.
         status.set_lease(LeaseState {
             held_here: true,
-            holder: me,
+            holder: Some(me),
         });
         return watch(shutdown).await;
     }
@@ -92,6 +92,7 @@ pub async fn run_leased<F, Fut>(
             .is_ok_and(|(mine, live)| mine >= board.share(live));
         if at_share && declined < 2 {
             declined += 1;
+            look(&store, &mailbox, &status).await;
             pause(&shutdown).await;
             continue;
         }
@@ -151,6 +152,9 @@ pub async fn run_leased<F, Fut>(
         }
         stop.cancel();
         let _ = task.await;
+        // Not read here any more, whoever the database names: `/healthz`
+        // must not say so until this daemon reads it again.
+        status.stop_reading();
         if hand_over {
             release(&store, &mailbox).await;
             // Let another daemon take it first.
@@ -188,11 +192,7 @@ async fn ask(store: &Arc<Store>, mailbox: &str, status: &ImapStatus) -> anyhow::
     let (store, key) = (Arc::clone(store), mailbox.to_string());
     let (held, holder) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let held = store.take_lease(&key, store.instance(), LEASE_TTL)?;
-        let holder = (store.lease_holders()?.into_iter())
-            .find(|l| l.mailbox == key)
-            .map(|l| l.holder)
-            .unwrap_or_default();
-        Ok((held, holder))
+        Ok((held, holder_of(&store, &key)?))
     })
     .await??;
     status.set_lease(LeaseState {
@@ -200,6 +200,29 @@ async fn ask(store: &Arc<Store>, mailbox: &str, status: &ImapStatus) -> anyhow::
         holder,
     });
     Ok(held)
+}
+
+/// Records who holds the lease while this daemon does not read the
+/// mailbox (it waits at its share), so its `/healthz` names the reader
+/// another daemon has become. A database that does not answer leaves the
+/// last look.
+async fn look(store: &Arc<Store>, mailbox: &str, status: &ImapStatus) {
+    let (store, key) = (Arc::clone(store), mailbox.to_string());
+    let seen = tokio::task::spawn_blocking(move || holder_of(&store, &key)).await;
+    if let Ok(Ok(holder)) = seen {
+        status.set_lease(LeaseState {
+            held_here: false,
+            holder,
+        });
+    }
+}
+
+/// The daemon holding `mailbox`'s live lease, if any.
+fn holder_of(store: &Store, mailbox: &str) -> anyhow::Result<Option<String>> {
+    let holders = store.lease_holders()?;
+    Ok((holders.into_iter())
+        .find(|l| l.mailbox == mailbox)
+        .map(|l| l.holder))
 }
 
 async fn pause(shutdown: &CancellationToken) {

@@ -109,8 +109,12 @@ pub struct ImapStatus {
 /// Who holds a mailbox's lease, as this daemon last saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseState {
+    /// This daemon reads the mailbox now (its watcher runs).
     pub held_here: bool,
-    pub holder: String,
+    /// The daemon holding the lease; `None` while nobody does, or while
+    /// this daemon cannot tell (it just gave the lease up, or the database
+    /// does not answer).
+    pub holder: Option<String>,
 }
 
 impl ImapStatus {
@@ -125,6 +129,16 @@ impl ImapStatus {
 
     pub fn set_lease(&self, state: LeaseState) {
         *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+    }
+
+    /// The watcher has stopped: the mailbox is not read here. Who reads
+    /// it instead is unknown until the next look at the lease.
+    pub fn stop_reading(&self) {
+        let mut lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = lease.as_mut().filter(|s| s.held_here) {
+            state.held_here = false;
+            state.holder = None;
+        }
     }
 
     pub fn is_connected(&self) -> bool {

@@ -148,7 +148,7 @@ fn health(seen: &Seen, clock: HealthClock) -> (bool, Health) {
         .map(|(queue, connected, last)| {
             let mut health = mailbox_health(queue, *connected, *last, now, clock);
             if let Some((_, lease)) = seen.leases.iter().find(|(q, _)| q == queue) {
-                health.holder = Some(lease.holder.clone());
+                health.holder = lease.holder.clone();
                 if !lease.held_here {
                     // Another daemon reads it; its own /healthz reports it.
                     health.state = "elsewhere";
@@ -327,7 +327,8 @@ fn exposition(counts: &StoreMetrics, imap: &ImapBoard, now_unix: i64) -> String 
     let leases: Vec<(String, String)> = (imap.mailboxes().iter())
         .filter_map(|(queue, s)| {
             let lease = s.lease()?;
-            let holder = lease.holder.replace(['"', '\\', '\n'], "_");
+            let holder = lease.holder.unwrap_or_default();
+            let holder = holder.replace(['"', '\\', '\n'], "_");
             Some((
                 format!("{{queue=\"{queue}\",holder=\"{holder}\"}}"),
                 u8::from(lease.held_here).to_string(),
@@ -450,7 +451,7 @@ mod tests {
         let now = CLOCK.started_unix + 1_000;
         let lease = |held_here: bool, holder: &str| crate::imap::LeaseState {
             held_here,
-            holder: holder.to_string(),
+            holder: Some(holder.to_string()),
         };
         let seen = Seen {
             backlog: Some((0, None)),
@@ -475,6 +476,35 @@ mod tests {
         let mut mine = seen.clone();
         mine.leases[1].1 = lease(true, "a:1:x");
         assert!(!check(&mine).0, "held here and disconnected for long: down");
+    }
+
+    #[test]
+    fn a_mailbox_whose_watcher_stopped_is_not_read_here_and_names_no_holder() {
+        let status = crate::imap::ImapStatus::new();
+        status.set_lease(crate::imap::LeaseState {
+            held_here: true,
+            holder: Some("a:1:x".to_string()),
+        });
+        status.stop_reading();
+        let now = CLOCK.started_unix + 1_000;
+        let seen = Seen {
+            backlog: Some((0, None)),
+            imap: vec![("support".to_string(), true, now - 2)],
+            oauth: Vec::new(),
+            leases: vec![("support".to_string(), status.lease().unwrap())],
+            now_unix: now,
+        };
+        let (_, body) = check(&seen);
+        assert_eq!(body["mailboxes"][0]["state"], "elsewhere", "{body}");
+        assert!(body["mailboxes"][0].get("holder").is_none(), "{body}");
+        // A lease another daemon took stays named as it was seen.
+        let other = crate::imap::LeaseState {
+            held_here: false,
+            holder: Some("b:2:y".to_string()),
+        };
+        status.set_lease(other.clone());
+        status.stop_reading();
+        assert_eq!(status.lease(), Some(other));
     }
 
     #[test]

@@ -142,6 +142,9 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let end = start.elapsed();
+    for desk in &desks {
+        all_answers_taken_in(&stack, desk).await;
+    }
 
     for desk in &desks {
         let style = desk.style;
@@ -198,6 +201,23 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
     for desk in desks {
         desk.daemon.stop().await;
     }
+}
+
+/// Waits until the desk's support mailbox holds the first mail and one
+/// answer for each mail postdesk sent the responder, every one `\Seen`
+/// (stored): a loaded machine may deliver or ingest the last answer late,
+/// and what the daemon made of it is checked after.
+async fn all_answers_taken_in(stack: &Stack, desk: &Desk) {
+    let want = 1 + desk.received.len();
+    let what = format!(
+        "{:?}: {want} mails in its support INBOX, all stored",
+        desk.style
+    );
+    crate::faults::rig::within(&what, 60, || async {
+        let (_, mails) = crate::faults::rig::read_box(stack, &desk.support, "INBOX").await;
+        (mails.len() == want && mails.iter().all(|m| m.has_flag("Seen"))).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

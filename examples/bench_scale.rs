@@ -15,6 +15,8 @@
 //! `target/release/examples/bench_scale --postdesk target/release/postdesk --work DIR`
 //! with the stack's environment (`scripts/bench scale`).
 
+#[path = "bench_support/floor_store.rs"]
+mod floor_store;
 #[path = "bench_support/mod.rs"]
 mod support;
 
@@ -25,6 +27,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 
+use floor_store::FloorStore;
 use postdesk::imap::FetchedMail;
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
@@ -63,6 +66,10 @@ struct Args {
     /// Skip the cold probes.
     #[arg(long)]
     no_cold: bool,
+    /// Skip the durable-write floor (a second database the same mails
+    /// fill, timed on the same probes: the growth no store escapes).
+    #[arg(long)]
+    no_floor: bool,
 }
 
 /// Commits per probe batch, as the daemon's FETCH batch.
@@ -95,7 +102,8 @@ async fn main() -> anyhow::Result<()> {
         &config,
     )?;
     let top = args.levels.iter().copied().max().unwrap_or(0);
-    let mut filler = Filler::new(&config, &db, &args, top)?;
+    let floor_db = work.join("floor.db");
+    let mut filler = Filler::new(&config, &db, &floor_db, &args, top)?;
     let mut warm = Vec::new();
     let mut cold = Vec::new();
     for &level in &args.levels {
@@ -111,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
         if !args.no_cold {
             match drop_caches() {
                 Ok(()) => {
-                    filler.reopen(&db)?;
+                    filler.reopen(&db, &floor_db)?;
                     cold.push((level, probe_figure(&mut filler, &args, level, "cold")?));
                 }
                 Err(err) => println!("no cold probe: cannot drop the page cache: {err:#}"),
@@ -120,18 +128,31 @@ async fn main() -> anyhow::Result<()> {
     }
     for (label, runs) in [("warm", &warm), ("cold", &cold)] {
         if let (Some(first), Some(last)) = (runs.first(), runs.last()) {
+            let (levels, ours) = (
+                format!("{} / at {} tickets", last.0, first.0),
+                last.1.postdesk.0 / first.1.postdesk.0,
+            );
             figure(
+                &format!("scale: per-mail time at {levels}, {label}"),
                 &format!(
-                    "scale: per-mail time at {} / at {} tickets, {label}",
-                    last.0, first.0
-                ),
-                &format!(
-                    "{:.2} wall, {:.2} CPU",
-                    last.1.0 / first.1.0,
-                    last.1.1 / first.1.1
+                    "{ours:.2} wall, {:.2} CPU",
+                    last.1.postdesk.1 / first.1.postdesk.1
                 ),
                 "<= 1.15",
             );
+            if let (Some(f0), Some(f1)) = (first.1.floor, last.1.floor) {
+                let floor = f1.0 / f0.0;
+                figure(
+                    &format!("scale: the floor's per-mail time at {levels}, {label}"),
+                    &format!("{floor:.2} wall, {:.2} CPU", f1.1 / f0.1),
+                    "the limit",
+                );
+                figure(
+                    &format!("scale: postdesk's growth over the floor's, {label}"),
+                    &format!("{:.2}", ours / floor),
+                    "<= 1.15",
+                );
+            }
         }
     }
     drop(filler);
@@ -141,14 +162,23 @@ async fn main() -> anyhow::Result<()> {
     idle_memory(&stack, &args, &config, &db).await
 }
 
-/// Times one probe at `level` and prints it as a figure.
+/// One probe's figures: postdesk's, then the floor's on the same mails;
+/// each (wall, CPU) microseconds per mail.
+#[derive(Clone, Copy)]
+struct Probed {
+    postdesk: (f64, f64),
+    floor: Option<(f64, f64)>,
+}
+
+/// Times one probe at `level` and prints it as figures.
 fn probe_figure(
     filler: &mut Filler,
     args: &Args,
     level: usize,
     label: &str,
-) -> anyhow::Result<(f64, f64)> {
-    let (wall, cpu) = filler.probe(args.probe)?;
+) -> anyhow::Result<Probed> {
+    let probed = filler.probe(args.probe)?;
+    let (wall, cpu) = probed.postdesk;
     println!(
         "{label} probe of {} mails at {level} tickets: {wall:.0} µs per mail (CPU {cpu:.0} µs per mail)",
         args.probe
@@ -158,7 +188,14 @@ fn probe_figure(
         &format!("{wall:.0} µs wall, {cpu:.0} µs CPU"),
         "flat",
     );
-    Ok((wall, cpu))
+    if let Some((wall, cpu)) = probed.floor {
+        figure(
+            &format!("scale: the floor's time per mail beside {level} tickets, {label}"),
+            &format!("{wall:.0} µs wall, {cpu:.0} µs CPU"),
+            "the limit",
+        );
+    }
+    Ok(probed)
 }
 
 /// Writes every dirty page out and drops the kernel's page cache (root).
@@ -206,9 +243,11 @@ async fn idle_memory(stack: &Stack, args: &Args, config: &Path, db: &Path) -> an
     Ok(())
 }
 
-/// Feeds generated mail through the real pipeline on a simulated clock.
+/// Feeds generated mail through the real pipeline on a simulated clock,
+/// and the same mails to the floor's store.
 struct Filler {
     store: Store,
+    floor: Option<FloorStore>,
     pipeline: Pipeline,
     generator: Generator,
     clock: DateTime<Utc>,
@@ -218,9 +257,19 @@ struct Filler {
 }
 
 impl Filler {
-    fn new(config: &Path, db: &Path, args: &Args, top: usize) -> anyhow::Result<Filler> {
+    fn new(
+        config: &Path,
+        db: &Path,
+        floor_db: &Path,
+        args: &Args,
+        top: usize,
+    ) -> anyhow::Result<Filler> {
         let settings = Settings::load(Some(config))?;
         let store = Store::open(db)?;
+        // A reused run has no floor: it would have to be filled again.
+        let floor = (!args.no_floor && !args.reuse)
+            .then(|| FloorStore::create(floor_db))
+            .transpose()?;
         let secret = store.installation_secret()?;
         let pipeline = Pipeline::new(&settings, &secret);
         // About 1.4 mails per ticket (30% replies) over the past year.
@@ -228,6 +277,7 @@ impl Filler {
         let year = chrono::Duration::days(365);
         let mut filler = Filler {
             store,
+            floor,
             pipeline,
             generator: Generator::new(
                 args.seed,
@@ -269,10 +319,13 @@ impl Filler {
         Ok(())
     }
 
-    /// Opens the store afresh (an empty SQLite page cache).
-    fn reopen(&mut self, db: &Path) -> anyhow::Result<()> {
+    /// Opens the store and the floor afresh (empty SQLite page caches).
+    fn reopen(&mut self, db: &Path, floor_db: &Path) -> anyhow::Result<()> {
         // Both hold a shared lock on the database's lock file: no conflict.
         self.store = Store::open(db)?;
+        if let Some(floor) = self.floor.take() {
+            self.floor = Some(floor.reopen(floor_db)?);
+        }
         Ok(())
     }
 
@@ -284,6 +337,15 @@ impl Filler {
                 FetchedMail::whole(self.uid, self.generator.next(self.clock).raw)
             })
             .collect()
+    }
+
+    /// The same mails in the floor's store, one transaction.
+    fn floor_write(&mut self, mails: &[FetchedMail]) -> anyhow::Result<()> {
+        if let Some(floor) = &mut self.floor {
+            let raws: Vec<&[u8]> = mails.iter().map(|m| m.raw.as_slice()).collect();
+            floor.write_batch(&raws, 0)?;
+        }
+        Ok(())
     }
 
     fn ingest(&mut self, mails: &[FetchedMail]) -> anyhow::Result<()> {
@@ -306,24 +368,35 @@ impl Filler {
             let size = FILL_BATCH.min(((tickets - self.tickets) as f64 / 0.7).ceil() as usize);
             let batch = self.batch(size.max(1));
             self.ingest(&batch)?;
+            self.floor_write(&batch)?;
         }
         Ok(())
     }
 
     /// Wall and CPU microseconds per mail for `count` mails in batches of
-    /// 50; the mails are generated before the clock starts.
-    fn probe(&mut self, count: usize) -> anyhow::Result<(f64, f64)> {
+    /// 50, through postdesk, then the same batches through the floor; the
+    /// mails are generated before the clock starts.
+    fn probe(&mut self, count: usize) -> anyhow::Result<Probed> {
         let batches: Vec<Vec<FetchedMail>> = (0..count.div_ceil(PROBE_BATCH))
             .map(|_| self.batch(PROBE_BATCH))
             .collect();
-        let mails: usize = batches.iter().map(Vec::len).sum();
-        let cpu0 = support::cpu_seconds(std::process::id())?;
-        let started = Instant::now();
-        for batch in &batches {
-            self.ingest(batch)?;
-        }
-        let wall = started.elapsed().as_secs_f64();
-        let cpu = support::cpu_seconds(std::process::id())? - cpu0;
-        Ok((wall * 1e6 / mails as f64, cpu * 1e6 / mails as f64))
+        let mails = batches.iter().map(Vec::len).sum::<usize>() as f64;
+        let timed =
+            |filler: &mut Filler, write: fn(&mut Filler, &[FetchedMail]) -> anyhow::Result<()>| {
+                let cpu0 = support::own_cpu_seconds();
+                let started = Instant::now();
+                for batch in &batches {
+                    write(filler, batch)?;
+                }
+                let wall = started.elapsed().as_secs_f64();
+                let cpu = support::own_cpu_seconds() - cpu0;
+                anyhow::Ok((wall * 1e6 / mails, cpu * 1e6 / mails))
+            };
+        let postdesk = timed(self, Filler::ingest)?;
+        let floor = match self.floor.is_some() {
+            true => Some(timed(self, Filler::floor_write)?),
+            false => None,
+        };
+        Ok(Probed { postdesk, floor })
     }
 }

@@ -3,7 +3,9 @@
 //! at once when ingest queues mail, otherwise every second. Each row goes
 //! out through its queue's route (`routes`); a route whose login the
 //! server refuses has its mail held, unattempted, until its next try
-//! (`auth_watch`), and every other route keeps sending. It must not
+//! (`auth_watch`), and every other route keeps sending. After the
+//! database failed a claim or a batch, it settles what it may have
+//! claimed or sent unseen (as at a start) before it claims again. It must not
 //! compose mail or decide who gets what: that happened before the row was
 //! written.
 
@@ -37,12 +39,32 @@ pub async fn run(
         .watch
         .start(&worker.store, &worker.mailers, worker.timeout_seconds)
         .await;
+    // Whether the database may hold what this worker does not know: rows
+    // it claimed without seeing the claim's answer, or sent mail not yet
+    // recorded. Settled (as at a start) before the next claim.
+    let mut unsettled = false;
     while !shutdown.is_cancelled() {
+        if unsettled {
+            match worker.recover().await {
+                Ok(()) => unsettled = false,
+                Err(err) => tracing::warn!("The outbox waits for the database: {err:#}"),
+            }
+        }
         let due = blocking(&worker.store, |s| s.claim_outbox(Utc::now(), 20)).await;
         let due = match due {
-            Ok(due) => due,
+            Ok(due) if !unsettled => due,
+            // Claimed while the last rows are unsettled: not sent now.
+            Ok(due) => {
+                let ids: Vec<i64> = due.iter().map(|i| i.id).collect();
+                let _ = blocking(&worker.store, move |s| s.release_claims(&ids)).await;
+                Vec::new()
+            }
             Err(err) => {
+                // A COMMIT cut off by a PostgreSQL shutdown may have taken
+                // effect: rows marked `sending` for this daemon, which it
+                // never got and nobody else would ever send.
                 tracing::error!("Cannot read the outbox: {err:#}");
+                unsettled = true;
                 Vec::new()
             }
         };
@@ -59,13 +81,7 @@ pub async fn run(
             // The database went away mid-batch (a PostgreSQL restart): what
             // was sent is in the journal; settle it once the database is back.
             tracing::error!("The outbox could not record a batch: {err:#}");
-            while let Err(err) = worker.recover().await {
-                tracing::warn!("The outbox waits for the database: {err:#}");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                }
-            }
+            unsettled = true;
         }
     }
     Ok(())

@@ -392,3 +392,69 @@ async fn a_refused_login_on_one_queue_holds_only_that_queues_mail() {
     .await;
     daemon.stop().await;
 }
+
+/// A claim whose answer the sender never saw (PostgreSQL can end the
+/// connection after it committed the COMMIT: a CI run lost 20 mails so)
+/// leaves rows `sending` for a live daemon. Shown here on SQLite, where it
+/// can be made exactly: another connection holds the write lock for 7 s
+/// (the daemon's claims fail after their 5 s busy timeout) and, inside
+/// that lock, adds a row marked `sending` as such a claim leaves it. Once
+/// the lock is gone the sender settles its claims before claiming again,
+/// and the mail goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_left_sending_by_a_claim_that_failed_go_out_once_the_database_answers() {
+    let stack = Stack::from_env();
+    let support = fresh_support_box(&stack).await;
+    let dir = temp_dir();
+    let config = settings(&stack, &support, dir.path());
+    if test_database(&dir.path().join("postdesk.db")).is_postgres() {
+        eprintln!("SQLite only: its write lock makes the failed claim exact");
+        return;
+    }
+    let daemon = Daemon::start(config).await;
+    let customer = fresh_support_box(&stack).await;
+    let marker = unique("unseen-claim");
+    let raw = format!(
+        "From: Example Support <{support}>\r\nTo: {customer}\r\nSubject: {marker}\r\n\
+         Message-ID: <{marker}@example.test>\r\nDate: Sat, 05 Dec 2026 23:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello.\r\n"
+    );
+    let db = dir.path().join("postdesk.db");
+    let (db_path, customer_address) = (db.clone(), customer.clone());
+    let (from, text, id) = (support.clone(), raw.clone(), marker.clone());
+    tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open(&db_path).expect("open the database");
+        conn.execute_batch("BEGIN EXCLUSIVE")
+            .expect("the write lock");
+        let now = chrono::Utc::now();
+        conn.execute(
+            "INSERT INTO outbox (message_id, kind, envelope_from, recipients, raw, automatic,
+               status, next_attempt_at, created_at)
+             VALUES (?1, 'status', ?2, ?3, ?4, 0, 'sending', ?5, ?5)",
+            rusqlite::params![
+                format!("{id}@example.test"),
+                from,
+                customer_address,
+                text.as_bytes(),
+                now
+            ],
+        )
+        .expect("the row a lost claim leaves");
+        std::thread::sleep(Duration::from_secs(7));
+        conn.execute_batch("COMMIT").expect("commit");
+    })
+    .await
+    .expect("the locking thread");
+    let mail = wait_for_mail(&stack, &customer, &marker).await;
+    assert_eq!(mail.subject, marker);
+    let db = test_database(&db);
+    eventually("the row is recorded sent", || {
+        let sent = db.scalar_i64(
+            "SELECT count(*) FROM outbox WHERE status = 'sent' AND recipients = $1",
+            &[&customer],
+        );
+        async move { sent == 1 }
+    })
+    .await;
+    daemon.stop().await;
+}

@@ -204,15 +204,17 @@ async fn ask(store: &Arc<Store>, mailbox: &str, status: &ImapStatus) -> anyhow::
 
 /// Records who holds the lease while this daemon does not read the
 /// mailbox (it waits at its share), so its `/healthz` names the reader
-/// another daemon has become. A database that does not answer leaves the
-/// last look.
+/// another daemon has become. A lease still in this daemon's own name (a
+/// renewal failed, the database came back before it expired) names no
+/// reader. A database that does not answer leaves the last look.
 async fn look(store: &Arc<Store>, mailbox: &str, status: &ImapStatus) {
     let (store, key) = (Arc::clone(store), mailbox.to_string());
+    let me = store.instance().to_string();
     let seen = tokio::task::spawn_blocking(move || holder_of(&store, &key)).await;
     if let Ok(Ok(holder)) = seen {
         status.set_lease(LeaseState {
             held_here: false,
-            holder,
+            holder: holder.filter(|h| *h != me),
         });
     }
 }

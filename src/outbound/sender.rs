@@ -5,7 +5,8 @@
 //! server refuses has its mail held, unattempted, until its next try
 //! (`auth_watch`), and every other route keeps sending. After the
 //! database failed a claim or a batch, it settles what it may have
-//! claimed or sent unseen (as at a start) before it claims again. It must not
+//! claimed or sent unseen (as at a start) before it claims or sends
+//! anything again, and keeps the sent journal until then. It must not
 //! compose mail or decide who gets what: that happened before the row was
 //! written.
 
@@ -41,24 +42,24 @@ pub async fn run(
         .await;
     // Whether the database may hold what this worker does not know: rows
     // it claimed without seeing the claim's answer, or sent mail not yet
-    // recorded. Settled (as at a start) before the next claim.
+    // recorded (only the journal knows it). Settled as at a start before
+    // anything is claimed again, and the journal is never emptied before.
     let mut unsettled = false;
     while !shutdown.is_cancelled() {
         if unsettled {
-            match worker.recover().await {
-                Ok(()) => unsettled = false,
-                Err(err) => tracing::warn!("The outbox waits for the database: {err:#}"),
+            if let Err(err) = worker.recover().await {
+                tracing::warn!("The outbox waits for the database: {err:#}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                continue;
             }
+            unsettled = false;
         }
         let due = blocking(&worker.store, |s| s.claim_outbox(Utc::now(), 20)).await;
         let due = match due {
-            Ok(due) if !unsettled => due,
-            // Claimed while the last rows are unsettled: not sent now.
-            Ok(due) => {
-                let ids: Vec<i64> = due.iter().map(|i| i.id).collect();
-                let _ = blocking(&worker.store, move |s| s.release_claims(&ids)).await;
-                Vec::new()
-            }
+            Ok(due) => due,
             Err(err) => {
                 // A COMMIT cut off by a PostgreSQL shutdown may have taken
                 // effect: rows marked `sending` for this daemon, which it
@@ -69,7 +70,9 @@ pub async fn run(
             }
         };
         if due.is_empty() {
-            worker.clear_journal().await;
+            if !unsettled {
+                worker.clear_journal().await;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = wake.notified() => {}
@@ -82,6 +85,14 @@ pub async fn run(
             // was sent is in the journal; settle it once the database is back.
             tracing::error!("The outbox could not record a batch: {err:#}");
             unsettled = true;
+        }
+    }
+    if unsettled {
+        // One try, bounded by the stop's own deadline; else the next start
+        // settles it (the journal is kept).
+        let settled = tokio::time::timeout(Duration::from_secs(2), worker.recover()).await;
+        if !matches!(settled, Ok(Ok(()))) {
+            tracing::warn!("The outbox is settled at the next start.");
         }
     }
     Ok(())
@@ -127,7 +138,7 @@ impl Worker {
 
     /// Settles what the last run left: mail the journal says was sent is
     /// recorded so, mail interrupted mid-send is queued again.
-    async fn recover(&self) -> anyhow::Result<()> {
+    async fn recover(&mut self) -> anyhow::Result<()> {
         let delivered = self
             .journal
             .read()
@@ -142,6 +153,7 @@ impl Worker {
         self.journal
             .clear()
             .context("cannot clear the sent journal")?;
+        self.journal_dirty = false;
         let requeued = blocking(&self.store, |s| s.requeue_interrupted()).await?;
         if requeued > 0 {
             tracing::info!("{requeued} mails interrupted by the last shutdown are queued again.");

@@ -66,7 +66,7 @@ impl Store {
     }
 
     /// Puts rows left `sending` by a previous run (or by this one, after the
-    /// database failed mid-batch) back in the queue. With SQLite that is
+    /// database failed a claim or a batch) back in the queue. With SQLite that is
     /// every such row (one daemon); with PostgreSQL this daemon's and those
     /// no daemon claimed by name: another daemon's are put back once it is
     /// gone (`instance_alive`).

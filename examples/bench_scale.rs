@@ -418,13 +418,13 @@ impl Filler {
         let mails = batches.iter().map(Vec::len).sum::<usize>() as f64;
         let timed =
             |filler: &mut Filler, write: fn(&mut Filler, &[FetchedMail]) -> anyhow::Result<()>| {
-                let cpu0 = support::own_cpu_seconds();
+                let cpu0 = support::cpu::process_cpu();
                 let started = Instant::now();
                 for batch in &batches {
                     write(filler, batch)?;
                 }
                 let wall = started.elapsed().as_secs_f64();
-                let cpu = support::own_cpu_seconds() - cpu0;
+                let cpu = support::cpu::process_cpu() - cpu0;
                 anyhow::Ok((wall * 1e6 / mails, cpu * 1e6 / mails))
             };
         let postdesk = timed(self, Filler::ingest)?;

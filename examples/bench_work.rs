@@ -19,6 +19,8 @@
 //! threading and apply alone before each decide, to tell deciding from
 //! composing (extra work on the deciding thread: not a run for the rate).
 
+#[path = "bench_support/cpu.rs"]
+mod cpu;
 #[path = "bench_support/desk.rs"]
 mod desk;
 #[path = "bench_support/mails_file.rs"]
@@ -34,6 +36,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use mails_file::read_mails;
 
+use cpu::{process_cpu, thread_cpu};
 use desk::{Counts, Desk};
 use postdesk::ingest::thread::{self, Threading};
 use postdesk::ingest::{Pipeline, Prepared, PreparedMail};
@@ -263,28 +266,4 @@ fn decision_only(
     let decision = apply::decide(mail, threading, desk, token, now, p.policy, &signed_for)?;
     std::hint::black_box(decision);
     Ok(())
-}
-
-/// User + system CPU seconds of this process so far.
-fn process_cpu() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return f64::NAN;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-/// CPU seconds of the calling thread so far.
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the struct it is given.
-    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-        return f64::NAN;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod cpu;
 pub mod inbox;
 pub mod mails;
 pub mod sink;
@@ -206,18 +207,6 @@ pub fn rss_of(pid: u32) -> anyhow::Result<Rss> {
         rss_kib: field("VmRSS:"),
         hwm_kib: field("VmHWM:"),
     })
-}
-
-/// CPU seconds this process has used so far, to the microsecond (a
-/// probe of a fast writer lasts too few clock ticks for `/proc`).
-pub fn own_cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return f64::NAN;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// CPU time (user + system) a process has used so far, in seconds.

@@ -156,7 +156,9 @@ impl Worker {
         self.journal_dirty = false;
         let requeued = blocking(&self.store, |s| s.requeue_interrupted()).await?;
         if requeued > 0 {
-            tracing::info!("{requeued} mails interrupted by the last shutdown are queued again.");
+            tracing::info!(
+                "{requeued} mails left mid-send (at the last stop, or when the database failed) are queued again."
+            );
         }
         Ok(())
     }

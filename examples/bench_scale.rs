@@ -174,6 +174,8 @@ async fn main() -> anyhow::Result<()> {
 #[derive(Clone, Copy)]
 struct Probed {
     postdesk: (f64, f64),
+    /// Bytes postdesk wrote per mail (WAL and checkpoints).
+    written: f64,
     floor: Option<(f64, f64)>,
 }
 
@@ -187,8 +189,10 @@ fn probe_figure(
     let probed = filler.probe(args.probe)?;
     let (wall, cpu) = probed.postdesk;
     println!(
-        "{label} probe of {} mails at {level} tickets: {wall:.0} µs per mail (CPU {cpu:.0} µs per mail)",
-        args.probe
+        "{label} probe of {} mails at {level} tickets: {wall:.0} µs per mail (CPU {cpu:.0} µs per mail), \
+         {:.1} KB written per mail",
+        args.probe,
+        probed.written / 1e3
     );
     figure(
         &format!("scale: ingest time per mail with {level} tickets in the database, {label}"),
@@ -427,13 +431,20 @@ impl Filler {
                 let cpu = support::cpu::process_cpu() - cpu0;
                 anyhow::Ok((wall * 1e6 / mails, cpu * 1e6 / mails))
             };
+        let written0 = support::cpu::written_bytes();
         let postdesk = timed(self, Filler::ingest)?;
         // postdesk's last checkpoint round must not fall in the floor's time.
         settle(&self.db)?;
+        // Its WAL and the checkpoints' copies of it, the settling included.
+        let written = (support::cpu::written_bytes() - written0) / mails;
         let floor = match self.floor.is_some() {
             true => Some(timed(self, Filler::floor_write)?),
             false => None,
         };
-        Ok(Probed { postdesk, floor })
+        Ok(Probed {
+            postdesk,
+            written,
+            floor,
+        })
     }
 }

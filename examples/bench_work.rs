@@ -19,6 +19,8 @@
 //! threading and apply alone before each decide, to tell deciding from
 //! composing (extra work on the deciding thread: not a run for the rate).
 
+// `written_bytes` there is bench_scale's.
+#[allow(dead_code)]
 #[path = "bench_support/cpu.rs"]
 mod cpu;
 #[path = "bench_support/desk.rs"]

@@ -1,5 +1,6 @@
 //! CPU clocks for the benchmarks, to the microsecond (a probe of a fast
-//! writer lasts too few clock ticks for `/proc`). Reads clocks only.
+//! writer lasts too few clock ticks for `/proc`), and the bytes this
+//! process has written. Reads clocks and counters only.
 
 /// User + system CPU seconds of this process so far.
 pub fn process_cpu() -> f64 {
@@ -23,4 +24,18 @@ pub fn thread_cpu() -> f64 {
         return f64::NAN;
     }
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Bytes this process has handed to write(2) and its kind so far
+/// (`wchar` of `/proc/self/io`: the WAL, the checkpoints' copies into the
+/// database, whether or not they reached the disk yet).
+pub fn written_bytes() -> f64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|line| line.strip_prefix("wchar:"))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
 }

@@ -31,7 +31,7 @@ use crate::domain::TicketNumber;
 use crate::outbound::compose::{self, Identity, OutgoingMail, ThreadHeaders};
 use crate::outbound::templates::{Templates, Wording};
 use crate::settings::Settings;
-use crate::tokens::{Purpose, Signer, random_token, sha256_hex};
+use crate::tokens::{Purpose, Signer, link_token, sha256_hex};
 use apply::{AccessLink, IngestLookup, Plan, Policy};
 use classify::{MailKind, OwnIdentity};
 use parse::ParsedMail;
@@ -110,7 +110,7 @@ impl Pipeline {
         templates: Arc<Templates>,
     ) -> Pipeline {
         let domain = settings.support_domain().to_string();
-        let loop_value = crate::tokens::hash_token(secret)
+        let loop_value = sha256_hex(secret.as_bytes())
             .get(..16)
             .unwrap_or_default()
             .to_string();
@@ -161,8 +161,9 @@ impl Pipeline {
         &self,
         ticket: TicketNumber,
         links: &mut Vec<AccessLink>,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<String> {
-        let token = random_token()?;
+        let token = link_token(now)?;
         let url = format!("{}/t/{token}", self.public_url);
         links.push(AccessLink::Ticket { token, ticket });
         Ok(url)
@@ -173,8 +174,9 @@ impl Pipeline {
         &self,
         address: &str,
         links: &mut Vec<AccessLink>,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<String> {
-        let token = random_token()?;
+        let token = link_token(now)?;
         let url = format!("{}/r/{token}", self.public_url);
         links.push(AccessLink::Requester {
             token,

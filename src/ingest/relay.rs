@@ -139,7 +139,7 @@ fn apply_commands(
     let thread = customer_thread(info);
     if relays {
         plan.message.kind = MessageKind::Agent;
-        let link = p.ticket_link(info.number, &mut plan.links)?;
+        let link = p.ticket_link(info.number, &mut plan.links, now)?;
         let message_id = p.message_id(info.number, Purpose::Reply, None)?;
         let name = agent
             .name
@@ -236,7 +236,7 @@ pub fn status_mail(
     links: &mut Vec<AccessLink>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<OutgoingMail> {
-    let link = p.ticket_link(info.number, links)?;
+    let link = p.ticket_link(info.number, links, now)?;
     let message_id = p.message_id(info.number, Purpose::Status, None)?;
     let change = notify::StatusChange {
         ticket: info.number,

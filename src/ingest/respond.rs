@@ -18,7 +18,7 @@ use crate::ingest::thread::{self, Threading};
 use crate::ingest::{Outcome, Pipeline, PreparedMail, reply_thread};
 use crate::outbound::compose::{self, OutgoingMail};
 use crate::outbound::notify;
-use crate::tokens::{Purpose, random_token};
+use crate::tokens::{Purpose, link_token, random_token};
 
 /// A customer's or a machine's mail (anything but an authenticated agent).
 pub fn customer_mail(
@@ -34,7 +34,7 @@ pub fn customer_mail(
         prepared,
         threading,
         lookup,
-        random_token()?,
+        link_token(now)?,
         now,
         p.policy,
         &signed_for,
@@ -135,7 +135,7 @@ fn confirmation(
 ) -> anyhow::Result<OutgoingMail> {
     let message_id = p.message_id(ticket.number, Purpose::Confirmation, None)?;
     let link = format!("{}/t/{}", p.public_url, ticket.access_token);
-    let requester_link = p.requester_link(&ticket.requester.address, links)?;
+    let requester_link = p.requester_link(&ticket.requester.address, links, now)?;
     let c = compose::Confirmation {
         ticket: ticket.number,
         subject: &ticket.subject,
@@ -257,7 +257,7 @@ fn notifications(
             continue;
         };
         let message_id = p.message_id(about.ticket, Purpose::Notification, signed_for)?;
-        let link = p.ticket_link(about.ticket, links)?;
+        let link = p.ticket_link(about.ticket, links, now)?;
         let n = notify::Notification {
             ticket: about.ticket,
             subject: about.subject,

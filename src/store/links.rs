@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::Store;
 use crate::domain::TicketNumber;
-use crate::tokens::{hash_token, random_token};
+use crate::tokens::{link_key, link_token};
 
 /// The fresh links of a rotated ticket, tokens in clear.
 #[derive(Debug, Clone)]
@@ -35,8 +35,8 @@ impl Store {
         number: TicketNumber,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<RotatedLinks>> {
-        let ticket_token = random_token()?;
-        let requester_token = random_token()?;
+        let ticket_token = link_token(now)?;
+        let requester_token = link_token(now)?;
         let conn = self.write()?;
         let tx = conn.begin()?;
         let requester: Option<String> = tx
@@ -59,12 +59,12 @@ impl Store {
         tx.execute(
             "INSERT INTO access_tokens (token_hash, scope, ticket_number, requester, created_at)
              VALUES (?1, 'ticket', ?2, NULL, ?3)",
-            params![hash_token(&ticket_token), number.0, now],
+            params![link_key(&ticket_token), number.0, now],
         )?;
         tx.execute(
             "INSERT INTO access_tokens (token_hash, scope, ticket_number, requester, created_at)
              VALUES (?1, 'requester', NULL, ?2, ?3)",
-            params![hash_token(&requester_token), requester, now],
+            params![link_key(&requester_token), requester, now],
         )?;
         tx.commit()?;
         Ok(Some(RotatedLinks {

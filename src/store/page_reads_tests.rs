@@ -159,3 +159,63 @@ fn a_failed_read_in_a_snapshot_leaves_no_transaction_open() {
         .unwrap();
     assert_eq!(count, 1);
 }
+
+#[test]
+fn new_links_are_keyed_by_their_time_and_a_link_of_an_earlier_version_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db")).unwrap();
+    let now = Utc::now();
+    store
+        .ingest_mail(
+            &pipeline(),
+            mail("ann@customer.test", "first", None),
+            &MailSource::Pipe,
+            now,
+        )
+        .unwrap();
+    // The confirmation's two links: keys in time order (the second they
+    // were made, then the hash), so new links are written at the index's end.
+    let keys: Vec<String> = store
+        .write()
+        .unwrap()
+        .plain()
+        .query_map("SELECT token_hash FROM access_tokens", [], |r| r.get(0))
+        .unwrap()
+        .collect::<anyhow::Result<_>>()
+        .unwrap();
+    let second = format!("{:08x}", now.timestamp());
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.len() == 72 && k.starts_with(&second)),
+        "{keys:?}"
+    );
+    // A link as an earlier version made it: 32 characters, stored by its
+    // hash alone.
+    let old = crate::tokens::random_token().unwrap();
+    store
+        .write()
+        .unwrap()
+        .execute(
+            "INSERT INTO access_tokens (token_hash, scope, ticket_number, requester, created_at)
+             VALUES (?1, 'ticket', 1, NULL, ?2)",
+            crate::sql_params![crate::tokens::sha256_hex(old.as_bytes()), now],
+        )
+        .unwrap();
+    assert_eq!(store.ticket_of_link(&old).unwrap(), Some(TicketNumber(1)));
+    assert!(store.ticket_page(&old).unwrap().is_some());
+    // Rotated links are of the new form and open the ticket; the old one
+    // is revoked with the rest.
+    let rotated = store
+        .rotate_ticket_links(TicketNumber(1), now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.ticket_token.len(), crate::tokens::LINK_TOKEN_LEN);
+    assert_eq!(
+        store.ticket_of_link(&rotated.ticket_token).unwrap(),
+        Some(TicketNumber(1))
+    );
+    assert_eq!(store.ticket_of_link(&old).unwrap(), None);
+    // A token of the new form that was never issued opens nothing.
+    let forged = crate::tokens::link_token(now).unwrap();
+    assert_eq!(store.ticket_of_link(&forged).unwrap(), None);
+}

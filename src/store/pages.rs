@@ -74,7 +74,7 @@ impl Store {
         token: &str,
         attachment: i64,
     ) -> anyhow::Result<Option<AttachmentFile>> {
-        let hash = crate::tokens::hash_token(token);
+        let hash = crate::tokens::link_key(token);
         self.read(|c| match ticket_of_link(c, &hash)? {
             Some(number) => attachment_of(c, number, attachment, true),
             None => Ok(None),

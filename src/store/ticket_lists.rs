@@ -252,7 +252,7 @@ pub(super) fn requester_of(c: &Tx, token: &str) -> anyhow::Result<Option<String>
          WHERE token_hash = ?1 AND scope = 'requester' AND revoked_at IS NULL",
     )?;
     Ok(stmt
-        .query_row([crate::tokens::hash_token(token)], |r| {
+        .query_row([crate::tokens::link_key(token)], |r| {
             r.get::<_, Option<String>>(0)
         })
         .optional()?

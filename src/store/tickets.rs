@@ -160,7 +160,7 @@ impl Store {
     /// The customer's view of the ticket a link token opens: only what
     /// `customer_sees`. `None` for an unknown or revoked token.
     pub fn ticket_page(&self, token: &str) -> anyhow::Result<Option<TicketDetail>> {
-        let hash = crate::tokens::hash_token(token);
+        let hash = crate::tokens::link_key(token);
         self.read(|c| {
             snapshot(c, || match ticket_of_link(c, &hash)? {
                 Some(number) => detail(c, number, true),
@@ -172,7 +172,7 @@ impl Store {
     /// The ticket a live ticket link opens, and nothing else about it: one
     /// indexed read (the page benchmark's floor reads this alone).
     pub fn ticket_of_link(&self, token: &str) -> anyhow::Result<Option<TicketNumber>> {
-        let hash = crate::tokens::hash_token(token);
+        let hash = crate::tokens::link_key(token);
         self.read(|c| ticket_of_link(c, &hash))
     }
 

@@ -229,7 +229,7 @@ pub(super) fn insert_link(tx: &Tx, link: &AccessLink, now: DateTime<Utc>) -> any
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
-        crate::tokens::hash_token(token),
+        crate::tokens::link_key(token),
         scope,
         ticket,
         requester,

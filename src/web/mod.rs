@@ -255,10 +255,11 @@ where
     }
 }
 
-/// A link token is 32 lower-case hex characters (128 bits); anything else
-/// cannot match and is not looked up.
+/// A link token is 40 lower-case hex characters (`tokens::link_token`),
+/// or 32 from an earlier version; anything else cannot match and is not
+/// looked up.
 fn is_link_token(token: &str) -> bool {
-    token.len() == 32
+    matches!(token.len(), 32 | crate::tokens::LINK_TOKEN_LEN)
         && token
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -375,6 +376,8 @@ mod tests {
     #[test]
     fn only_well_formed_link_tokens_are_looked_up() {
         assert!(is_link_token("0123456789abcdef0123456789abcdef"));
+        assert!(is_link_token("6b49d2000123456789abcdef0123456789abcdef"));
+        assert!(!is_link_token("6b49d2000123456789abcdef0123456789abcde"));
         assert!(!is_link_token("0123456789ABCDEF0123456789ABCDEF"));
         assert!(!is_link_token("0123456789abcdef"));
         assert!(!is_link_token("../../../../etc/passwd/0123456789"));

@@ -37,7 +37,8 @@ pub trait IngestLookup: ThreadLookup {
     fn ticket_queue(&self, ticket: TicketNumber) -> anyhow::Result<Option<String>> {
         Ok(self.ticket_info(ticket)?.map(|info| info.queue))
     }
-    /// How many automatic mails went to `address` since `since`.
+    /// How many automatic mails went to `address` since `since` (the
+    /// store keeps two hours of them: the limit looks back one).
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32>;
 }
 

@@ -226,6 +226,11 @@ fn delete(tx: &Tx, address: &str, d: &Doomed) -> anyhow::Result<ErasureReport> {
         ),
         [address],
     )?;
+    // Only the limit on automatic mail reads these; they are not counted.
+    tx.execute(
+        "DELETE FROM recent_automatic_mails WHERE lower(recipient) = ?1",
+        [address],
+    )?;
     r.participants = tx.execute(
         &format!("DELETE FROM participants WHERE lower(address) = ?1 OR ticket_number IN ({mine})"),
         [address],

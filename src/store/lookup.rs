@@ -84,8 +84,8 @@ impl IngestLookup for TxLookup<'_> {
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32> {
         self.0
             .prepare_cached(
-                "SELECT count(*) FROM outbox WHERE recipients = ?1 AND automatic = 1
-             AND created_at >= ?2",
+                "SELECT count(*) FROM recent_automatic_mails
+                 WHERE recipient = ?1 AND sent_at >= ?2",
             )?
             .query_row(params![address, since], |r| r.get(0))
     }
@@ -162,6 +162,83 @@ fn checked(ticket: TicketNumber, address: &str, name: Option<&str>) -> Option<Ma
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{MailSource, Store};
+
+    /// A store of the tests' backend and its pipeline, in `dir`.
+    fn open(
+        dir: &std::path::Path,
+    ) -> (
+        std::sync::Arc<Store>,
+        std::sync::Arc<crate::ingest::Pipeline>,
+    ) {
+        let env = [
+            ("SUPPORT__ADDRESS", "tickets@support.test".to_string()),
+            ("DATABASE__PATH", dir.join("t.db").display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("POSTDESK__{k}"), v))
+        .collect();
+        let settings = crate::settings::Settings::load_with_env(None, env).unwrap();
+        crate::app::open_store(&settings).unwrap()
+    }
+
+    #[test]
+    fn automatic_mails_count_per_recipient_over_the_last_hour_and_expired_rows_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, pipeline) = open(dir.path());
+        let now = Utc::now();
+        let hours = |h: f64| now - chrono::Duration::seconds((h * 3600.0) as i64);
+        // Each new ticket's confirmation is an automatic mail to its sender.
+        let mails = [
+            (1, "ann@customer.test", hours(3.0)),
+            (2, "bob@customer.test", hours(3.0)),
+            (3, "ann@customer.test", hours(1.5)),
+            (4, "ann@customer.test", hours(0.5)),
+            (5, "ann@customer.test", now),
+            (6, "carol@customer.test", now),
+        ];
+        for (n, from, at) in mails {
+            let raw = format!(
+                "From: {from}\r\nTo: tickets@support.test\r\nSubject: Printer {n}\r\n\
+                 Message-ID: <auto{n}@customer.test>\r\n\r\nHelp.\r\n"
+            );
+            store
+                .ingest_mail(&pipeline, raw.as_bytes(), &MailSource::Pipe, at)
+                .unwrap();
+        }
+        let conn = store.write().unwrap();
+        let tx = conn.begin().unwrap();
+        let lookup = TxLookup(&tx);
+        let last_hour = |address| lookup.automatic_mails_since(address, hours(1.0)).unwrap();
+        assert_eq!(
+            last_hour("ann@customer.test"),
+            2,
+            "the mails of 0.5 h and now"
+        );
+        assert_eq!(last_hour("bob@customer.test"), 0);
+        assert_eq!(last_hour("carol@customer.test"), 1);
+        assert_eq!(
+            lookup
+                .automatic_mails_since("ann@customer.test", hours(2.0))
+                .unwrap(),
+            3
+        );
+        // Past two hours a row is dropped as later ones come: the two of
+        // 3 h ago went with the mails after them; the rest stays.
+        let kept: i64 = tx
+            .query_row("SELECT count(*) FROM recent_automatic_mails", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kept, 4);
+        // Every confirmation is still in the outbox: only the count moved.
+        let queued: i64 = tx
+            .query_row("SELECT count(*) FROM outbox WHERE automatic = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(queued, 6);
+    }
 
     #[test]
     fn a_stored_cc_that_is_not_valid_is_left_out_not_an_error() {

@@ -310,6 +310,9 @@ pub(super) fn enqueue(
         mail.automatic_reply,
         now
     ])?;
+    if mail.automatic_reply {
+        note_automatic_mail(tx, &mail.recipients, now)?;
+    }
     if let Some(ticket) = ticket {
         tx.prepare_cached(
             "INSERT INTO messages (ticket_number, message_id, direction, kind, from_address,
@@ -327,5 +330,36 @@ pub(super) fn enqueue(
             mail.text
         ])?;
     }
+    Ok(())
+}
+
+/// How long an automatic mail counts in `recent_automatic_mails`: the
+/// limit looks back one hour (`limits.auto_replies_per_hour`); the second
+/// hour is margin for a clock set back.
+const AUTOMATIC_MAIL_KEPT: chrono::Duration = chrono::Duration::hours(2);
+
+/// Rows of expired automatic mails dropped with each new one: more than
+/// one, so the table shrinks back after a burst.
+const EXPIRED_DROPPED_PER_MAIL: i64 = 4;
+
+/// Notes an automatic mail for the per-address limit
+/// ([`super::lookup`]'s `automatic_mails_since`), one row per recipient,
+/// and drops a few of the oldest rows once they are past
+/// [`AUTOMATIC_MAIL_KEPT`]. Rows come in time order, so the oldest are the
+/// lowest ids: the table stays at about the last two hours' automatic mail
+/// and its pages stay in memory (see migration V15).
+fn note_automatic_mail(tx: &Tx, recipients: &[String], now: DateTime<Utc>) -> anyhow::Result<()> {
+    for recipient in recipients {
+        tx.prepare_cached(
+            "INSERT INTO recent_automatic_mails (recipient, sent_at) VALUES (?1, ?2)",
+        )?
+        .execute(params![recipient, now])?;
+    }
+    tx.prepare_cached(
+        "DELETE FROM recent_automatic_mails
+         WHERE id IN (SELECT id FROM recent_automatic_mails ORDER BY id LIMIT ?1)
+           AND sent_at < ?2",
+    )?
+    .execute(params![EXPIRED_DROPPED_PER_MAIL, now - AUTOMATIC_MAIL_KEPT])?;
     Ok(())
 }

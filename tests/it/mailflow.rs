@@ -47,7 +47,11 @@ async fn a_customer_mail_becomes_a_ticket_and_a_confirmation() {
     // The status link, fetched from the daemon's own page.
     let link = status_link(&confirmation.text);
     let token = link.rsplit("/t/").next().expect("a token").trim();
-    assert_eq!(token.len(), 32, "a 128-bit token: {link}");
+    assert_eq!(
+        token.len(),
+        postdesk::tokens::LINK_TOKEN_LEN,
+        "a link token (its second, 128 random bits): {link}"
+    );
     let page = reqwest::get(daemon.url(&format!("/t/{token}")))
         .await
         .expect("the page answers");

@@ -254,7 +254,11 @@ pub fn token_after(text: &str, marker: &str) -> String {
         .chars()
         .take_while(|c| c.is_ascii_hexdigit())
         .collect();
-    assert_eq!(token.len(), 32, "a 128-bit token after {marker}");
+    assert_eq!(
+        token.len(),
+        postdesk::tokens::LINK_TOKEN_LEN,
+        "a link token (its second, 128 random bits) after {marker}"
+    );
     token
 }
 

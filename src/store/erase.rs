@@ -2,8 +2,8 @@
 //! everything in them, the person's own mails on other tickets (and the
 //! mail postdesk sent because of them), their attachments and the blobs no
 //! longer used, links, outbox rows and their sent-journal lines, quarantined
-//! mails that name the address, and the address in other tickets'
-//! participant lists. The rows go with `secure_delete` on, then a VACUUM and
+//! mails that name the address, its rows in the auto-reply limit's count,
+//! and the address in other tickets' participant lists. The rows go with `secure_delete` on, then a VACUUM and
 //! a WAL checkpoint (TRUNCATE) so no old page keeps them. One audit row
 //! records the time, the SHA-256 of the lower-cased address and the counts,
 //! never the address. Other people's mails that merely mention the address
@@ -58,7 +58,7 @@ struct Doomed {
 /// rewritten: VACUUM FULL rewrites the tables that hold a person's data.
 /// (Its WAL segments age out with the server's own recycling.)
 const PG_REWRITE: &str = "VACUUM FULL raw_mails, messages, message_search, participants, tickets,
-    attachments, outbox, quarantine, access_tokens";
+    attachments, outbox, quarantine, access_tokens, recent_automatic_mails";
 
 impl Store {
     /// Erases every trace of `address` that is the person's own data; with

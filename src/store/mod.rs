@@ -532,4 +532,63 @@ mod tests {
             assert_eq!(mode, 0o600, "{}", file.display());
         }
     }
+
+    #[test]
+    fn the_upgrade_to_v15_keeps_counting_the_last_hours_automatic_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v14.db");
+        let mut conn = Connection::open(&path).unwrap();
+        embedded_sqlite::migrations::runner()
+            .set_target(refinery::Target::Version(14))
+            .run(&mut conn)
+            .unwrap();
+        let at = |minutes: i64| {
+            (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+                .format("%F %T%.f%:z")
+                .to_string()
+        };
+        let outbox = [
+            ("ann@customer.test", 1, at(30)),
+            ("ann@customer.test", 1, at(110)),
+            ("ann@customer.test", 1, at(130)),
+            ("ann@customer.test", 0, at(10)),
+            ("bob@customer.test,cy@customer.test", 1, at(10)),
+            ("bob@customer.test", 1, at(5)),
+        ];
+        for (n, (to, automatic, created)) in outbox.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO outbox (message_id, kind, envelope_from, recipients, raw, automatic,
+                   status, next_attempt_at, created_at)
+                 VALUES (?1, 'confirmation', 'tickets@support.test', ?2, x'00', ?3, 'sent', ?4, ?4)",
+                rusqlite::params![format!("m{n}@support.test"), to, automatic, created],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        assert_eq!(Store::migrate(&path).unwrap(), 1);
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT recipient, sent_at FROM recent_automatic_mails ORDER BY sent_at")
+            .unwrap();
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Automatic mails of the last two hours, each to one address, as
+        // the outbox dated them.
+        let expected: Vec<(String, String)> = [1, 0, 5]
+            .into_iter()
+            .map(|n| (outbox[n].0.to_string(), outbox[n].2.clone()))
+            .collect();
+        assert_eq!(rows, expected);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'outbox_recipients'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "the old index is gone");
+    }
 }

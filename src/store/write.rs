@@ -1,10 +1,11 @@
 //! The rows one mail's outcome writes, inside the caller's transaction:
 //! the raw mail, the ticket change, participants, the message and its
-//! attachments, links, outbox rows, a bounce's mark on our delivery, or the
+//! attachments, links, outbox rows (and an automatic mail's row for the
+//! per-address limit), a bounce's mark on our delivery, or the
 //! quarantine (a fault, or ignored machine mail). It decides nothing: what to write comes as a [`Plan`] or an
 //! [`Outcome`] from the pure pipeline.
 
-use super::db::{OptionalExtension, Tx};
+use super::db::{Backend, OptionalExtension, Tx};
 use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
@@ -335,7 +336,7 @@ pub(super) fn enqueue(
 
 /// How long an automatic mail counts in `recent_automatic_mails`: the
 /// limit looks back one hour (`limits.auto_replies_per_hour`); the second
-/// hour is margin for a clock set back.
+/// hour is margin for a clock that ran ahead and was set right.
 const AUTOMATIC_MAIL_KEPT: chrono::Duration = chrono::Duration::hours(2);
 
 /// Rows of expired automatic mails dropped with each new one: more than
@@ -344,10 +345,10 @@ const EXPIRED_DROPPED_PER_MAIL: i64 = 4;
 
 /// Notes an automatic mail for the per-address limit
 /// ([`super::lookup`]'s `automatic_mails_since`), one row per recipient,
-/// and drops a few of the oldest rows once they are past
-/// [`AUTOMATIC_MAIL_KEPT`]. Rows come in time order, so the oldest are the
-/// lowest ids: the table stays at about the last two hours' automatic mail
-/// and its pages stay in memory (see migration V15).
+/// and drops a few of the oldest rows past [`AUTOMATIC_MAIL_KEPT`] (by
+/// their time, so a row dated ahead by a wrong clock holds back nothing
+/// else): the table stays at about the last two hours' automatic mail
+/// (see migration V15).
 fn note_automatic_mail(tx: &Tx, recipients: &[String], now: DateTime<Utc>) -> anyhow::Result<()> {
     for recipient in recipients {
         tx.prepare_cached(
@@ -355,11 +356,21 @@ fn note_automatic_mail(tx: &Tx, recipients: &[String], now: DateTime<Utc>) -> an
         )?
         .execute(params![recipient, now])?;
     }
-    tx.prepare_cached(
-        "DELETE FROM recent_automatic_mails
-         WHERE id IN (SELECT id FROM recent_automatic_mails ORDER BY id LIMIT ?1)
-           AND sent_at < ?2",
-    )?
-    .execute(params![EXPIRED_DROPPED_PER_MAIL, now - AUTOMATIC_MAIL_KEPT])?;
+    let drop_expired = match tx.backend() {
+        Backend::Sqlite => {
+            "DELETE FROM recent_automatic_mails
+             WHERE id IN (SELECT id FROM recent_automatic_mails WHERE sent_at < ?2
+                          ORDER BY sent_at LIMIT ?1)"
+        }
+        // Several daemons: a row another one is dropping is left to it, so
+        // no batch waits for another's commit.
+        Backend::Postgres => {
+            "DELETE FROM recent_automatic_mails
+             WHERE id IN (SELECT id FROM recent_automatic_mails WHERE sent_at < ?2
+                          ORDER BY sent_at LIMIT ?1 FOR UPDATE SKIP LOCKED)"
+        }
+    };
+    tx.prepare_cached(drop_expired)?
+        .execute(params![EXPIRED_DROPPED_PER_MAIL, now - AUTOMATIC_MAIL_KEPT])?;
     Ok(())
 }

@@ -25,6 +25,7 @@ const TABLES: &[&str] = &[
     "blobs",
     "attachments",
     "outbox",
+    "recent_automatic_mails",
     "imap_checkpoints",
     "quarantine",
     "erasures",

@@ -19,8 +19,6 @@
 //! threading and apply alone before each decide, to tell deciding from
 //! composing (extra work on the deciding thread: not a run for the rate).
 
-// `written_bytes` there is bench_scale's.
-#[allow(dead_code)]
 #[path = "bench_support/cpu.rs"]
 mod cpu;
 #[path = "bench_support/desk.rs"]
@@ -45,7 +43,7 @@ use postdesk::ingest::{Pipeline, Prepared, PreparedMail};
 use postdesk::ingest::{apply, parse};
 use postdesk::outbound::templates::Templates;
 use postdesk::settings::Settings;
-use postdesk::tokens::{random_token, sha256_hex};
+use postdesk::tokens::{link_token, random_token, sha256_hex};
 
 #[derive(Parser)]
 struct Args {
@@ -264,7 +262,7 @@ fn decision_only(
         return Ok(());
     }
     let signed_for = thread::customer_tokens(&mail.mail, &p.signer);
-    let token = random_token()?;
+    let token = link_token(now)?;
     let decision = apply::decide(mail, threading, desk, token, now, p.policy, &signed_for)?;
     std::hint::black_box(decision);
     Ok(())

@@ -1,7 +1,8 @@
-//! Tokens: 128-bit random tokens for private links, and HMAC-signed
-//! tokens that we put in our Message-IDs and plus-addresses so that a reply
-//! can be tied to its ticket (and, for agents, to the agent) without
-//! trusting anything the sender wrote. Comparisons are constant-time. Pure
+//! Tokens: private-link tokens (the second they were made, then 128
+//! random bits; stored as a key that keeps the time in front of a hash),
+//! and HMAC-signed tokens that we put in our Message-IDs and
+//! plus-addresses so that a reply can be tied to its ticket (and, for
+//! agents, to the agent) without trusting anything the sender wrote. Comparisons are constant-time. Pure
 //! apart from reading the OS random source.
 
 use std::sync::LazyLock;

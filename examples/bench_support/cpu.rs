@@ -26,6 +26,8 @@ pub fn thread_cpu() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
+// bench_work includes this file too and does not read it.
+#[allow(dead_code)]
 /// Bytes this process has handed to write(2) and its kind so far
 /// (`wchar` of `/proc/self/io`: the WAL, the checkpoints' copies into the
 /// database, whether or not they reached the disk yet).

@@ -76,7 +76,7 @@ pub struct Desk {
     tickets: HashMap<i64, Ticket>,
     /// The highest ticket number (the store's `max(number)`).
     highest: i64,
-    /// `outbox` rows with `automatic`, by their `recipients`.
+    /// `recent_automatic_mails`: automatic mails by recipient.
     automatic: HashMap<String, Vec<DateTime<Utc>>>,
     pub counts: Counts,
 }
@@ -193,8 +193,9 @@ impl Desk {
             self.counts.confirmations += 1;
         }
         if mail.automatic_reply {
-            let to = mail.recipients.join(",");
-            self.automatic.entry(to).or_default().push(now);
+            for to in &mail.recipients {
+                self.automatic.entry(to.clone()).or_default().push(now);
+            }
         }
         if let Some(ticket) = ticket {
             self.message(ticket, &mail.message_id, mail.kind);

@@ -1,9 +1,11 @@
+-- Issue 16 (growth): two indexes that took an entry at a random place for
+-- almost every mail, each a page found and rewritten anywhere in a large
+-- file once the desk holds 100,000 tickets, give way.
+--
 -- The per-address limit on automatic mail (limits.auto_replies_per_hour)
 -- counted a recipient's automatic mails of the last hour through an index
--- on every outbox row's recipients. A new ticket's confirmation put its
--- entry at a random place in that index, which at 100,000 tickets is a page
--- found and rewritten anywhere in a large file, for every ticket (issue 16,
--- growth). The count now reads this table, which holds only the automatic
+-- on every outbox row's recipients, where each new ticket's confirmation
+-- put its entry at a random place. The count now reads this table, which holds only the automatic
 -- mails of the last two hours (the writer drops expired rows, oldest
 -- first, as it adds new ones), so its pages stay few. One row per
 -- recipient. The index on the time only ever grows at its end.
@@ -27,3 +29,14 @@ INSERT INTO recent_automatic_mails (recipient, sent_at)
      ORDER BY created_at;
 
 DROP INDEX outbox_recipients;
+
+-- Every mail that carries a ticket link (a confirmation, an agent's
+-- notification, a relayed reply, a status mail) adds a link row, and this
+-- index put each at its ticket's place: for mail on older tickets a random
+-- page (at 100,000 tickets about a sixth of the index pages a probe of
+-- mail dirtied that 1,000 tickets did not). No query reads through it: a
+-- link is found by its key, and rotation and erasure name the requester
+-- too (an OR that reads the whole table either way). Erasing a ticket now
+-- checks its foreign key by reading the table, which the erasure's VACUUM
+-- outweighs many times.
+DROP INDEX access_tokens_ticket;

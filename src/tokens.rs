@@ -185,7 +185,14 @@ impl Signer {
         ))
     }
 
-    /// A Message-ID (without brackets) that carries a signed token.
+    /// A Message-ID (without brackets) that carries a signed token:
+    /// `pd.SECONDS.TOKEN@domain`. The second it was made (ten digits)
+    /// comes first so that the IDs of our mails sort in the order they
+    /// were made: the outbox's and the messages' unique indexes take each
+    /// new one at their end, not at its ticket's place, which for mail on
+    /// an older ticket was a random page of a large index (issue 16).
+    /// [`Signer::verify`] finds the token wherever it is, so IDs of
+    /// earlier versions (`pd.TOKEN@domain`) still thread.
     pub fn message_id(
         &self,
         ticket: TicketNumber,
@@ -193,8 +200,9 @@ impl Signer {
         agent: Option<&str>,
         domain: &str,
     ) -> anyhow::Result<String> {
+        let second = Utc::now().timestamp().max(0);
         Ok(format!(
-            "pd.{}@{domain}",
+            "pd.{second:010}.{}@{domain}",
             self.token(ticket, purpose, agent)?
         ))
     }
@@ -284,9 +292,31 @@ mod tests {
         let found = signer.verify(&id, None).unwrap();
         assert_eq!(found.ticket, TicketNumber(42));
         assert_eq!(found.purpose, Purpose::Confirmation);
-        let forged = id.replacen("pd.42.", "pd.43.", 1);
+        let forged = id.replacen(".42.c.", ".43.c.", 1);
+        assert_ne!(forged, id);
         assert_eq!(signer.verify(&forged, None), None);
         assert_eq!(Signer::new("other").verify(&id, None), None);
+        // An ID of an earlier version (no second in front) still verifies.
+        let earlier = id.replacen(&id[3..14], "", 1);
+        assert!(earlier.starts_with("pd.42.c."), "{earlier}");
+        assert_eq!(signer.verify(&earlier, None), Some(found));
+    }
+
+    #[test]
+    fn our_message_ids_sort_in_the_order_they_were_made() {
+        let signer = Signer::new("secret");
+        let id = |ticket| {
+            signer
+                .message_id(TicketNumber(ticket), Purpose::Status, None, "example.test")
+                .unwrap()
+        };
+        let (old_ticket, new_ticket) = (id(900_000), id(7));
+        let second = &old_ticket[3..13];
+        assert!(second.bytes().all(|b| b.is_ascii_digit()), "{old_ticket}");
+        assert_eq!(old_ticket.as_bytes()[13], b'.');
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // Made a second later: sorts after, whatever the ticket numbers.
+        assert!(id(1) > old_ticket && id(1) > new_ticket);
     }
 
     #[test]

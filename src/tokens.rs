@@ -2,8 +2,10 @@
 //! random bits; stored as a key that keeps the time in front of a hash),
 //! and HMAC-signed tokens that we put in our Message-IDs and
 //! plus-addresses so that a reply can be tied to its ticket (and, for
-//! agents, to the agent) without trusting anything the sender wrote. Comparisons are constant-time. Pure
-//! apart from reading the OS random source.
+//! agents, to the agent) without trusting anything the sender wrote.
+//! Comparisons are constant-time. Pure apart from reading the OS random
+//! source and, for a signed token's day and a Message-ID's second, the
+//! clock.
 
 use std::sync::LazyLock;
 

@@ -32,5 +32,7 @@ DROP INDEX outbox_recipients;
 -- put each at its ticket's place: for mail on older tickets a random page
 -- (see the SQLite migration of the same version). No query reads through
 -- it: a link is found by its key, and rotation and erasure name the
--- requester too (an OR that reads the whole table either way).
+-- requester too (an OR that reads the whole table either way). Erasure
+-- pays instead: deleting a ticket checks its foreign key by reading this
+-- table, as it already read the outbox.
 DROP INDEX access_tokens_ticket;

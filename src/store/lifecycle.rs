@@ -120,7 +120,7 @@ fn change_status(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::Role;
     use crate::store::MailSource;
@@ -129,7 +129,11 @@ mod tests {
 
     const AGENT: &str = "alice@support.test";
 
-    fn open(dir: &std::path::Path) -> (std::sync::Arc<Store>, std::sync::Arc<Pipeline>) {
+    /// A store of the tests' backend in `dir`, with one agent, and its
+    /// pipeline (other store tests use it too).
+    pub(in crate::store) fn open(
+        dir: &std::path::Path,
+    ) -> (std::sync::Arc<Store>, std::sync::Arc<Pipeline>) {
         let env = [
             ("SUPPORT__ADDRESS", "tickets@support.test".to_string()),
             ("SUPPORT__AGENTS", AGENT.to_string()),

@@ -162,25 +162,8 @@ fn checked(ticket: TicketNumber, address: &str, name: Option<&str>) -> Option<Ma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MailSource, Store};
-
-    /// A store of the tests' backend and its pipeline, in `dir`.
-    fn open(
-        dir: &std::path::Path,
-    ) -> (
-        std::sync::Arc<Store>,
-        std::sync::Arc<crate::ingest::Pipeline>,
-    ) {
-        let env = [
-            ("SUPPORT__ADDRESS", "tickets@support.test".to_string()),
-            ("DATABASE__PATH", dir.join("t.db").display().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (format!("POSTDESK__{k}"), v))
-        .collect();
-        let settings = crate::settings::Settings::load_with_env(None, env).unwrap();
-        crate::app::open_store(&settings).unwrap()
-    }
+    use crate::store::MailSource;
+    use crate::store::lifecycle::tests::open;
 
     #[test]
     fn automatic_mails_count_per_recipient_over_the_last_hour_and_expired_rows_go() {

@@ -3,8 +3,9 @@
 //! mail postdesk sent because of them), their attachments and the blobs no
 //! longer used, links, outbox rows and their sent-journal lines, quarantined
 //! mails that name the address, its rows in the auto-reply limit's count,
-//! and the address in other tickets' participant lists. The rows go with `secure_delete` on, then a VACUUM and
-//! a WAL checkpoint (TRUNCATE) so no old page keeps them. One audit row
+//! and the address in other tickets' participant lists. The rows go with
+//! `secure_delete` on, then a VACUUM and a WAL checkpoint (TRUNCATE) so no
+//! old page keeps them. One audit row
 //! records the time, the SHA-256 of the lower-cased address and the counts,
 //! never the address. Other people's mails that merely mention the address
 //! (a Cc header, a quote) are theirs and are kept. Decides nothing else.

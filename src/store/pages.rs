@@ -74,8 +74,8 @@ impl Store {
         token: &str,
         attachment: i64,
     ) -> anyhow::Result<Option<AttachmentFile>> {
-        let hash = crate::tokens::link_key(token);
-        self.read(|c| match ticket_of_link(c, &hash)? {
+        let key = crate::tokens::link_key(token);
+        self.read(|c| match ticket_of_link(c, &key)? {
             Some(number) => attachment_of(c, number, attachment, true),
             None => Ok(None),
         })

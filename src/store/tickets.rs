@@ -160,9 +160,9 @@ impl Store {
     /// The customer's view of the ticket a link token opens: only what
     /// `customer_sees`. `None` for an unknown or revoked token.
     pub fn ticket_page(&self, token: &str) -> anyhow::Result<Option<TicketDetail>> {
-        let hash = crate::tokens::link_key(token);
+        let key = crate::tokens::link_key(token);
         self.read(|c| {
-            snapshot(c, || match ticket_of_link(c, &hash)? {
+            snapshot(c, || match ticket_of_link(c, &key)? {
                 Some(number) => detail(c, number, true),
                 None => Ok(None),
             })
@@ -172,8 +172,8 @@ impl Store {
     /// The ticket a live ticket link opens, and nothing else about it: one
     /// indexed read (the page benchmark's floor reads this alone).
     pub fn ticket_of_link(&self, token: &str) -> anyhow::Result<Option<TicketNumber>> {
-        let hash = crate::tokens::link_key(token);
-        self.read(|c| ticket_of_link(c, &hash))
+        let key = crate::tokens::link_key(token);
+        self.read(|c| ticket_of_link(c, &key))
     }
 
     /// Why the message with this Message-ID went where it went.
@@ -233,15 +233,15 @@ pub(super) fn snapshot<T>(c: &Tx, read: impl FnOnce() -> anyhow::Result<T>) -> a
     Ok(value)
 }
 
-/// The ticket of a live ticket-scoped token, by the token's hash.
-pub(super) fn ticket_of_link(c: &Tx, hash: &str) -> anyhow::Result<Option<TicketNumber>> {
+/// The ticket of a live ticket-scoped token, by its stored key (`tokens::link_key`).
+pub(super) fn ticket_of_link(c: &Tx, key: &str) -> anyhow::Result<Option<TicketNumber>> {
     // Cached: preparing these statements anew was ~8% of the page.
     let number: Option<i64> = c
         .prepare_cached(
             "SELECT ticket_number FROM access_tokens
              WHERE token_hash = ?1 AND scope = 'ticket' AND revoked_at IS NULL",
         )?
-        .query_row([hash], |r| r.get(0))
+        .query_row([key], |r| r.get(0))
         .optional()?;
     Ok(number.map(TicketNumber))
 }

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use floor_store::FloorStore;
+use floor_store::{FloorStore, Shape};
 use mails_file::read_mails;
 
 #[derive(Parser)]
@@ -41,6 +41,9 @@ struct Args {
     /// floor). For weighing what storing outgoing mail whole costs.
     #[arg(long, default_value_t = 0)]
     outbox_bytes: usize,
+    /// What the floor keeps: `plain` (the floor) or `ticketing`.
+    #[arg(long, value_enum, default_value = "plain")]
+    shape: Shape,
 }
 
 /// The daemon's batch bounds (`FETCH_BATCH`, `BATCH_BYTES`).
@@ -53,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (data, ranges) = read_mails(&args.mails_file)?;
     let mails: Vec<&[u8]> = ranges.into_iter().map(|r| &data[r]).collect();
-    let mut store = FloorStore::create(&args.db)?;
+    let mut store = FloorStore::create(&args.db, args.shape)?;
 
     let started = Instant::now();
     let mut rest = &mails[..];
@@ -73,9 +76,16 @@ fn main() -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     drop(store);
+    if args.shape == Shape::Ticketing {
+        // Threading by In-Reply-To must find what the daemon finds.
+        let conn = rusqlite::Connection::open(&args.db)?;
+        let tickets: i64 = conn.query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))?;
+        println!("ticketing floor: {tickets} tickets");
+    }
     let written = std::fs::metadata(&args.db)?.len();
     println!(
-        "floor: {} mails in {secs:.2} s ({:.0} mails/s), database {:.0} MB, peak RSS {:.1} MB (the whole set read first)",
+        "{}: {} mails in {secs:.2} s ({:.0} mails/s), database {:.0} MB, peak RSS {:.1} MB (the whole set read first)",
+        args.shape.name(),
         mails.len(),
         mails.len() as f64 / secs,
         written as f64 / 1e6,

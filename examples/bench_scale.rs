@@ -1,17 +1,23 @@
-//! Scale and idle-memory benchmark (issue #6). Fills a database through the
-//! library's real pipeline (`Store::ingest_batch` with `FetchedMail`, the
-//! daemon's own call) with realistic mail dated over the past year, and at
-//! 1,000, 10,000 and 100,000 tickets times the ingest of a probe of fresh
-//! mails (same mix; replies answer mails anywhere in the database) in
-//! batches of 50, as the daemon commits them: warm (right after the fill,
-//! the database in the kernel's page cache, its WAL checkpointed and
-//! emptied, as before each timing) and cold (issue 16 §3: after
-//! `sync` and `echo 3 > /proc/sys/vm/drop_caches`, which needs root, and
-//! with the store opened afresh, so SQLite's own cache is empty too; the
-//! cold probe is skipped with a note when the caches cannot be dropped).
+//! Scale and idle-memory benchmark (issue #6). Fills one database per
+//! level (1,000, 10,000 and 100,000 tickets) through the library's real
+//! pipeline (`Store::ingest_batch` with `FetchedMail`, the daemon's own
+//! call) with realistic mail dated over the past year, each from the same
+//! seed, and times the ingest of probes of fresh mails (same mix; replies
+//! answer mails anywhere in their database) in batches of 50, as the
+//! daemon commits them: warm (the database in the kernel's page cache,
+//! its WAL checkpointed and emptied and the kernel's dirty pages written
+//! out before each timing) and cold (issue 16 §3: after `sync` and
+//! `echo 3 > /proc/sys/vm/drop_caches`, which needs root, and with the
+//! store opened afresh, so SQLite's own cache is empty too; the cold probe is skipped
+//! with a note when the caches cannot be dropped). The levels are probed
+//! in turns, for several rounds (`--rounds`), and the medians count: this
+//! machine's speed drifts by tens of percent over minutes, which a level
+//! timed a whole fill after another would carry into the ratio.
 //! Beside it, the durable-write floor (`bench_support/floor_store.rs`):
 //! a second database the same fill fills, timed on the same probe mails,
-//! so the growth no durable store escapes is printed with postdesk's.
+//! so the growth no durable store escapes is printed with postdesk's; and
+//! a third, the floor's ticketing shape (tickets, their lists by activity,
+//! threading, search): the growth no helpdesk's store escapes.
 //! Then starts the release
 //! daemon on the full database (its mail long sent) with an empty support
 //! mailbox and reads its resident memory once idle.
@@ -31,7 +37,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 
-use floor_store::FloorStore;
+use floor_store::{FloorStore, Shape};
 use postdesk::imap::FetchedMail;
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
@@ -52,6 +58,10 @@ struct Args {
     /// Mails in each timed probe.
     #[arg(long, default_value_t = 1000)]
     probe: usize,
+    /// Rounds of probes: each round probes every level in turn, warm,
+    /// then cold; the figures are the medians.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// The (empty) support mailbox of the idle daemon.
     #[arg(long, default_value = "t02@example.test")]
     support: String,
@@ -70,11 +80,23 @@ struct Args {
     /// Skip the cold probes.
     #[arg(long)]
     no_cold: bool,
-    /// Skip the durable-write floor (a second database the same mails
-    /// fill, timed on the same probes: the growth no store escapes).
+    /// Skip the durable-write floors (databases the same mails fill,
+    /// timed on the same probes: the growth no store escapes).
     #[arg(long)]
     no_floor: bool,
+    /// The floors' shapes: `plain` (the issue's floor), `ticketing` (the
+    /// least a helpdesk's store keeps).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "plain,ticketing"
+    )]
+    floors: Vec<Shape>,
 }
+
+/// One batch of mails into one store (postdesk's or a floor's), at a time.
+type WriteBatch<'a> = dyn Fn(&mut Filler, &[FetchedMail], DateTime<Utc>) -> anyhow::Result<()> + 'a;
 
 /// Commits per probe batch, as the daemon's FETCH batch.
 const PROBE_BATCH: usize = 50;
@@ -91,26 +113,28 @@ async fn main() -> anyhow::Result<()> {
     } else {
         support::work_dir(&args.work)?
     };
-    let db = work.join("postdesk.db");
-    let config = work.join("postdesk.toml");
     let sink = Sink::start().await?;
-    support::write_config(
-        &stack,
-        &DaemonConfig {
-            support: &args.support,
-            agents: &["agent@example.test"],
-            smtp_port: sink.port,
-            db: &db,
-            auto_replies_per_hour: 10,
-        },
-        &config,
-    )?;
-    let top = args.levels.iter().copied().max().unwrap_or(0);
-    let floor_db = work.join("floor.db");
-    let mut filler = Filler::new(&config, &db, &floor_db, &args, top)?;
-    let mut warm = Vec::new();
-    let mut cold = Vec::new();
+    // One desk per level, each filled from the same seed by its own
+    // generator (so a reply answers a mail of its own desk), then probed
+    // in turns: the machine's speed drifts over minutes, and a level timed
+    // long after another would carry that drift into the ratio.
+    let mut desks = Vec::new();
     for &level in &args.levels {
+        let dir = work.join(format!("level-{level}"));
+        std::fs::create_dir_all(&dir)?;
+        let (db, config) = (dir.join("postdesk.db"), dir.join("postdesk.toml"));
+        support::write_config(
+            &stack,
+            &DaemonConfig {
+                support: &args.support,
+                agents: &["agent@example.test"],
+                smtp_port: sink.port,
+                db: &db,
+                auto_replies_per_hour: 10,
+            },
+            &config,
+        )?;
+        let mut filler = Filler::new(&config, &db, &dir, &args, level)?;
         let started = Instant::now();
         filler.fill_to(level)?;
         println!(
@@ -119,94 +143,205 @@ async fn main() -> anyhow::Result<()> {
             filler.uid,
             started.elapsed().as_secs_f64()
         );
-        // Neither probe may pay for earlier writes still in its WAL.
-        filler.settle()?;
-        warm.push((level, probe_figure(&mut filler, &args, level, "warm")?));
-        if !args.no_cold {
-            filler.settle()?;
+        desks.push(Desk {
+            level,
+            filler,
+            config,
+            db,
+            warm: Vec::new(),
+            cold: Vec::new(),
+        });
+    }
+    for round in 1..=args.rounds {
+        for desk in &mut desks {
+            // Neither probe may pay for earlier writes still in its WAL.
+            desk.filler.settle()?;
+            let probed = probe(&mut desk.filler, &args, desk.level, "warm", round)?;
+            desk.warm.push(probed);
+        }
+        if args.no_cold {
+            continue;
+        }
+        for desk in &mut desks {
+            desk.filler.settle()?;
             match drop_caches() {
                 Ok(()) => {
-                    filler.reopen(&db, &floor_db)?;
-                    cold.push((level, probe_figure(&mut filler, &args, level, "cold")?));
+                    desk.filler.reopen(&desk.db)?;
+                    let probed = probe(&mut desk.filler, &args, desk.level, "cold", round)?;
+                    desk.cold.push(probed);
                 }
                 Err(err) => println!("no cold probe: cannot drop the page cache: {err:#}"),
             }
         }
     }
-    for (label, runs) in [("warm", &warm), ("cold", &cold)] {
-        if let (Some(first), Some(last)) = (runs.first(), runs.last()) {
-            let (levels, ours) = (
-                format!("{} / at {} tickets", last.0, first.0),
-                last.1.postdesk.0 / first.1.postdesk.0,
-            );
-            figure(
-                &format!("scale: per-mail time at {levels}, {label}"),
-                &format!(
-                    "{ours:.2} wall, {:.2} CPU",
-                    last.1.postdesk.1 / first.1.postdesk.1
-                ),
-                "<= 1.15",
-            );
-            if let (Some(f0), Some(f1)) = (first.1.floor, last.1.floor) {
-                let floor = f1.0 / f0.0;
-                figure(
-                    &format!("scale: the floor's per-mail time at {levels}, {label}"),
-                    &format!("{floor:.2} wall, {:.2} CPU", f1.1 / f0.1),
-                    "the limit",
-                );
-                figure(
-                    &format!("scale: postdesk's growth over the floor's, {label}"),
-                    &format!("{:.2}", ours / floor),
-                    "<= 1.15",
-                );
-            }
+    for desk in &desks {
+        for (label, runs) in [("warm", &desk.warm), ("cold", &desk.cold)] {
+            level_figures(desk.level, label, &Probed::median(runs));
         }
     }
-    drop(filler);
+    if let (Some(first), Some(last)) = (desks.first(), desks.last()) {
+        growth_figures(first, last, "warm", |d| &d.warm);
+        growth_figures(first, last, "cold", |d| &d.cold);
+    }
+    let Some(top) = desks.pop() else {
+        return Ok(());
+    };
+    drop(desks);
+    drop(top.filler);
     if args.no_idle {
         return Ok(());
     }
-    idle_memory(&stack, &args, &config, &db).await
+    idle_memory(&stack, &args, &top.config, &top.db).await
 }
 
-/// One probe's figures: postdesk's, then the floor's on the same mails;
+/// One level's database, its filler, and its probes' figures.
+struct Desk {
+    level: usize,
+    filler: Filler,
+    config: PathBuf,
+    db: PathBuf,
+    warm: Vec<Probed>,
+    cold: Vec<Probed>,
+}
+
+/// One probe's figures: postdesk's, then each floor's on the same mails;
 /// each (wall, CPU) microseconds per mail.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Probed {
     postdesk: (f64, f64),
     /// Bytes postdesk wrote per mail (WAL and checkpoints).
     written: f64,
-    floor: Option<(f64, f64)>,
+    floors: Vec<(Shape, (f64, f64))>,
 }
 
-/// Times one probe at `level` and prints it as figures.
-fn probe_figure(
+impl Probed {
+    /// Each figure's median over the rounds (None without rounds).
+    fn median(runs: &[Probed]) -> Option<Probed> {
+        let first = runs.first()?;
+        let median = |get: &dyn Fn(&Probed) -> f64| {
+            let mut values: Vec<f64> = runs.iter().map(get).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Some(Probed {
+            postdesk: (median(&|p| p.postdesk.0), median(&|p| p.postdesk.1)),
+            written: median(&|p| p.written),
+            floors: (first.floors.iter().enumerate())
+                .map(|(i, (shape, _))| {
+                    let wall = median(&|p| p.floors[i].1.0);
+                    (*shape, (wall, median(&|p| p.floors[i].1.1)))
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Times one probe at `level` and prints its line.
+fn probe(
     filler: &mut Filler,
     args: &Args,
     level: usize,
     label: &str,
+    round: usize,
 ) -> anyhow::Result<Probed> {
     let probed = filler.probe(args.probe)?;
     let (wall, cpu) = probed.postdesk;
+    let floors: Vec<String> = (probed.floors.iter())
+        .map(|(shape, (wall, _))| format!("the {} {wall:.0} µs", shape.name()))
+        .collect();
     println!(
-        "{label} probe of {} mails at {level} tickets: {wall:.0} µs per mail (CPU {cpu:.0} µs per mail), \
-         {:.1} KB written per mail",
+        "{label} probe {round} of {} mails at {level} tickets: {wall:.0} µs per mail (CPU {cpu:.0} µs per mail), \
+         {:.1} KB written per mail; {}",
         args.probe,
-        probed.written / 1e3
+        probed.written / 1e3,
+        floors.join(", ")
     );
+    Ok(probed)
+}
+
+/// The medians of one level's probes, as figures.
+fn level_figures(level: usize, label: &str, probed: &Option<Probed>) {
+    let Some(probed) = probed else { return };
+    let (wall, cpu) = probed.postdesk;
     figure(
-        &format!("scale: ingest time per mail with {level} tickets in the database, {label}"),
-        &format!("{wall:.0} µs wall, {cpu:.0} µs CPU"),
+        &format!(
+            "scale: ingest time per mail with {level} tickets in the database, {label}, median"
+        ),
+        &format!(
+            "{wall:.0} µs wall, {cpu:.0} µs CPU, {:.1} KB written",
+            probed.written / 1e3
+        ),
         "flat",
     );
-    if let Some((wall, cpu)) = probed.floor {
+    for (shape, (wall, cpu)) in &probed.floors {
         figure(
-            &format!("scale: the floor's time per mail beside {level} tickets, {label}"),
+            &format!(
+                "scale: the {}'s time per mail beside {level} tickets, {label}, median",
+                shape.name()
+            ),
             &format!("{wall:.0} µs wall, {cpu:.0} µs CPU"),
             "the limit",
         );
     }
-    Ok(probed)
+}
+
+/// The growth from the first level to the last: the ratio of their
+/// probes of the same round, the median over the rounds (each round's
+/// probes are minutes apart, not a whole fill).
+fn growth_figures(first: &Desk, last: &Desk, label: &str, runs: fn(&Desk) -> &Vec<Probed>) {
+    let pairs: Vec<(&Probed, &Probed)> = runs(first).iter().zip(runs(last)).collect();
+    if pairs.is_empty() {
+        return;
+    }
+    let median = |get: &dyn Fn(&Probed, &Probed) -> f64| {
+        let mut values: Vec<f64> = pairs.iter().map(|(a, b)| get(a, b)).collect();
+        values.sort_by(f64::total_cmp);
+        let shown: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
+        (values[values.len() / 2], shown.join(", "))
+    };
+    let levels = format!("{} / at {} tickets", last.level, first.level);
+    let (ours, rounds) = median(&|a, b| b.postdesk.0 / a.postdesk.0);
+    let (ours_cpu, _) = median(&|a, b| b.postdesk.1 / a.postdesk.1);
+    figure(
+        &format!("scale: per-mail time at {levels}, {label}, median of rounds"),
+        &format!("{ours:.2} wall ({rounds}), {ours_cpu:.2} CPU"),
+        "<= 1.15",
+    );
+    for (i, (shape, _)) in pairs[0].0.floors.iter().enumerate() {
+        let name = shape.name();
+        let (floor, rounds) = median(&|a, b| b.floors[i].1.0 / a.floors[i].1.0);
+        figure(
+            &format!("scale: the {name}'s per-mail time at {levels}, {label}, median of rounds"),
+            &format!("{floor:.2} wall ({rounds})"),
+            "the limit",
+        );
+        let (over, rounds) =
+            median(&|a, b| (b.postdesk.0 / a.postdesk.0) / (b.floors[i].1.0 / a.floors[i].1.0));
+        figure(
+            &format!("scale: postdesk's growth over the {name}'s, {label}, median of rounds"),
+            &format!("{over:.2} ({rounds})"),
+            "<= 1.15",
+        );
+        // The ratios hide the fixed cost (a store with more work per mail
+        // grows less in ratio for the same added pages): the time each
+        // adds per mail, side by side.
+        let (added, _) = median(&|a, b| b.postdesk.0 - a.postdesk.0);
+        let (floor_added, _) = median(&|a, b| b.floors[i].1.0 - a.floors[i].1.0);
+        // A ratio only where the floor grew: a flat floor's added time is
+        // noise around zero.
+        let times = match floor_added > 0.0 {
+            true => format!(": {:.2} times the {name}'s", added / floor_added),
+            false => String::new(),
+        };
+        figure(
+            &format!(
+                "scale: wall time added per mail from {} to {} tickets, {label}: postdesk, the {name}, medians of rounds",
+                first.level, last.level
+            ),
+            &format!("{added:+.0} µs, {floor_added:+.0} µs{times}"),
+            "reference",
+        );
+    }
 }
 
 /// Copies the database's WAL into it and empties it (TRUNCATE), retrying
@@ -269,13 +404,18 @@ async fn idle_memory(stack: &Stack, args: &Args, config: &Path, db: &Path) -> an
     Ok(())
 }
 
+/// A floor's store beside postdesk's, and its file.
+struct Floor {
+    store: FloorStore,
+    db: PathBuf,
+}
+
 /// Feeds generated mail through the real pipeline on a simulated clock,
-/// and the same mails to the floor's store.
+/// and the same mails to each floor's store.
 struct Filler {
     store: Store,
     db: PathBuf,
-    floor: Option<FloorStore>,
-    floor_db: PathBuf,
+    floors: Vec<Floor>,
     pipeline: Pipeline,
     generator: Generator,
     clock: DateTime<Utc>,
@@ -288,26 +428,36 @@ impl Filler {
     fn new(
         config: &Path,
         db: &Path,
-        floor_db: &Path,
+        work: &Path,
         args: &Args,
         top: usize,
     ) -> anyhow::Result<Filler> {
         let settings = Settings::load(Some(config))?;
         let store = Store::open(db)?;
         // A reused run has no floor: it would have to be filled again.
-        let floor = (!args.no_floor && !args.reuse)
-            .then(|| FloorStore::create(floor_db))
-            .transpose()?;
+        let shapes = match args.no_floor || args.reuse {
+            true => &[][..],
+            false => &args.floors[..],
+        };
+        let floors = shapes
+            .iter()
+            .map(|&shape| {
+                let db = work.join(format!("floor-{shape:?}.db").to_lowercase());
+                anyhow::Ok(Floor {
+                    store: FloorStore::create(&db, shape)?,
+                    db,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let secret = store.installation_secret()?;
         let pipeline = Pipeline::new(&settings, &secret);
         // About 1.4 mails per ticket (30% replies) over the past year.
-        let mails = (top as f64 * 1.5) as i64 + (args.probe * args.levels.len()) as i64;
+        let mails = (top as f64 * 1.5) as i64 + (args.probe * args.rounds * 2) as i64;
         let year = chrono::Duration::days(365);
         let mut filler = Filler {
             store,
             db: db.to_path_buf(),
-            floor,
-            floor_db: floor_db.to_path_buf(),
+            floors,
             pipeline,
             generator: Generator::new(
                 args.seed,
@@ -349,48 +499,61 @@ impl Filler {
         Ok(())
     }
 
-    /// Empties postdesk's WAL into its database, and the floor's.
+    /// Empties postdesk's WAL into its database, and each floor's, and
+    /// has the kernel write out what is dirty (the fill's pages, an earlier
+    /// benchmark's files), so that no probe's syncs wait behind it.
     fn settle(&self) -> anyhow::Result<()> {
         settle(&self.db)?;
-        if self.floor.is_some() {
-            settle(&self.floor_db)?;
+        for floor in &self.floors {
+            settle(&floor.db)?;
         }
+        let status = std::process::Command::new("sync").status()?;
+        anyhow::ensure!(status.success(), "sync failed");
         Ok(())
     }
 
-    /// Opens the store and the floor afresh (empty SQLite page caches).
-    fn reopen(&mut self, db: &Path, floor_db: &Path) -> anyhow::Result<()> {
+    /// Opens the store and the floors afresh (empty SQLite page caches).
+    fn reopen(&mut self, db: &Path) -> anyhow::Result<()> {
         // Both hold a shared lock on the database's lock file: no conflict.
         self.store = Store::open(db)?;
-        if let Some(floor) = self.floor.take() {
-            self.floor = Some(floor.reopen(floor_db)?);
+        for floor in std::mem::take(&mut self.floors) {
+            let store = floor.store.reopen(&floor.db)?;
+            self.floors.push(Floor { store, ..floor });
         }
         Ok(())
     }
 
-    fn batch(&mut self, size: usize) -> Vec<FetchedMail> {
-        (0..size)
+    /// The next `size` mails, and the clock after the last of them.
+    fn batch(&mut self, size: usize) -> (Vec<FetchedMail>, DateTime<Utc>) {
+        let mails = (0..size)
             .map(|_| {
                 self.clock += self.step;
                 self.uid += 1;
                 FetchedMail::whole(self.uid, self.generator.next(self.clock).raw)
             })
-            .collect()
+            .collect();
+        (mails, self.clock)
     }
 
-    /// The same mails in the floor's store, one transaction.
-    fn floor_write(&mut self, mails: &[FetchedMail]) -> anyhow::Result<()> {
-        if let Some(floor) = &mut self.floor {
-            let raws: Vec<&[u8]> = mails.iter().map(|m| m.raw.as_slice()).collect();
-            floor.write_batch(&raws, 0)?;
+    /// The same mails in each floor's store, one transaction each.
+    fn floors_write(&mut self, mails: &[FetchedMail]) -> anyhow::Result<()> {
+        for i in 0..self.floors.len() {
+            self.floor_write(i, mails)?;
         }
         Ok(())
     }
 
-    fn ingest(&mut self, mails: &[FetchedMail]) -> anyhow::Result<()> {
+    /// The same mails in the `i`th floor's store, one transaction.
+    fn floor_write(&mut self, i: usize, mails: &[FetchedMail]) -> anyhow::Result<()> {
+        let raws: Vec<&[u8]> = mails.iter().map(|m| m.raw.as_slice()).collect();
+        self.floors[i].store.write_batch(&raws, 0)
+    }
+
+    /// The mails through postdesk's pipeline, one transaction, at `now`.
+    fn ingest(&mut self, mails: &[FetchedMail], now: DateTime<Utc>) -> anyhow::Result<()> {
         let reports = self
             .store
-            .ingest_batch(&self.pipeline, "bench", 1, mails, self.clock)?;
+            .ingest_batch(&self.pipeline, "bench", 1, mails, now)?;
         for report in reports {
             match report {
                 IngestReport::NewTicket { .. } => self.tickets += 1,
@@ -405,46 +568,49 @@ impl Filler {
         while self.tickets < tickets {
             // Enough new mail to reach the level, without overshooting much.
             let size = FILL_BATCH.min(((tickets - self.tickets) as f64 / 0.7).ceil() as usize);
-            let batch = self.batch(size.max(1));
-            self.ingest(&batch)?;
-            self.floor_write(&batch)?;
+            let (batch, now) = self.batch(size.max(1));
+            self.ingest(&batch, now)?;
+            self.floors_write(&batch)?;
         }
         Ok(())
     }
 
     /// Wall and CPU microseconds per mail for `count` mails in batches of
-    /// 50, through postdesk, then the same batches through the floor; the
-    /// mails are generated before the clock starts.
+    /// 50, through postdesk (each batch at its own time), then the same
+    /// batches through each floor; the mails are generated before the
+    /// clock starts.
     fn probe(&mut self, count: usize) -> anyhow::Result<Probed> {
-        let batches: Vec<Vec<FetchedMail>> = (0..count.div_ceil(PROBE_BATCH))
+        let batches: Vec<(Vec<FetchedMail>, DateTime<Utc>)> = (0..count.div_ceil(PROBE_BATCH))
             .map(|_| self.batch(PROBE_BATCH))
             .collect();
-        let mails = batches.iter().map(Vec::len).sum::<usize>() as f64;
-        let timed =
-            |filler: &mut Filler, write: fn(&mut Filler, &[FetchedMail]) -> anyhow::Result<()>| {
-                let cpu0 = support::cpu::process_cpu();
-                let started = Instant::now();
-                for batch in &batches {
-                    write(filler, batch)?;
-                }
-                let wall = started.elapsed().as_secs_f64();
-                let cpu = support::cpu::process_cpu() - cpu0;
-                anyhow::Ok((wall * 1e6 / mails, cpu * 1e6 / mails))
-            };
+        let mails = batches.iter().map(|(b, _)| b.len()).sum::<usize>() as f64;
+        let timed = |filler: &mut Filler, write: &WriteBatch<'_>| {
+            let cpu0 = support::cpu::process_cpu();
+            let started = Instant::now();
+            for (batch, now) in &batches {
+                write(filler, batch, *now)?;
+            }
+            let wall = started.elapsed().as_secs_f64();
+            let cpu = support::cpu::process_cpu() - cpu0;
+            anyhow::Ok((wall * 1e6 / mails, cpu * 1e6 / mails))
+        };
         let written0 = support::cpu::written_bytes();
-        let postdesk = timed(self, Filler::ingest)?;
-        // postdesk's last checkpoint round must not fall in the floor's time.
+        let postdesk = timed(self, &Filler::ingest)?;
+        // postdesk's last checkpoint round must not fall in a floor's time.
         settle(&self.db)?;
         // Its WAL and the checkpoints' copies of it, the settling included.
         let written = (support::cpu::written_bytes() - written0) / mails;
-        let floor = match self.floor.is_some() {
-            true => Some(timed(self, Filler::floor_write)?),
-            false => None,
-        };
+        let mut floors = Vec::new();
+        for i in 0..self.floors.len() {
+            let time = timed(self, &|f: &mut Filler, batch, _| f.floor_write(i, batch))?;
+            // Nor a floor's last round in the next floor's.
+            settle(&self.floors[i].db)?;
+            floors.push((self.floors[i].store.shape(), time));
+        }
         Ok(Probed {
             postdesk,
             written,
-            floor,
+            floors,
         })
     }
 }

@@ -10,6 +10,15 @@
 //! From, decides nothing, renders nothing. `bench_floor` times it on the
 //! ingest benchmark's mails; `bench_scale` fills one beside postdesk's
 //! database and times it at each level, so the floor's own growth is known.
+//!
+//! A second shape, [`Shape::Ticketing`], is the least a store must keep to
+//! read its mail back as a helpdesk does (issue 16, the true limit): the
+//! above, and a ticket row per conversation with the customer's list and
+//! the agents' status list indexed by last activity (a mail on a ticket
+//! moves its entries, as a list by activity must), the messages indexed by
+//! ticket, a reply threaded to its ticket by its In-Reply-To (one lookup of
+//! the Message-ID index), and the mail's first text part in a full-text
+//! index (FTS5, postdesk's tokenizer), found by a scan, not decoded.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,17 +28,38 @@ use std::time::Duration;
 use anyhow::Context;
 use rusqlite::{Connection, params};
 
+/// What a floor store keeps for each mail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// The issue's floor: the raw bytes, a message row under a unique
+    /// Message-ID, an outbox row.
+    Plain,
+    /// The plain floor and what reading it back as a helpdesk needs:
+    /// tickets, their lists, threading, search (the module's header).
+    Ticketing,
+}
+
+impl Shape {
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Plain => "floor",
+            Shape::Ticketing => "ticketing floor",
+        }
+    }
+}
+
 /// A floor database and its checkpoint thread.
 pub struct FloorStore {
     conn: Connection,
     checkpointer: Checkpointer,
+    shape: Shape,
     uid: u32,
 }
 
 impl FloorStore {
     /// A new, empty floor database at `path` (an old one is removed first,
     /// with its WAL).
-    pub fn create(path: &Path) -> anyhow::Result<FloorStore> {
+    pub fn create(path: &Path, shape: Shape) -> anyhow::Result<FloorStore> {
         for suffix in ["", "-wal", "-shm"] {
             let mut name = path.as_os_str().to_owned();
             name.push(suffix);
@@ -45,23 +75,39 @@ impl FloorStore {
                recipient TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, raw BLOB);
              CREATE TABLE checkpoint (mailbox TEXT PRIMARY KEY, last_uid INTEGER NOT NULL);",
         )?;
-        FloorStore::on(conn, path, 0)
+        if shape == Shape::Ticketing {
+            conn.execute_batch(
+                "CREATE TABLE tickets (number INTEGER PRIMARY KEY, requester TEXT NOT NULL,
+                   subject TEXT NOT NULL, status TEXT NOT NULL, last_activity INTEGER NOT NULL);
+                 CREATE INDEX tickets_requester ON tickets(requester, last_activity);
+                 CREATE INDEX tickets_status ON tickets(status, last_activity);
+                 CREATE INDEX messages_ticket ON messages(ticket);
+                 CREATE VIRTUAL TABLE search USING fts5(
+                   subject, body, tokenize = 'porter unicode61 remove_diacritics 2');",
+            )?;
+        }
+        FloorStore::on(conn, path, shape, 0)
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
     }
 
     /// The floor database at `path` opened afresh (an empty page cache).
     pub fn reopen(self, path: &Path) -> anyhow::Result<FloorStore> {
-        let uid = self.uid;
+        let (uid, shape) = (self.uid, self.shape);
         drop(self);
-        FloorStore::on(open(path)?, path, uid)
+        FloorStore::on(open(path)?, path, shape, uid)
     }
 
-    fn on(conn: Connection, path: &Path, uid: u32) -> anyhow::Result<FloorStore> {
+    fn on(conn: Connection, path: &Path, shape: Shape, uid: u32) -> anyhow::Result<FloorStore> {
         // As the daemon: checkpoints on their own thread, not in commits.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = Checkpointer::start(path)?;
         Ok(FloorStore {
             conn,
             checkpointer,
+            shape,
             uid,
         })
     }
@@ -73,15 +119,27 @@ impl FloorStore {
         let tx = (self.conn).transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for raw in batch {
             self.uid += 1;
-            let (message_id, from) = header_fields(raw);
+            let header = header_fields(raw);
             tx.prepare_cached("INSERT INTO raw_mails (bytes) VALUES (?1)")?
                 .execute([*raw])?;
             let raw_id = tx.last_insert_rowid();
+            let ticket = match self.shape {
+                Shape::Plain => raw_id,
+                Shape::Ticketing => ticket_of(&tx, &header, self.uid)?,
+            };
             tx.prepare_cached(
                 "INSERT INTO messages (ticket, raw_mail_id, message_id, from_address)
-                 VALUES (?1, ?1, ?2, ?3)",
+                 VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![raw_id, message_id, from])?;
+            .execute(params![ticket, raw_id, header.message_id, header.from])?;
+            if self.shape == Shape::Ticketing {
+                tx.prepare_cached("INSERT INTO search (rowid, subject, body) VALUES (?1, ?2, ?3)")?
+                    .execute(params![
+                        tx.last_insert_rowid(),
+                        header.subject,
+                        first_text(raw)
+                    ])?;
+            }
             // Text-like filler when asked (the start of the mail, repeated).
             let rendered: Option<Vec<u8>> = (outbox_bytes > 0)
                 .then(|| raw.iter().copied().cycle().take(outbox_bytes).collect());
@@ -89,7 +147,7 @@ impl FloorStore {
                 "INSERT INTO outbox (ticket, recipient, kind, status, raw)
                  VALUES (?1, ?2, 'confirmation', 'pending', ?3)",
             )?
-            .execute(params![raw_id, from, rendered])?;
+            .execute(params![ticket, header.from, rendered])?;
         }
         tx.prepare_cached(
             "INSERT INTO checkpoint (mailbox, last_uid) VALUES ('INBOX', ?1)
@@ -111,28 +169,95 @@ fn open(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-/// The Message-ID and From header values, by a scan of the header lines
-/// (no unfolding, no decoding: the floor does not parse).
-fn header_fields(raw: &[u8]) -> (String, String) {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(raw.len());
+/// The header values the floor reads.
+struct Header {
+    message_id: String,
+    from: String,
+    subject: String,
+    in_reply_to: Option<String>,
+}
+
+/// The ticket a ticketing floor files the mail under: the ticket of the
+/// message its In-Reply-To names, its activity moved to `now`, or a new
+/// ticket of its sender.
+fn ticket_of(tx: &rusqlite::Transaction, header: &Header, now: u32) -> anyhow::Result<i64> {
+    let parent = match &header.in_reply_to {
+        Some(id) => tx
+            .prepare_cached("SELECT ticket FROM messages WHERE message_id = ?1")?
+            .query_row([id], |r| r.get::<_, i64>(0))
+            .ok(),
+        None => None,
+    };
+    if let Some(ticket) = parent {
+        tx.prepare_cached(
+            "UPDATE tickets SET status = 'open', last_activity = ?2 WHERE number = ?1",
+        )?
+        .execute(params![ticket, now])?;
+        return Ok(ticket);
+    }
+    tx.prepare_cached(
+        "INSERT INTO tickets (requester, subject, status, last_activity)
+         VALUES (?1, ?2, 'new', ?3)",
+    )?
+    .execute(params![header.from, header.subject, now])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// The Message-ID, From, Subject and In-Reply-To header values, by a scan
+/// of the header lines (no unfolding, no decoding: the floor does not
+/// parse).
+fn header_fields(raw: &[u8]) -> Header {
+    let end = header_end(raw);
+    let mut header = Header {
+        message_id: String::new(),
+        from: String::new(),
+        subject: String::new(),
+        in_reply_to: None,
+    };
     let mut message_id = None;
-    let mut from = None;
     for line in raw[..end].split(|&b| b == b'\n') {
         let line = String::from_utf8_lossy(line);
         let lower = line.to_ascii_lowercase();
+        let value = |name: &str| line[name.len()..].trim().to_string();
         if message_id.is_none() && lower.starts_with("message-id:") {
-            message_id = Some(line[11..].trim().to_string());
-        } else if from.is_none() && lower.starts_with("from:") {
-            from = Some(line[5..].trim().to_string());
+            message_id = Some(value("message-id:"));
+        } else if header.from.is_empty() && lower.starts_with("from:") {
+            header.from = value("from:");
+        } else if header.subject.is_empty() && lower.starts_with("subject:") {
+            header.subject = value("subject:");
+        } else if header.in_reply_to.is_none() && lower.starts_with("in-reply-to:") {
+            header.in_reply_to = Some(value("in-reply-to:"));
         }
     }
-    (
-        message_id.unwrap_or_else(|| format!("no-id-{}", raw.len())),
-        from.unwrap_or_default(),
-    )
+    header.message_id = message_id.unwrap_or_else(|| format!("no-id-{}", raw.len()));
+    header
+}
+
+fn header_end(raw: &[u8]) -> usize {
+    raw.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len())
+}
+
+/// The mail's first text part as it stands in the mail (the body of a
+/// single-part mail; in a multipart one, from the first `text/plain` part's
+/// blank line to its boundary), up to its first quoted line (`>`) and at
+/// most 16 KB: what a search index must take in (postdesk indexes the new
+/// text of a mail, not what it quotes), found without parsing.
+fn first_text(raw: &[u8]) -> String {
+    let body = &raw[(header_end(raw) + 4).min(raw.len())..];
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let text = match find(body, b"text/plain") {
+        Some(at) if find(&raw[..header_end(raw)], b"multipart").is_some() => {
+            let part = &body[at..];
+            let start = find(part, b"\r\n\r\n").map_or(part.len(), |i| i + 4);
+            let part = &part[start..];
+            &part[..find(part, b"\r\n--").unwrap_or(part.len())]
+        }
+        _ => body,
+    };
+    let text = &text[..find(text, b"\r\n>").unwrap_or(text.len())];
+    String::from_utf8_lossy(&text[..text.len().min(16 * 1024)]).into_owned()
 }
 
 /// The daemon's checkpointer, reduced: a PASSIVE checkpoint on its own

@@ -15,8 +15,8 @@ pub struct Floor {
 }
 
 /// Runs `bench_floor` (beside this example) `runs` times on the mails
-/// file; the median run.
-pub fn floor(runs: usize, mails: &Path, work: &Path) -> anyhow::Result<Floor> {
+/// file, as the floor of `shape` (`plain` or `ticketing`); the median run.
+pub fn floor(runs: usize, shape: &str, mails: &Path, work: &Path) -> anyhow::Result<Floor> {
     let exe = std::env::current_exe()?.with_file_name("bench_floor");
     let mut done = Vec::new();
     for run in 1..=runs.max(1) {
@@ -25,8 +25,11 @@ pub fn floor(runs: usize, mails: &Path, work: &Path) -> anyhow::Result<Floor> {
             .arg("--mails-file")
             .arg(mails)
             .arg("--db")
-            .arg(work.join("floor.db"));
-        let last = tagged_run(&mut command, "floor", &format!("floor run {run}"), "FLOOR")?;
+            .arg(work.join(format!("floor-{shape}.db")))
+            .arg("--shape")
+            .arg(shape);
+        let name = format!("{shape} floor run {run}");
+        let last = tagged_run(&mut command, "floor", &name, "FLOOR")?;
         let (secs, bytes) = last.split_once('\t').context("a malformed FLOOR line")?;
         done.push(Floor {
             secs: secs.parse()?,

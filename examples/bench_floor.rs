@@ -7,13 +7,16 @@
 //! settings are the daemon's (src/store/mod.rs and src/imap/batch.rs): 50
 //! mails or 1 MB a transaction, WAL, `synchronous = FULL`, a 2 MB page
 //! cache, and WAL checkpoints on a second thread after commits. It parses
-//! nothing beyond a header scan for the Message-ID and From, decides
-//! nothing, renders nothing.
+//! nothing beyond a header scan (Message-ID, From, Subject, In-Reply-To),
+//! decides nothing, renders nothing. `--shape ticketing` is the ticketing
+//! floor (`bench_support/floor_store.rs`: tickets with their lists,
+//! threading, search on top), the least a helpdesk's store keeps.
 //!
 //! `bench_ingest` runs it on the mails it appended (`--mails-file`, written
 //! by `bench_ingest`: each mail as a u32 little-endian length, then its
 //! bytes) and prints it beside the daemon; it prints
-//! `FLOOR\tSECONDS\tBYTES_WRITTEN` on its last line, and its peak RSS.
+//! `FLOOR\tSECONDS\tBYTES_WRITTEN\tTICKETS` on its last line (TICKETS is
+//! -1 for the plain floor, which keeps none), and its peak RSS.
 
 // Its `reopen` is `bench_scale`'s.
 #[allow(dead_code)]
@@ -75,11 +78,9 @@ fn main() -> anyhow::Result<()> {
         rest = next;
     }
     let secs = started.elapsed().as_secs_f64();
+    let tickets = store.tickets()?;
     drop(store);
-    if args.shape == Shape::Ticketing {
-        // Threading by In-Reply-To must find what the daemon finds.
-        let conn = rusqlite::Connection::open(&args.db)?;
-        let tickets: i64 = conn.query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))?;
+    if let Some(tickets) = tickets {
         println!("ticketing floor: {tickets} tickets");
     }
     let written = std::fs::metadata(&args.db)?.len();
@@ -91,7 +92,7 @@ fn main() -> anyhow::Result<()> {
         written as f64 / 1e6,
         peak_rss_mib()
     );
-    println!("FLOOR\t{secs}\t{written}");
+    println!("FLOOR\t{secs}\t{written}\t{}", tickets.unwrap_or(-1));
     Ok(())
 }
 

@@ -108,6 +108,15 @@ async fn main() -> anyhow::Result<()> {
     let stored = stored_bytes(&db)?;
     let floor = limits::floor(args.floor_runs, "plain", &mails_file, &work)?;
     let ticketing = limits::floor(args.floor_runs, "ticketing", &mails_file, &work)?;
+    // A reply the floor failed to thread would pass for a cheaper ticket.
+    if ticketing.tickets != Some(counts.tickets) {
+        bail!(
+            "the ticketing floor made {:?} tickets, the daemon {}: it threads otherwise, so \
+             it would not be the same work",
+            ticketing.tickets,
+            counts.tickets
+        );
+    }
     let daemon_counts = limits::Stored {
         tickets: counts.tickets,
         confirmations: counts.confirmations,

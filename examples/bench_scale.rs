@@ -10,17 +10,21 @@
 //! `echo 3 > /proc/sys/vm/drop_caches`, which needs root, and with the
 //! store opened afresh, so SQLite's own cache is empty too; the cold probe is skipped
 //! with a note when the caches cannot be dropped). The levels are probed
-//! in turns, for several rounds (`--rounds`), and the medians count: this
-//! machine's speed drifts by tens of percent over minutes, which a level
-//! timed a whole fill after another would carry into the ratio.
+//! in turns, for several rounds (`--rounds`, all warm rounds first), and
+//! the medians count: this machine's speed drifts by tens of percent over
+//! minutes, which a level timed a whole fill after another would carry
+//! into the ratio. A desk below the top is restored to its filled state
+//! (a copy of its files, its generator's state) before each probe, so
+//! each of its probes is of the same mails on the same desk; the top desk
+//! grows by its probes, and each figure says at how many tickets.
 //! Beside it, the durable-write floor (`bench_support/floor_store.rs`):
 //! a second database the same fill fills, timed on the same probe mails,
 //! so the growth no durable store escapes is printed with postdesk's; and
 //! a third, the floor's ticketing shape (tickets, their lists by activity,
 //! threading, search): the growth no helpdesk's store escapes.
-//! Then starts the release
-//! daemon on the full database (its mail long sent) with an empty support
-//! mailbox and reads its resident memory once idle.
+//! Then starts the release daemon on the last level's database (its mail
+//! long sent) with an empty support mailbox and reads its resident memory
+//! once idle.
 //!
 //! `target/release/examples/bench_scale --postdesk target/release/postdesk --work DIR`
 //! with the stack's environment (`scripts/bench scale`).
@@ -70,8 +74,10 @@ struct Args {
     idle_secs: u64,
     #[arg(long, default_value_t = 100)]
     seed: u64,
-    /// Keep the database of an earlier run with the same --levels and
-    /// --seed and go on from there (the generator replays what it holds).
+    /// Keep the databases of an earlier run with the same --levels,
+    /// --seed, --probe and --rounds (the clock's step depends on them) and
+    /// go on from there (the generator replays what each holds); a level
+    /// below the top, whose files each probe replaced, is filled again.
     #[arg(long)]
     reuse: bool,
     /// Skip the idle-memory part.
@@ -115,9 +121,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let sink = Sink::start().await?;
     // One desk per level, each filled from the same seed by its own
-    // generator (so a reply answers a mail of its own desk), then probed
-    // in turns: the machine's speed drifts over minutes, and a level timed
-    // long after another would carry that drift into the ratio.
+    // generator (so a reply answers a mail of its own desk) on the same
+    // simulated clock, then probed in turns: the machine's speed drifts
+    // over minutes, and a level timed long after another would carry that
+    // drift into the ratio. A desk below the top goes back to its filled
+    // state (files and generator) before each probe, so that ten probes of
+    // 1,000 mails do not make a 1,000-ticket desk one of 8,000; the top
+    // desk grows by its probes (about 7% at 100,000 tickets; each figure
+    // says at how many tickets it was taken).
+    let top = args.levels.iter().copied().max().unwrap_or(0);
     let mut desks = Vec::new();
     for &level in &args.levels {
         let dir = work.join(format!("level-{level}"));
@@ -134,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
             },
             &config,
         )?;
-        let mut filler = Filler::new(&config, &db, &dir, &args, level)?;
+        let mut filler = Filler::new(&config, &db, &dir, &args, top)?;
         let started = Instant::now();
         filler.fill_to(level)?;
         println!(
@@ -143,6 +155,10 @@ async fn main() -> anyhow::Result<()> {
             filler.uid,
             started.elapsed().as_secs_f64()
         );
+        filler.check_floors()?;
+        if level < top {
+            filler.take_snapshot(&dir.join("snapshot"))?;
+        }
         desks.push(Desk {
             level,
             filler,
@@ -152,25 +168,34 @@ async fn main() -> anyhow::Result<()> {
             cold: Vec::new(),
         });
     }
-    for round in 1..=args.rounds {
-        for desk in &mut desks {
-            // Neither probe may pay for earlier writes still in its WAL.
-            desk.filler.settle()?;
-            let probed = probe(&mut desk.filler, &args, desk.level, "warm", round)?;
-            desk.warm.push(probed);
+    // Warm means in the kernel's page cache: the top desk's fill pushed
+    // the others' pages out, so every desk is read through once.
+    for desk in &desks {
+        desk.filler.read_through()?;
+    }
+    // All warm rounds first: a cold probe drops every desk's pages.
+    'rounds: for cold in [false, true] {
+        if cold && args.no_cold {
+            break;
         }
-        if args.no_cold {
-            continue;
-        }
-        for desk in &mut desks {
-            desk.filler.settle()?;
-            match drop_caches() {
-                Ok(()) => {
-                    desk.filler.reopen(&desk.db)?;
-                    let probed = probe(&mut desk.filler, &args, desk.level, "cold", round)?;
-                    desk.cold.push(probed);
+        let label = if cold { "cold" } else { "warm" };
+        for round in 1..=args.rounds {
+            for desk in &mut desks {
+                desk.filler.restore()?;
+                // Neither probe may pay for earlier writes still in its
+                // WAL, nor for dirty pages the kernel has yet to write.
+                desk.filler.settle()?;
+                if cold && let Err(err) = drop_caches() {
+                    println!("no cold probe: cannot drop the page cache: {err:#}");
+                    break 'rounds;
                 }
-                Err(err) => println!("no cold probe: cannot drop the page cache: {err:#}"),
+                // SQLite's own caches start empty, warm and cold alike.
+                desk.filler.reopen()?;
+                let probed = probe(&mut desk.filler, &args, label, round)?;
+                match cold {
+                    false => desk.warm.push(probed),
+                    true => desk.cold.push(probed),
+                }
             }
         }
     }
@@ -208,6 +233,8 @@ struct Desk {
 /// each (wall, CPU) microseconds per mail.
 #[derive(Clone)]
 struct Probed {
+    /// The tickets in the desk when the probe began.
+    tickets: usize,
     postdesk: (f64, f64),
     /// Bytes postdesk wrote per mail (WAL and checkpoints).
     written: f64,
@@ -224,6 +251,7 @@ impl Probed {
             values[values.len() / 2]
         };
         Some(Probed {
+            tickets: median(&|p| p.tickets as f64) as usize,
             postdesk: (median(&|p| p.postdesk.0), median(&|p| p.postdesk.1)),
             written: median(&|p| p.written),
             floors: (first.floors.iter().enumerate())
@@ -236,23 +264,18 @@ impl Probed {
     }
 }
 
-/// Times one probe at `level` and prints its line.
-fn probe(
-    filler: &mut Filler,
-    args: &Args,
-    level: usize,
-    label: &str,
-    round: usize,
-) -> anyhow::Result<Probed> {
+/// Times one probe and prints its line.
+fn probe(filler: &mut Filler, args: &Args, label: &str, round: usize) -> anyhow::Result<Probed> {
     let probed = filler.probe(args.probe)?;
     let (wall, cpu) = probed.postdesk;
     let floors: Vec<String> = (probed.floors.iter())
         .map(|(shape, (wall, _))| format!("the {} {wall:.0} µs", shape.name()))
         .collect();
     println!(
-        "{label} probe {round} of {} mails at {level} tickets: {wall:.0} µs per mail (CPU {cpu:.0} µs per mail), \
+        "{label} probe {round} of {} mails at {} tickets: {wall:.0} µs per mail (CPU {cpu:.0} µs per mail), \
          {:.1} KB written per mail; {}",
         args.probe,
+        probed.tickets,
         probed.written / 1e3,
         floors.join(", ")
     );
@@ -422,6 +445,39 @@ struct Filler {
     step: chrono::Duration,
     uid: u32,
     tickets: usize,
+    /// The filled state a desk below the top returns to before each probe.
+    snapshot: Option<Snapshot>,
+}
+
+/// A filled desk's copies of its databases, and its generator's state.
+struct Snapshot {
+    /// postdesk's database, then each floor's.
+    files: Vec<PathBuf>,
+    generator: Generator,
+    clock: DateTime<Utc>,
+    uid: u32,
+    tickets: usize,
+    /// How many times it was restored (names each copy).
+    restored: usize,
+}
+
+/// Removes a database file and whatever was made beside it (its WAL,
+/// shared memory, lock and in-flight files).
+fn remove_database(path: &Path) -> anyhow::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&*name.to_string_lossy())
+        {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 impl Filler {
@@ -470,6 +526,7 @@ impl Filler {
             step: year / mails.max(1) as i32,
             uid: 0,
             tickets: 0,
+            snapshot: None,
         };
         if args.reuse {
             filler.replay(db)?;
@@ -513,12 +570,95 @@ impl Filler {
     }
 
     /// Opens the store and the floors afresh (empty SQLite page caches).
-    fn reopen(&mut self, db: &Path) -> anyhow::Result<()> {
+    fn reopen(&mut self) -> anyhow::Result<()> {
         // Both hold a shared lock on the database's lock file: no conflict.
-        self.store = Store::open(db)?;
+        self.store = Store::open(&self.db)?;
         for floor in std::mem::take(&mut self.floors) {
             let store = floor.store.reopen(&floor.db)?;
             self.floors.push(Floor { store, ..floor });
+        }
+        Ok(())
+    }
+
+    /// Fails unless each ticketing floor holds postdesk's tickets (a reply
+    /// it did not thread would pass for a cheaper new ticket).
+    fn check_floors(&self) -> anyhow::Result<()> {
+        for floor in &self.floors {
+            if let Some(tickets) = floor.store.tickets()?
+                && tickets != self.tickets as i64
+            {
+                anyhow::bail!(
+                    "the ticketing floor holds {tickets} tickets, postdesk {}: it threads \
+                     otherwise, so it would not be the same work",
+                    self.tickets
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the filled state: a copy of each database (their WALs
+    /// emptied first) in `dir`, and the generator where it stands.
+    fn take_snapshot(&mut self, dir: &Path) -> anyhow::Result<()> {
+        self.settle()?;
+        std::fs::create_dir_all(dir)?;
+        let mut files = Vec::new();
+        for path in std::iter::once(&self.db).chain(self.floors.iter().map(|f| &f.db)) {
+            let kept = dir.join(path.file_name().context("a database has a file name")?);
+            std::fs::copy(path, &kept)?;
+            files.push(kept);
+        }
+        self.snapshot = Some(Snapshot {
+            files,
+            generator: self.generator.clone(),
+            clock: self.clock,
+            uid: self.uid,
+            tickets: self.tickets,
+            restored: 0,
+        });
+        Ok(())
+    }
+
+    /// Back to the snapshot, if one was taken: each database copied anew
+    /// (under a new name, so the open one is closed only once its
+    /// successor is open) and the generator as it was, so the next probe
+    /// is of the same mails on the same desk.
+    fn restore(&mut self) -> anyhow::Result<()> {
+        let Some(snapshot) = &mut self.snapshot else {
+            return Ok(());
+        };
+        snapshot.restored += 1;
+        let n = snapshot.restored;
+        let fresh = |old: &Path, kept: &Path| -> anyhow::Result<PathBuf> {
+            let name = kept.file_stem().context("a snapshot file has a name")?;
+            let path = old.with_file_name(format!("{}-{n}.db", name.to_string_lossy()));
+            std::fs::copy(kept, &path)?;
+            anyhow::Ok(path)
+        };
+        let db = fresh(&self.db, &snapshot.files[0])?;
+        let old_db = std::mem::replace(&mut self.db, db);
+        self.store = Store::open(&self.db)?;
+        remove_database(&old_db)?;
+        for (floor, kept) in std::mem::take(&mut self.floors)
+            .into_iter()
+            .zip(&snapshot.files[1..])
+        {
+            let db = fresh(&floor.db, kept)?;
+            let store = floor.store.reopen(&db)?;
+            remove_database(&floor.db)?;
+            self.floors.push(Floor { store, db });
+        }
+        self.generator = snapshot.generator.clone();
+        (self.clock, self.uid, self.tickets) = (snapshot.clock, snapshot.uid, snapshot.tickets);
+        Ok(())
+    }
+
+    /// Reads every database file of the desk once, so that it is in the
+    /// kernel's page cache.
+    fn read_through(&self) -> anyhow::Result<()> {
+        for path in std::iter::once(&self.db).chain(self.floors.iter().map(|f| &f.db)) {
+            let mut file = std::fs::File::open(path)?;
+            std::io::copy(&mut file, &mut std::io::sink())?;
         }
         Ok(())
     }
@@ -580,6 +720,7 @@ impl Filler {
     /// batches through each floor; the mails are generated before the
     /// clock starts.
     fn probe(&mut self, count: usize) -> anyhow::Result<Probed> {
+        let tickets = self.tickets;
         let batches: Vec<(Vec<FetchedMail>, DateTime<Utc>)> = (0..count.div_ceil(PROBE_BATCH))
             .map(|_| self.batch(PROBE_BATCH))
             .collect();
@@ -608,6 +749,7 @@ impl Filler {
             floors.push((self.floors[i].store.shape(), time));
         }
         Ok(Probed {
+            tickets,
             postdesk,
             written,
             floors,

@@ -6,10 +6,11 @@
 //! FULL`, a 2 MiB page cache) and WAL checkpoints on a second thread after
 //! commits, as the daemon's, but sooner (20 ms after a commit, not 250 ms)
 //! and restarted by that thread past 64 MB (the daemon's writer restarts
-//! its WAL past 16 MB). It parses nothing beyond a header scan for the Message-ID and
-//! From, decides nothing, renders nothing. `bench_floor` times it on the
-//! ingest benchmark's mails; `bench_scale` fills one beside postdesk's
-//! database and times it at each level, so the floor's own growth is known.
+//! its WAL past 16 MB). It parses nothing beyond a header scan (Message-ID,
+//! From, Subject, In-Reply-To), decides nothing, renders nothing.
+//! `bench_floor` times it on the ingest benchmark's mails; `bench_scale`
+//! fills one of each shape beside each level's postdesk database and times
+//! them on the same probes, so the floors' own growth is known.
 //!
 //! A second shape, [`Shape::Ticketing`], is the least a store must keep to
 //! read its mail back as a helpdesk does (issue 16, the true limit): the
@@ -26,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// What a floor store keeps for each mail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -91,6 +92,19 @@ impl FloorStore {
 
     pub fn shape(&self) -> Shape {
         self.shape
+    }
+
+    /// The tickets a ticketing floor holds (None for the plain floor): the
+    /// benchmarks check them against the daemon's, so that a reply the
+    /// floor failed to thread cannot pass for a cheaper new ticket.
+    pub fn tickets(&self) -> anyhow::Result<Option<i64>> {
+        if self.shape != Shape::Ticketing {
+            return Ok(None);
+        }
+        let count = self
+            .conn
+            .query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))?;
+        Ok(Some(count))
     }
 
     /// The floor database at `path` opened afresh (an empty page cache).
@@ -185,7 +199,7 @@ fn ticket_of(tx: &rusqlite::Transaction, header: &Header, now: u32) -> anyhow::R
         Some(id) => tx
             .prepare_cached("SELECT ticket FROM messages WHERE message_id = ?1")?
             .query_row([id], |r| r.get::<_, i64>(0))
-            .ok(),
+            .optional()?,
         None => None,
     };
     if let Some(ticket) = parent {

@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 pub struct Floor {
     pub secs: f64,
     pub bytes: u64,
+    /// The tickets a ticketing floor made (None for the plain floor).
+    pub tickets: Option<i64>,
 }
 
 /// Runs `bench_floor` (beside this example) `runs` times on the mails
@@ -30,10 +32,15 @@ pub fn floor(runs: usize, shape: &str, mails: &Path, work: &Path) -> anyhow::Res
             .arg(shape);
         let name = format!("{shape} floor run {run}");
         let last = tagged_run(&mut command, "floor", &name, "FLOOR")?;
-        let (secs, bytes) = last.split_once('\t').context("a malformed FLOOR line")?;
+        let fields: Vec<&str> = last.split('\t').collect();
+        let [secs, bytes, tickets] = fields[..] else {
+            bail!("a malformed FLOOR line: {last}");
+        };
+        let tickets: i64 = tickets.parse()?;
         done.push(Floor {
             secs: secs.parse()?,
             bytes: bytes.parse()?,
+            tickets: (tickets >= 0).then_some(tickets),
         });
     }
     done.sort_by(|a, b| a.secs.total_cmp(&b.secs));

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 
 /// splitmix64: small, fast, good enough for test data.
+#[derive(Clone)]
 pub struct Rng(u64);
 
 impl Rng {
@@ -86,6 +87,7 @@ fn words() -> &'static [&'static str] {
     &SPLIT
 }
 
+#[derive(Clone)]
 struct Sent {
     customer: u32,
     message_id: String,
@@ -95,6 +97,7 @@ struct Sent {
 }
 
 /// The mix: share of replies, share with an attachment, how many customers.
+#[derive(Clone)]
 pub struct Mix {
     pub reply_share: f64,
     pub attachment_share: f64,
@@ -119,7 +122,8 @@ impl Mix {
 }
 
 /// Generates mails to `support`, remembering what was sent so that later
-/// mails can reply to earlier ones.
+/// mails can reply to earlier ones. A clone goes on with the same mails.
+#[derive(Clone)]
 pub struct Generator {
     rng: Rng,
     mix: Mix,

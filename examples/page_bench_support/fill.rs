@@ -39,23 +39,30 @@ pub fn fill(store: &Store, pipeline: &Pipeline, tickets: u32) -> anyhow::Result<
     let mut next = have + 1;
     while next <= tickets {
         let last = (next + BATCH as u32 - 1).min(tickets);
+        // Each mail is dated when its batch is stored: a mail older than
+        // `confirm_max_age_hours` gets no confirmation, and with it no link
+        // for the benchmark to sample.
+        let now = base + chrono::Duration::minutes(i64::from(next));
+        let date = now.to_rfc2822();
         let mut mails = Vec::with_capacity(BATCH * 2);
         for n in next..=last {
             uid += 1;
-            mails.push(FetchedMail::whole(uid, new_ticket_mail(n)));
+            mails.push(FetchedMail::whole(uid, new_ticket_mail(n, &date)));
         }
         // Follow-ups come after their tickets, in the same batch.
         for n in next..=last {
             if n % 4 == 0 {
                 uid += 1;
-                mails.push(FetchedMail::whole(uid, follow_up_mail(n)));
+                mails.push(FetchedMail::whole(uid, follow_up_mail(n, &date)));
             }
             if n % 3 == 0 {
                 uid += 1;
-                mails.push(FetchedMail::whole(uid, agent_reply_mail(pipeline, n)?));
+                mails.push(FetchedMail::whole(
+                    uid,
+                    agent_reply_mail(pipeline, n, &date)?,
+                ));
             }
         }
-        let now = base + chrono::Duration::minutes(i64::from(next));
         store.ingest_batch(pipeline, "bench", 1, &mails[..], now)?;
         next = last + 1;
         if (last as usize).is_multiple_of(10 * BATCH) || last == tickets {
@@ -72,11 +79,11 @@ fn customer(n: u32) -> String {
     format!("customer{}@bench.test", n % 2_000)
 }
 
-fn new_ticket_mail(n: u32) -> Vec<u8> {
+fn new_ticket_mail(n: u32, date: &str) -> Vec<u8> {
     format!(
         "From: Customer {c} <{addr}>\r\nTo: tickets@bench.test\r\n\
          Subject: Request {n}: the printer on floor {f} prints blank pages\r\n\
-         Message-ID: <bench-{n}@customer.bench.test>\r\nDate: Mon, 1 Jan 2024 08:00:00 +0000\r\n\
+         Message-ID: <bench-{n}@customer.bench.test>\r\nDate: {date}\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\n\
          Hello,\r\n\r\nsince this morning the printer on floor {f} prints blank pages.\r\n\
          We tried a new cartridge and turning it off and on again.\r\n\r\nThanks,\r\nCustomer {c}\r\n",
@@ -87,13 +94,13 @@ fn new_ticket_mail(n: u32) -> Vec<u8> {
     .into_bytes()
 }
 
-fn follow_up_mail(n: u32) -> Vec<u8> {
+fn follow_up_mail(n: u32, date: &str) -> Vec<u8> {
     format!(
         "From: Customer {c} <{addr}>\r\nTo: tickets@bench.test\r\n\
          Subject: Re: [Ticket #{n}] Request {n}\r\n\
          Message-ID: <bench-{n}-followup@customer.bench.test>\r\n\
          In-Reply-To: <bench-{n}@customer.bench.test>\r\n\
-         Date: Mon, 1 Jan 2024 09:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Date: {date}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
          It happens on the second floor too.\r\n\r\n\
          On Mon, 1 Jan 2024 at 08:00, Customer {c} wrote:\r\n\
          > since this morning the printer prints blank pages.\r\n",
@@ -103,7 +110,7 @@ fn follow_up_mail(n: u32) -> Vec<u8> {
     .into_bytes()
 }
 
-fn agent_reply_mail(pipeline: &Pipeline, n: u32) -> anyhow::Result<Vec<u8>> {
+fn agent_reply_mail(pipeline: &Pipeline, n: u32, date: &str) -> anyhow::Result<Vec<u8>> {
     let signed = pipeline.signer.message_id(
         TicketNumber(i64::from(n)),
         Purpose::Notification,
@@ -113,7 +120,7 @@ fn agent_reply_mail(pipeline: &Pipeline, n: u32) -> anyhow::Result<Vec<u8>> {
     Ok(format!(
         "From: Alice Agent <{AGENT}>\r\nTo: tickets@bench.test\r\n\
          Subject: Re: [Ticket #{n}] New request\r\nMessage-ID: <bench-{n}-agent@bench.test>\r\n\
-         In-Reply-To: <{signed}>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\
+         In-Reply-To: <{signed}>\r\nDate: {date}\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\n\
          Hello,\r\n\r\nplease try the driver from our intranet and tell us if it helps.\r\n"
     )

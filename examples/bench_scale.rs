@@ -62,8 +62,9 @@ struct Args {
     /// Mails in each timed probe.
     #[arg(long, default_value_t = 1000)]
     probe: usize,
-    /// Rounds of probes: each round probes every level in turn, warm,
-    /// then cold; the figures are the medians.
+    /// Rounds of probes: each round probes every level in turn (every
+    /// other round in the other order); all warm rounds, then all cold
+    /// ones; the figures are the medians.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// The (empty) support mailbox of the idle daemon.
@@ -111,7 +112,11 @@ const FILL_BATCH: usize = 500;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // The first level is the smallest and the last the top, whatever the
+    // order given.
+    args.levels.sort_unstable();
+    args.levels.dedup();
     let stack = Stack::from_env()?;
     let work = if args.reuse {
         std::fs::create_dir_all(&args.work)?;
@@ -130,6 +135,9 @@ async fn main() -> anyhow::Result<()> {
     // desk grows by its probes (about 7% at 100,000 tickets; each figure
     // says at how many tickets it was taken).
     let top = args.levels.iter().copied().max().unwrap_or(0);
+    // One start for every desk's clock, so that a small desk is the start
+    // of the top one.
+    let start = Utc::now() - chrono::Duration::days(365);
     let mut desks = Vec::new();
     for &level in &args.levels {
         let dir = work.join(format!("level-{level}"));
@@ -146,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
             },
             &config,
         )?;
-        let mut filler = Filler::new(&config, &db, &dir, &args, top)?;
+        let mut filler = Filler::new(&config, &db, &dir, &args, (top, start))?;
         let started = Instant::now();
         filler.fill_to(level)?;
         println!(
@@ -180,7 +188,14 @@ async fn main() -> anyhow::Result<()> {
         }
         let label = if cold { "cold" } else { "warm" };
         for round in 1..=args.rounds {
-            for desk in &mut desks {
+            // Every other round in the other order, so that no level is
+            // always the one probed first.
+            let order: Vec<usize> = match round % 2 {
+                1 => (0..desks.len()).collect(),
+                _ => (0..desks.len()).rev().collect(),
+            };
+            for i in order {
+                let desk = &mut desks[i];
                 desk.filler.restore()?;
                 // Neither probe may pay for earlier writes still in its
                 // WAL, nor for dirty pages the kernel has yet to write.
@@ -291,8 +306,9 @@ fn level_figures(level: usize, label: &str, probed: &Option<Probed>) {
             "scale: ingest time per mail with {level} tickets in the database, {label}, median"
         ),
         &format!(
-            "{wall:.0} µs wall, {cpu:.0} µs CPU, {:.1} KB written",
-            probed.written / 1e3
+            "{wall:.0} µs wall, {cpu:.0} µs CPU, {:.1} KB written (probes at a median of {} tickets)",
+            probed.written / 1e3,
+            probed.tickets
         ),
         "flat",
     );
@@ -322,7 +338,14 @@ fn growth_figures(first: &Desk, last: &Desk, label: &str, runs: fn(&Desk) -> &Ve
         let shown: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
         (values[values.len() / 2], shown.join(", "))
     };
-    let levels = format!("{} / at {} tickets", last.level, first.level);
+    let at = |runs: &Vec<Probed>| Probed::median(runs).map_or(0, |p| p.tickets);
+    let levels = format!(
+        "{} / at {} tickets (probes at a median of {} / {})",
+        last.level,
+        first.level,
+        at(runs(last)),
+        at(runs(first))
+    );
     let (ours, rounds) = median(&|a, b| b.postdesk.0 / a.postdesk.0);
     let (ours_cpu, _) = median(&|a, b| b.postdesk.1 / a.postdesk.1);
     figure(
@@ -457,6 +480,8 @@ struct Snapshot {
     clock: DateTime<Utc>,
     uid: u32,
     tickets: usize,
+    /// Each floor's count of mails written (its checkpoint's UID).
+    floor_uids: Vec<u32>,
     /// How many times it was restored (names each copy).
     restored: usize,
 }
@@ -486,7 +511,7 @@ impl Filler {
         db: &Path,
         work: &Path,
         args: &Args,
-        top: usize,
+        (top, start): (usize, DateTime<Utc>),
     ) -> anyhow::Result<Filler> {
         let settings = Settings::load(Some(config))?;
         let store = Store::open(db)?;
@@ -522,7 +547,7 @@ impl Filler {
                 "customers.test",
                 &format!("scale{}", args.seed),
             ),
-            clock: Utc::now() - year,
+            clock: start,
             step: year / mails.max(1) as i32,
             uid: 0,
             tickets: 0,
@@ -614,6 +639,7 @@ impl Filler {
             clock: self.clock,
             uid: self.uid,
             tickets: self.tickets,
+            floor_uids: self.floors.iter().map(|f| f.store.uid()).collect(),
             restored: 0,
         });
         Ok(())
@@ -632,6 +658,8 @@ impl Filler {
         let fresh = |old: &Path, kept: &Path| -> anyhow::Result<PathBuf> {
             let name = kept.file_stem().context("a snapshot file has a name")?;
             let path = old.with_file_name(format!("{}-{n}.db", name.to_string_lossy()));
+            // A WAL left by an interrupted run would be replayed onto the copy.
+            remove_database(&path)?;
             std::fs::copy(kept, &path)?;
             anyhow::Ok(path)
         };
@@ -644,7 +672,8 @@ impl Filler {
             .zip(&snapshot.files[1..])
         {
             let db = fresh(&floor.db, kept)?;
-            let store = floor.store.reopen(&db)?;
+            let mut store = floor.store.reopen(&db)?;
+            store.set_uid(snapshot.floor_uids[self.floors.len()]);
             remove_database(&floor.db)?;
             self.floors.push(Floor { store, db });
         }

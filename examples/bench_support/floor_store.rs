@@ -94,6 +94,17 @@ impl FloorStore {
         self.shape
     }
 
+    /// Mails written so far (the checkpoint's UID; a ticketing floor's
+    /// activity clock).
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// Sets that count, for a store put back to an earlier copy of itself.
+    pub fn set_uid(&mut self, uid: u32) {
+        self.uid = uid;
+    }
+
     /// The tickets a ticketing floor holds (None for the plain floor): the
     /// benchmarks check them against the daemon's, so that a reply the
     /// floor failed to thread cannot pass for a cheaper new ticket.

@@ -84,13 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let config = work.join("postdesk.toml");
     support::write_config(
         &stack,
-        &DaemonConfig {
-            support: &args.support,
-            agents: &["agent@example.test"],
-            smtp_port: sink.port,
-            db: &db,
-            auto_replies_per_hour: 10,
-        },
+        &DaemonConfig::usual(&args.support, sink.port, &db),
         &config,
     )?;
     let mut daemon = Daemon::spawn(&args.postdesk, &config, &work.join("daemon.log"))?;
@@ -176,24 +170,16 @@ async fn main() -> anyhow::Result<()> {
         &format!("{rate:.0} mails/s ({secs:.2} s from start)"),
         "reference",
     );
-    figure(
+    floor_figure(
         "ingest: floor (bench_floor: raw bytes, message row, outbox row; same batches, WAL, synchronous=FULL), median",
-        &format!(
-            "{:.0} mails/s ({:.2} s; {:.1} KB stored per mail)",
-            args.mails as f64 / floor.secs,
-            floor.secs,
-            floor.bytes as f64 / 1e3 / args.mails as f64
-        ),
+        &floor,
+        args.mails,
         "reference",
     );
-    figure(
+    floor_figure(
         "ingest: ticketing floor (bench_floor --shape ticketing: the floor, and tickets with the customer's and the status list by activity, messages by ticket, replies threaded by In-Reply-To, the first text part in FTS5), median",
-        &format!(
-            "{:.0} mails/s ({:.2} s; {:.1} KB stored per mail)",
-            args.mails as f64 / ticketing.secs,
-            ticketing.secs,
-            ticketing.bytes as f64 / 1e3 / args.mails as f64
-        ),
+        &ticketing,
+        args.mails,
         "reference (the true limit of a helpdesk's store)",
     );
     figure(
@@ -240,6 +226,20 @@ async fn main() -> anyhow::Result<()> {
         "<= 30 MB",
     );
     Ok(())
+}
+
+/// A floor's rate as a figure.
+fn floor_figure(name: &str, floor: &limits::Floor, mails: usize, goal: &str) {
+    figure(
+        name,
+        &format!(
+            "{:.0} mails/s ({:.2} s; {:.1} KB stored per mail)",
+            mails as f64 / floor.secs,
+            floor.secs,
+            floor.bytes as f64 / 1e3 / mails as f64
+        ),
+        goal,
+    );
 }
 
 /// The database's size once its WAL is checkpointed into it (the daemon

@@ -89,13 +89,10 @@ async fn main() -> anyhow::Result<()> {
     support::write_config(
         &stack,
         &DaemonConfig {
-            support: &args.support,
-            agents: &["agent@example.test"],
-            smtp_port: stack.smtp_port,
-            db: &db,
             // 200 mails from 5 customers within minutes: above the default
             // cap of 10 automatic replies per address and hour.
             auto_replies_per_hour: 100_000,
+            ..DaemonConfig::usual(&args.support, stack.smtp_port, &db)
         },
         &config,
     )?;

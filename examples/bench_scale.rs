@@ -145,13 +145,7 @@ async fn main() -> anyhow::Result<()> {
         let (db, config) = (dir.join("postdesk.db"), dir.join("postdesk.toml"));
         support::write_config(
             &stack,
-            &DaemonConfig {
-                support: &args.support,
-                agents: &["agent@example.test"],
-                smtp_port: sink.port,
-                db: &db,
-                auto_replies_per_hour: 10,
-            },
+            &DaemonConfig::usual(&args.support, sink.port, &db),
             &config,
         )?;
         let mut filler = Filler::new(&config, &db, &dir, &args, (top, start))?;
@@ -176,8 +170,9 @@ async fn main() -> anyhow::Result<()> {
             cold: Vec::new(),
         });
     }
-    // Warm means in the kernel's page cache: the top desk's fill pushed
-    // the others' pages out, so every desk is read through once.
+    // Warm means in the kernel's page cache: the fills push each other's
+    // pages out, so the top desk is read through once (the others are
+    // copied anew before each probe).
     for desk in &desks {
         desk.filler.read_through()?;
     }
@@ -683,8 +678,12 @@ impl Filler {
     }
 
     /// Reads every database file of the desk once, so that it is in the
-    /// kernel's page cache.
+    /// kernel's page cache. A desk with a snapshot needs none: each probe
+    /// copies its files anew, which leaves them there.
     fn read_through(&self) -> anyhow::Result<()> {
+        if self.snapshot.is_some() {
+            return Ok(());
+        }
         for path in std::iter::once(&self.db).chain(self.floors.iter().map(|f| &f.db)) {
             let mut file = std::fs::File::open(path)?;
             std::io::copy(&mut file, &mut std::io::sink())?;

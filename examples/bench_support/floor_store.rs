@@ -162,7 +162,7 @@ impl FloorStore {
                     .execute(params![
                         tx.last_insert_rowid(),
                         header.subject,
-                        first_text(raw)
+                        first_text(raw, header.end)
                     ])?;
             }
             // Text-like filler when asked (the start of the mail, repeated).
@@ -196,6 +196,8 @@ fn open(path: &Path) -> anyhow::Result<Connection> {
 
 /// The header values the floor reads.
 struct Header {
+    /// Where the header ends (the blank line's first byte).
+    end: usize,
     message_id: String,
     from: String,
     subject: String,
@@ -234,6 +236,7 @@ fn ticket_of(tx: &rusqlite::Transaction, header: &Header, now: u32) -> anyhow::R
 fn header_fields(raw: &[u8]) -> Header {
     let end = header_end(raw);
     let mut header = Header {
+        end,
         message_id: String::new(),
         from: String::new(),
         subject: String::new(),
@@ -269,17 +272,18 @@ fn header_end(raw: &[u8]) -> usize {
 /// blank line to its boundary), up to its first quoted line (`>`) and at
 /// most 16 KB: what a search index must take in (postdesk indexes the new
 /// text of a mail, not what it quotes), found without parsing.
-fn first_text(raw: &[u8]) -> String {
-    let body = &raw[(header_end(raw) + 4).min(raw.len())..];
+fn first_text(raw: &[u8], header_end: usize) -> String {
+    let body = &raw[(header_end + 4).min(raw.len())..];
     let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
-    let text = match find(body, b"text/plain") {
-        Some(at) if find(&raw[..header_end(raw)], b"multipart").is_some() => {
+    let multipart = find(&raw[..header_end], b"multipart").is_some();
+    let text = match multipart.then(|| find(body, b"text/plain")).flatten() {
+        Some(at) => {
             let part = &body[at..];
             let start = find(part, b"\r\n\r\n").map_or(part.len(), |i| i + 4);
             let part = &part[start..];
             &part[..find(part, b"\r\n--").unwrap_or(part.len())]
         }
-        _ => body,
+        None => body,
     };
     let text = &text[..find(text, b"\r\n>").unwrap_or(text.len())];
     String::from_utf8_lossy(&text[..text.len().min(16 * 1024)]).into_owned()

@@ -58,6 +58,20 @@ pub struct DaemonConfig<'a> {
     pub auto_replies_per_hour: u32,
 }
 
+impl<'a> DaemonConfig<'a> {
+    /// The benchmarks' usual daemon: one agent, the default limit of
+    /// automatic replies, its mail sent to the SMTP port given (a sink's).
+    pub fn usual(support: &'a str, smtp_port: u16, db: &'a Path) -> DaemonConfig<'a> {
+        DaemonConfig {
+            support,
+            agents: &["agent@example.test"],
+            smtp_port,
+            db,
+            auto_replies_per_hour: 10,
+        }
+    }
+}
+
 /// Writes a config for a daemon on `cfg.support`'s INBOX over plain IMAP
 /// on loopback (as the raw client reads it), IDLE on.
 pub fn write_config(stack: &Stack, cfg: &DaemonConfig, path: &Path) -> anyhow::Result<()> {

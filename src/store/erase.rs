@@ -198,7 +198,8 @@ fn delete(tx: &Tx, address: &str, d: &Doomed) -> anyhow::Result<ErasureReport> {
         r.outbox += tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
         // Its copy among the ticket's messages (outbound ones have no raw).
         r.messages += tx.execute(
-            "DELETE FROM messages WHERE message_id = ?1 AND direction = 'out'",
+            "DELETE FROM messages WHERE message_id = ?1 AND raw_mail_id IS NULL
+               AND direction = 'out'",
             [message_id],
         )?;
     }

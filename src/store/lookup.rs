@@ -14,6 +14,21 @@ use crate::ingest::apply::{IngestLookup, TicketInfo};
 use crate::ingest::parse::Mailbox;
 use crate::ingest::thread::ThreadLookup;
 
+/// The row of the message whose Message-ID is `?1`, as a scalar subquery.
+/// Since V16 only one unique index holds each ID: ours (and notes, which
+/// have no raw mail) their own, a received message its raw mail's dedup
+/// key. Ours first, should a received mail carry the ID of one of ours.
+macro_rules! message_with_id {
+    () => {
+        "(SELECT id FROM messages WHERE message_id = ?1 AND raw_mail_id IS NULL
+          UNION ALL
+          SELECT m.id FROM raw_mails r JOIN messages m ON m.raw_mail_id = r.id
+           WHERE r.dedup_key = ?1
+          LIMIT 1)"
+    };
+}
+pub(super) use message_with_id;
+
 /// The pipeline's view of the store, inside the write transaction.
 pub(super) struct TxLookup<'a>(pub(super) &'a Tx<'a>);
 
@@ -29,7 +44,10 @@ impl ThreadLookup for TxLookup<'_> {
 
     fn ticket_of_message(&self, message_id: &str) -> anyhow::Result<Option<TicketNumber>> {
         self.0
-            .prepare_cached("SELECT ticket_number FROM messages WHERE message_id = ?1")?
+            .prepare_cached(concat!(
+                "SELECT ticket_number FROM messages WHERE id = ",
+                message_with_id!()
+            ))?
             .query_row([message_id], |r| r.get(0).map(TicketNumber))
             .optional()
     }

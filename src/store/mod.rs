@@ -275,10 +275,7 @@ impl Store {
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .context("cannot switch the database to WAL mode")?;
-        embedded_sqlite::migrations::runner()
-            .set_grouped(true)
-            .run(&mut writer)
-            .context("cannot migrate the database")?;
+        migrate_sqlite(&mut writer)?;
         // Checkpoints run on their own thread (see `checkpointer`).
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = checkpointer::Checkpointer::start(path)?;
@@ -299,11 +296,7 @@ impl Store {
         let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         configure(&conn)?;
-        let report = embedded_sqlite::migrations::runner()
-            .set_grouped(true)
-            .run(&mut conn)
-            .context("cannot migrate the database")?;
-        Ok(report.applied_migrations().len())
+        migrate_sqlite(&mut conn)
     }
 
     /// A new connection of this store's kind (SQLite: read-only).
@@ -492,6 +485,23 @@ pub(crate) mod test_postgres {
     }
 }
 
+/// Runs pending SQLite migrations in one transaction; returns how many
+/// were applied. Foreign keys are off meanwhile: SQLite's procedure for
+/// making a table again (V16) drops a table that others refer to, which
+/// with them on deletes its rows first and fails. A migration that does
+/// so checks them itself before the transaction commits.
+fn migrate_sqlite(conn: &mut Connection) -> anyhow::Result<usize> {
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let report = embedded_sqlite::migrations::runner()
+        .set_grouped(true)
+        .run(conn);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(report
+        .context("cannot migrate the database")?
+        .applied_migrations()
+        .len())
+}
+
 /// How long a connection waits for a lock another holds.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -565,7 +575,7 @@ mod tests {
             .unwrap();
         }
         drop(conn);
-        assert_eq!(Store::migrate(&path).unwrap(), 1);
+        assert_eq!(Store::migrate(&path).unwrap(), 2, "V15 and V16");
         let conn = Connection::open(&path).unwrap();
         let mut stmt = conn
             .prepare("SELECT recipient, sent_at FROM recent_automatic_mails ORDER BY sent_at")
@@ -590,5 +600,134 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexes, 0, "the old index is gone");
+    }
+
+    #[test]
+    fn the_upgrade_to_v16_keeps_every_message_and_finds_each_by_its_id() {
+        if crate::store::test_postgres::admin_url().is_some() {
+            eprintln!("SQLite only: the table made again");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v15.db");
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        embedded_sqlite::migrations::runner()
+            .set_target(refinery::Target::Version(15))
+            .run(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO tickets (number, subject, status, requester, created_at, last_activity_at)
+               VALUES (7, 'Printer', 'open', 'ann@customer.test', 't', 't');
+             INSERT INTO raw_mails (id, dedup_key, sha256, size, bytes, source, received_at)
+               VALUES (3, 'ann-1@customer.test', 'h', 1, x'00', 'imap', 't');
+             INSERT INTO messages (id, ticket_number, raw_mail_id, message_id, direction, kind,
+                 from_address, subject, date, text, thread_reason, created_at)
+               VALUES (10, 7, 3, 'ann-1@customer.test', 'in', 'customer', 'ann@customer.test',
+                 'Printer', 'd', 'It jams.', 'a new conversation', 't'),
+                      (11, 7, NULL, 'pd.0000000001.7.c.1@support.test', 'out', 'confirmation',
+                 'tickets@support.test', 'Printer', 'd', 'We have it.', 'ours', 't'),
+                      (12, 7, NULL, 'note.x@support.test', 'in', 'note', 'cli',
+                 '', 'd', 'Called her.', 'a note', 't');
+             INSERT INTO attachments (id, message_id, filename, media_type, sha256, size)
+               VALUES (5, 10, 'jam.png', 'image/png', 'h', 1);",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = Store::open_file(&path).unwrap();
+        for (id, ticket, direction) in [
+            ("ann-1@customer.test", 7, "in"),
+            ("<pd.0000000001.7.c.1@support.test>", 7, "out"),
+            ("note.x@support.test", 7, "in"),
+        ] {
+            let found = store.explain(id).unwrap().unwrap();
+            assert_eq!(
+                (found.ticket.0, found.direction.as_str()),
+                (ticket, direction)
+            );
+        }
+        assert!(store.explain("nobody@customer.test").unwrap().is_none());
+        drop(store);
+
+        let conn = Connection::open(&path).unwrap();
+        let ids: Vec<i64> = conn
+            .prepare("SELECT m.id FROM messages m JOIN attachments a ON a.message_id = m.id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            ids,
+            vec![10],
+            "ids are kept, and the attachment with its message"
+        );
+        let unique_on_message_id: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_index_list('messages') l
+                  JOIN pragma_index_info(l.name) i
+                 WHERE l.\"unique\" AND l.partial = 0 AND i.name = 'message_id'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            unique_on_message_id, 0,
+            "a received mail's ID is indexed once"
+        );
+        // The search index's trigger came back with the table.
+        let backlog = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM search_backlog", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = backlog(&conn);
+        conn.execute(
+            "INSERT INTO messages (ticket_number, message_id, direction, kind, from_address,
+               subject, date, text, thread_reason, created_at)
+             VALUES (7, 'note.y@support.test', 'in', 'note', 'cli', '', 'd', 'Again.', 'a note', 't')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(backlog(&conn), before + 1);
+    }
+
+    #[test]
+    fn an_upgrade_that_would_leave_a_row_pointing_at_nothing_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v15.db");
+        let mut conn = Connection::open(&path).unwrap();
+        embedded_sqlite::migrations::runner()
+            .set_target(refinery::Target::Version(15))
+            .run(&mut conn)
+            .unwrap();
+        // Written with foreign keys off: an attachment of no message.
+        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        conn.execute(
+            "INSERT INTO attachments (id, message_id, filename, media_type, sha256, size)
+               VALUES (5, 99, 'lost.png', 'image/png', 'h', 1)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = Store::migrate(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("CHECK"), "{err:#}");
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row(
+                "SELECT max(version) FROM refinery_schema_history",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, 15, "nothing of V16 is kept");
+        let unique_message_ids: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_autoindex_messages_1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unique_message_ids, 1, "the old table is there");
     }
 }

@@ -328,7 +328,8 @@ const ENTRY_SELECT: &str = "SELECT o.id, o.message_id, o.status, o.ticket_number
         o.recipients, m.subject, CASE WHEN m.subject IS NULL THEN substr(o.raw, 1, 8192) END,
         o.attempts, o.last_error, o.created_at, o.sent_at, o.held_for
    FROM outbox o
-   LEFT JOIN messages m ON m.message_id = o.message_id AND m.direction = 'out'";
+   LEFT JOIN messages m ON m.message_id = o.message_id AND m.raw_mail_id IS NULL
+    AND m.direction = 'out'";
 
 fn entry_row(r: &super::db::Row) -> anyhow::Result<OutboxEntry> {
     let recipients: String = r.get(5)?;

@@ -184,8 +184,12 @@ impl Store {
             .trim_end_matches('>');
         self.read(|c| {
             c.query_row(
-                "SELECT message_id, ticket_number, kind, direction, thread_reason, classification
-                 FROM messages WHERE message_id = ?1",
+                concat!(
+                    "SELECT message_id, ticket_number, kind, direction, thread_reason,
+                       classification
+                     FROM messages WHERE id = ",
+                    super::lookup::message_with_id!()
+                ),
                 [id],
                 |r| {
                     Ok(Explanation {

@@ -71,7 +71,8 @@ impl Counts {
 pub struct Desk {
     /// `raw_mails.dedup_key`.
     seen: HashSet<String>,
-    /// `messages.message_id` → ticket, inbound and ours (the first row).
+    /// `messages.message_id` → ticket, inbound and ours (no bench mail
+    /// reuses an ID, so which of two the store prefers never shows).
     message_ticket: HashMap<String, TicketNumber>,
     tickets: HashMap<i64, Ticket>,
     /// The highest ticket number (the store's `max(number)`).

@@ -180,10 +180,14 @@ impl Generator {
             None
         };
         let n = self.sent.len();
+        // Random first, as the IDs of the large mail services are (Gmail's
+        // `CA+…`, Outlook's, Apple's UUIDs): a store's index on them takes
+        // each new one at a random place. With the counter first, as
+        // before, every store's Message-ID index only grew at its end.
         let message_id = format!(
-            "{}.{n}.{:x}@mail.{}",
-            self.prefix,
+            "{:016x}.{}.{n}@mail.{}",
             self.rng.next_u64(),
+            self.prefix,
             self.domain
         );
         let paragraphs = if self.rng.chance(0.5) { 2 } else { 3 };

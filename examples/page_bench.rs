@@ -89,6 +89,9 @@ struct Args {
 const SAMPLED_LINKS: u32 = 1_000;
 
 fn main() -> anyhow::Result<()> {
+    // The daemon's glibc malloc settings, as the daemon sets them first
+    // in `main`: the server measured is the one that is run.
+    postdesk::allocator::tune();
     let args = Args::parse();
     let db = args.db.clone().unwrap_or_else(|| {
         Path::new(env!("CARGO_MANIFEST_DIR"))

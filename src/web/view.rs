@@ -9,55 +9,88 @@ use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use crate::domain::{MessageKind, Status};
 use crate::store::{MessageView, TicketSummary};
 
-/// A moment, for `<time datetime=…>` and for reading.
-#[derive(Debug, Clone)]
+/// A moment, for `<time datetime=…>` (`iso`) and for reading (`shown`).
+/// Each is written where the page is rendered, not kept as a string: two
+/// strings per date were a tenth of a list page's allocations.
+#[derive(Debug, Clone, Copy)]
 pub struct When {
-    pub iso: String,
-    pub shown: String,
+    pub iso: Written,
+    pub shown: Written,
+}
+
+/// One way of writing a moment (see [`When`]); `Display` writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    at: DateTime<Utc>,
+    style: Style,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// `2024-05-01T14:03:09Z`
+    Iso,
+    /// `2024-05-01 14:03 UTC`
+    Shown,
 }
 
 impl When {
     pub fn of(at: DateTime<Utc>) -> When {
-        let (date, time) = (at.date_naive(), at.time());
+        When {
+            iso: Written {
+                at,
+                style: Style::Iso,
+            },
+            shown: Written {
+                at,
+                style: Style::Shown,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (date, time) = (self.at.date_naive(), self.at.time());
         // Written out by hand: chrono's format strings, then `format!`,
         // were most of the time a list of 50 rows spent on rendering.
         // Years beyond four digits are chrono's to write.
         if !(0..=9999).contains(&date.year()) {
-            return When {
-                iso: at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                shown: at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            return if self.style == Style::Iso {
+                f.write_str(&self.at.to_rfc3339_opts(SecondsFormat::Secs, true))
+            } else {
+                write!(f, "{}", self.at.format("%Y-%m-%d %H:%M UTC"))
             };
         }
-        // chrono keeps a leap second as :59 with over a second of nanos.
-        let leap = u32::from(time.nanosecond() >= 1_000_000_000);
-        let mut day = String::with_capacity(10);
-        push_digits(&mut day, date.year().unsigned_abs(), 4);
-        for (separator, n) in [('-', date.month()), ('-', date.day())] {
-            day.push(separator);
-            push_digits(&mut day, n, 2);
+        // `YYYY-MM-DDTHH:MM:SSZ` or `YYYY-MM-DD HH:MM UTC`: 20 bytes.
+        let mut text = [0u8; 20];
+        put_digits(&mut text[0..4], date.year().unsigned_abs());
+        put_digits(&mut text[5..7], date.month());
+        put_digits(&mut text[8..10], date.day());
+        put_digits(&mut text[11..13], time.hour());
+        put_digits(&mut text[14..16], time.minute());
+        (text[4], text[7], text[13]) = (b'-', b'-', b':');
+        if self.style == Style::Iso {
+            // chrono keeps a leap second as :59 with over a second of nanos.
+            let leap = u32::from(time.nanosecond() >= 1_000_000_000);
+            text[10] = b'T';
+            text[16] = b':';
+            put_digits(&mut text[17..19], time.second() + leap);
+            text[19] = b'Z';
+        } else {
+            text[10] = b' ';
+            text[16..20].copy_from_slice(b" UTC");
         }
-        let mut iso = String::with_capacity(20);
-        let mut shown = String::with_capacity(20);
-        for (text, between) in [(&mut iso, 'T'), (&mut shown, ' ')] {
-            text.push_str(&day);
-            text.push(between);
-            push_digits(text, time.hour(), 2);
-            text.push(':');
-            push_digits(text, time.minute(), 2);
-        }
-        iso.push(':');
-        push_digits(&mut iso, time.second() + leap, 2);
-        iso.push('Z');
-        shown.push_str(" UTC");
-        When { iso, shown }
+        // Only ASCII digits and punctuation were written.
+        f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
     }
 }
 
-/// `n` in `width` decimal digits, zero-padded (`n` has no more).
-fn push_digits(text: &mut String, n: u32, width: u32) {
-    for place in (0..width).rev() {
-        let digit = n / 10u32.pow(place) % 10;
-        text.push(char::from(b'0' + digit as u8));
+/// `n` in as many decimal digits as `digits` holds, zero-padded (`n`
+/// has no more).
+fn put_digits(digits: &mut [u8], mut n: u32) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
     }
 }
 
@@ -264,8 +297,8 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let w = When::of(at);
-        assert_eq!(w.shown, "2024-05-01 14:03 UTC");
-        assert_eq!(w.iso, "2024-05-01T14:03:09Z");
+        assert_eq!(w.shown.to_string(), "2024-05-01 14:03 UTC");
+        assert_eq!(w.iso.to_string(), "2024-05-01T14:03:09Z");
         assert_eq!(human_size(10), "10 bytes");
         // Written by hand, as chrono writes them (a leap second included).
         for text in [
@@ -279,9 +312,29 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc);
             let w = When::of(at);
-            assert_eq!(w.iso, at.to_rfc3339_opts(SecondsFormat::Secs, true));
-            assert_eq!(w.shown, at.format("%Y-%m-%d %H:%M UTC").to_string());
+            assert_eq!(
+                w.iso.to_string(),
+                at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            );
+            assert_eq!(
+                w.shown.to_string(),
+                at.format("%Y-%m-%d %H:%M UTC").to_string()
+            );
         }
+        // Years beyond four digits are chrono's to write.
+        let far = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + chrono::Duration::days(400);
+        let w = When::of(far);
+        assert_eq!(
+            w.iso.to_string(),
+            far.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        assert_eq!(
+            w.shown.to_string(),
+            far.format("%Y-%m-%d %H:%M UTC").to_string()
+        );
         assert_eq!(human_size(2048), "2 KB");
     }
 }

@@ -26,7 +26,7 @@ use subtle::ConstantTimeEq;
 use super::download::download;
 use super::list::{ListQuery, ListView, list_view};
 use super::view::{self, Entry, TicketHeading};
-use super::{ClientIp, WebState, not_found, path_number, plain, read_store, render};
+use super::{ClientIp, WebState, not_found, path_number, plain, read_store, render, render_sized};
 use crate::domain::TicketNumber;
 
 /// The cookie that keeps an agent signed in.
@@ -167,8 +167,8 @@ fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
 
 #[derive(Template)]
 #[template(path = "agent_queue.html")]
-struct QueuePage {
-    list: ListView,
+struct QueuePage<'a> {
+    list: ListView<'a>,
     /// The search box's text (empty on the queue).
     query: String,
     /// The queue filter's links, where there are several queues.
@@ -253,17 +253,16 @@ pub async fn queue(
     {
         Ok(list) => {
             let queues = queue_links(&state, queue.as_deref());
-            let list = list_view(&list, |number| format!("/agent/t/{number}"), true)
-                .in_queue(queue.as_deref(), !queues.is_empty());
+            let list =
+                list_view(&list, "/agent/t/", true).in_queue(queue.as_deref(), !queues.is_empty());
             let query = String::new();
-            render(
-                StatusCode::OK,
-                &QueuePage {
-                    list,
-                    query,
-                    queues,
-                },
-            )
+            let bytes = list.html_bytes();
+            let page = QueuePage {
+                list,
+                query,
+                queues,
+            };
+            render_sized(StatusCode::OK, &page, bytes)
         }
         Err(response) => response,
     }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::download::download;
 use super::list::{ListQuery, ListView, list_view};
 use super::view::{self, Entry, TicketHeading};
-use super::{WebState, is_link_token, not_found, path_number, read_store, render};
+use super::{WebState, is_link_token, not_found, path_number, read_store, render, render_sized};
 use crate::domain::TicketNumber;
 use crate::store::TicketDetail;
 
@@ -28,9 +28,9 @@ struct TicketPage {
 
 #[derive(Template)]
 #[template(path = "requester.html")]
-struct RequesterPage {
-    requester: String,
-    list: ListView,
+struct RequesterPage<'a> {
+    requester: &'a str,
+    list: ListView<'a>,
 }
 
 /// `/t/TOKEN`: the ticket the link was made for.
@@ -101,14 +101,14 @@ pub async fn requester_list(
     .await;
     match found {
         Ok(Some(page)) => {
-            let list = list_view(&page.list, |number| format!("/r/{token}/t/{number}"), false);
-            render(
-                StatusCode::OK,
-                &RequesterPage {
-                    requester: page.requester,
-                    list,
-                },
-            )
+            let row_base = format!("/r/{token}/t/");
+            let list = list_view(&page.list, &row_base, false);
+            let bytes = list.html_bytes();
+            let page = RequesterPage {
+                requester: &page.requester,
+                list,
+            };
+            render_sized(StatusCode::OK, &page, bytes)
         }
         Ok(None) => not_found(),
         Err(response) => response,

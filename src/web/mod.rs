@@ -306,13 +306,27 @@ fn server_error() -> Response {
 }
 
 fn render(status: StatusCode, template: &impl Template) -> Response {
-    match template.render() {
-        Ok(html) => {
-            let mut response = (status, html).into_response();
-            response.headers_mut().insert(
+    render_sized(status, template, 0)
+}
+
+/// Headers an HTML page ends up with: its type and those of [`protect`].
+const PAGE_HEADERS: usize = 8;
+
+/// [`render`] into room for `bytes` of HTML from the start (a long page
+/// is then not copied as it grows), its headers' room made once.
+fn render_sized<T: Template>(status: StatusCode, template: &T, bytes: usize) -> Response {
+    let mut html = String::new();
+    let _ = html.try_reserve(bytes.max(T::SIZE_HINT));
+    match template.render_into(&mut html) {
+        Ok(()) => {
+            let mut response = Response::new(axum::body::Body::from(html));
+            *response.status_mut() = status;
+            let mut headers = HeaderMap::with_capacity(PAGE_HEADERS);
+            headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
             );
+            *response.headers_mut() = headers;
             response
         }
         Err(err) => {

@@ -66,7 +66,7 @@ pub(super) async fn page(state: &WebState, input: &str) -> Response {
                     .map(|h| HitRow {
                         number: h.number.0,
                         href: format!("/agent/t/{}", h.number.0),
-                        subject: display_subject(&h.subject),
+                        subject: display_subject(&h.subject).to_string(),
                         status_label: status_label(h.status),
                         status_class: h.status.as_str(),
                         note: h.kind == "note",

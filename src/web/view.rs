@@ -114,7 +114,7 @@ impl TicketHeading {
         TicketHeading {
             queue: summary.queue.clone(),
             number: summary.number.0,
-            subject: display_subject(&summary.subject),
+            subject: display_subject(&summary.subject).to_string(),
             status_label: status_label(summary.status),
             status_class: summary.status.as_str(),
             explanation: summary.status.explanation(),
@@ -271,11 +271,11 @@ pub fn status_label(status: Status) -> &'static str {
 }
 
 /// A subject as shown: never an empty heading.
-pub fn display_subject(subject: &str) -> String {
+pub fn display_subject(subject: &str) -> &str {
     if subject.trim().is_empty() {
-        "(no subject)".to_string()
+        "(no subject)"
     } else {
-        subject.to_string()
+        subject
     }
 }
 

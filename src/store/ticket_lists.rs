@@ -4,6 +4,7 @@
 //! whose requester the link names.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::db::{OptionalExtension, Row, Tx};
 use crate::sql_params as params;
@@ -12,6 +13,22 @@ use chrono::{DateTime, Utc};
 use super::Store;
 use super::tickets::snapshot;
 use crate::domain::{Status, TicketNumber};
+
+/// One count per status of [`Status::ALL`], in its order, over the rows
+/// a query's condition picks: one pass over an owner's range of its index,
+/// where a `GROUP BY status` sorted that range in a temporary b-tree first
+/// (~2% of a requester's list, the sorter's allocations with it). A status
+/// the store does not know is not counted, as before. A macro, so that
+/// each query is one constant text.
+macro_rules! counts_per_status {
+    () => {
+        "count(*) FILTER (WHERE status = 'new'),
+         count(*) FILTER (WHERE status = 'open'),
+         count(*) FILTER (WHERE status = 'pending'),
+         count(*) FILTER (WHERE status = 'resolved'),
+         count(*) FILTER (WHERE status = 'closed')"
+    };
+}
 
 /// Rows on one page of a ticket list.
 pub const PAGE_SIZE: u32 = 50;
@@ -99,17 +116,19 @@ impl FilterCounts {
     }
 }
 
-/// One row of a ticket list.
+/// One row of a ticket list. The requester and the queue are shared with
+/// the rows before that have the same (every row of a requester's list
+/// has its requester): one string each, not one a row.
 #[derive(Debug, Clone)]
 pub struct TicketRow {
     pub number: TicketNumber,
     pub subject: String,
     pub status: Status,
-    pub requester: String,
+    pub requester: Arc<str>,
     pub assignee: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
-    pub queue: String,
+    pub queue: Arc<str>,
 }
 
 /// One page of a ticket list, newest activity first.
@@ -174,8 +193,7 @@ impl Store {
 /// the time a 50-row list spent in the store. Anything else is the
 /// column's own reading, as before.
 pub(super) fn stored_time(r: &Row, idx: usize) -> anyhow::Result<DateTime<Utc>> {
-    let text: String = r.get(idx)?;
-    match utc_time(&text) {
+    match utc_time(r.text(idx)?) {
         Some(at) => Ok(at),
         None => r.get(idx),
     }
@@ -264,29 +282,20 @@ pub(super) fn counts_by_status(
     c: &Tx,
     requester: Option<&str>,
 ) -> anyhow::Result<BTreeMap<Status, i64>> {
+    if let Some(requester) = requester {
+        let sql = concat!(
+            "SELECT ",
+            counts_per_status!(),
+            " FROM tickets WHERE requester = ?1"
+        );
+        return counts_of(c, sql, requester);
+    }
     let mut counts: BTreeMap<Status, i64> = Status::ALL.into_iter().map(|s| (s, 0)).collect();
-    let mut add = |status: String, n: i64| {
+    let mut stmt = c.prepare_cached("SELECT status, count(*) FROM tickets GROUP BY status")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (status, n) = row?;
         if let Ok(status) = Status::parse(&status) {
             *counts.entry(status).or_default() += n;
-        }
-    };
-    match requester {
-        Some(requester) => {
-            let mut stmt = c.prepare_cached(
-                "SELECT status, count(*) FROM tickets WHERE requester = ?1 GROUP BY status",
-            )?;
-            for row in stmt.query_map([requester], |r| Ok((r.get(0)?, r.get(1)?)))? {
-                let (status, n) = row?;
-                add(status, n);
-            }
-        }
-        None => {
-            let mut stmt =
-                c.prepare_cached("SELECT status, count(*) FROM tickets GROUP BY status")?;
-            for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
-                let (status, n) = row?;
-                add(status, n);
-            }
         }
     }
     Ok(counts)
@@ -299,17 +308,23 @@ fn owned_by_status(c: &Tx, owner: Owner) -> anyhow::Result<BTreeMap<Status, i64>
         let requester = owner.value();
         return counts_by_status(c, requester.as_deref());
     };
-    let mut counts: BTreeMap<Status, i64> = Status::ALL.into_iter().map(|s| (s, 0)).collect();
-    let mut stmt =
-        c.prepare_cached("SELECT status, count(*) FROM tickets WHERE queue = ?1 GROUP BY status")?;
-    for row in stmt.query_map([queue], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })? {
-        let (status, n) = row?;
-        if let Ok(status) = Status::parse(&status) {
-            *counts.entry(status).or_default() += n;
+    let sql = concat!(
+        "SELECT ",
+        counts_per_status!(),
+        " FROM tickets WHERE queue = ?1"
+    );
+    counts_of(c, sql, queue)
+}
+
+/// The counts of a `SELECT counts_per_status!() … WHERE … = ?1`, by status.
+fn counts_of(c: &Tx, sql: &str, owner: &str) -> anyhow::Result<BTreeMap<Status, i64>> {
+    let counts = c.prepare_cached(sql)?.query_row([owner], |r| {
+        let mut counts = BTreeMap::new();
+        for (idx, status) in Status::ALL.into_iter().enumerate() {
+            counts.insert(status, r.get::<_, i64>(idx)?);
         }
-    }
+        Ok(counts)
+    })?;
     Ok(counts)
 }
 
@@ -337,17 +352,17 @@ fn ticket_list(
         owner = owner.condition()
     );
     let mut stmt = c.prepare_cached(&sql)?;
+    let (mut requester, mut queue) = (None, None);
     let rows = stmt.query_map(params![owner.value(), PAGE_SIZE, offset], |r| {
-        let status: String = r.get(2)?;
         Ok(TicketRow {
             number: TicketNumber(r.get(0)?),
             subject: r.get(1)?,
-            status: Status::parse(&status).unwrap_or(Status::Open),
-            requester: r.get(3)?,
+            status: Status::parse(r.text(2)?).unwrap_or(Status::Open),
+            requester: shared_text(r, 3, &mut requester)?,
             assignee: r.get(4)?,
             created_at: stored_time(r, 5)?,
             last_activity_at: stored_time(r, 6)?,
-            queue: r.get(7)?,
+            queue: shared_text(r, 7, &mut queue)?,
         })
     })?;
     Ok(TicketListPage {
@@ -357,6 +372,16 @@ fn ticket_list(
         page,
         page_count,
     })
+}
+
+/// A text column as a shared string: `last`, the previous row's, where
+/// the text is the same, else a new one that becomes `last`.
+fn shared_text(r: &Row, idx: usize, last: &mut Option<Arc<str>>) -> anyhow::Result<Arc<str>> {
+    let text = r.text(idx)?;
+    match last {
+        Some(shared) if **shared == *text => Ok(Arc::clone(shared)),
+        _ => Ok(Arc::clone(last.insert(Arc::from(text)))),
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +430,16 @@ mod tests {
             "Z",
         ] {
             assert_eq!(utc_time(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_counts_per_status_follow_status_all() {
+        let columns: Vec<&str> = counts_per_status!().split(',').collect();
+        assert_eq!(columns.len(), Status::ALL.len());
+        for (column, status) in columns.iter().zip(Status::ALL) {
+            let word = format!("status = '{}')", status.as_str());
+            assert!(column.contains(&word), "{column} counts {status}");
         }
     }
 

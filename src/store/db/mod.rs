@@ -218,6 +218,20 @@ impl Row<'_> {
     }
 }
 
+impl<'r> Row<'r> {
+    /// A non-NULL text column, borrowed from the row: what
+    /// `get::<_, String>` reads, without a copy (for text that is only
+    /// looked at, such as a status word or a stored time).
+    pub fn text(&self, idx: usize) -> anyhow::Result<&'r str> {
+        match *self {
+            Row::Lite(r) => Ok(r.get_ref(idx)?.as_str()?),
+            Row::Pg(r) => r
+                .try_get::<_, Option<&str>>(idx)?
+                .ok_or_else(|| anyhow::anyhow!("column {idx} is NULL")),
+        }
+    }
+}
+
 /// The parameters of one statement: `params![a, b]`, `[a]` or `[]`.
 pub trait Params {
     fn values(&self) -> Vec<Value<'_>>;

@@ -17,14 +17,14 @@ use crate::ingest::thread::ThreadLookup;
 /// The row of the message whose Message-ID is `?1`, as a scalar subquery.
 /// Since V16 only one unique index holds each ID: ours (and notes, which
 /// have no raw mail) their own, a received message its raw mail's dedup
-/// key. Ours first, should a received mail carry the ID of one of ours.
+/// key. Ours first, should a received mail carry the ID of one of ours
+/// (`coalesce` says so; a `UNION ALL … LIMIT 1` would leave it to the plan).
 macro_rules! message_with_id {
     () => {
-        "(SELECT id FROM messages WHERE message_id = ?1 AND raw_mail_id IS NULL
-          UNION ALL
-          SELECT m.id FROM raw_mails r JOIN messages m ON m.raw_mail_id = r.id
-           WHERE r.dedup_key = ?1
-          LIMIT 1)"
+        "coalesce(
+           (SELECT id FROM messages WHERE message_id = ?1 AND raw_mail_id IS NULL),
+           (SELECT m.id FROM raw_mails r JOIN messages m ON m.raw_mail_id = r.id
+             WHERE r.dedup_key = ?1))"
     };
 }
 pub(super) use message_with_id;

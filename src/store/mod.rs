@@ -488,18 +488,28 @@ pub(crate) mod test_postgres {
 /// Runs pending SQLite migrations in one transaction; returns how many
 /// were applied. Foreign keys are off meanwhile: SQLite's procedure for
 /// making a table again (V16) drops a table that others refer to, which
-/// with them on deletes its rows first and fails. A migration that does
-/// so checks them itself before the transaction commits.
+/// with them on deletes its rows first and fails. A migration that makes a
+/// table again must end as V16 does, with a check of every foreign key
+/// inside its transaction, so that a broken one rolls the upgrade back.
 fn migrate_sqlite(conn: &mut Connection) -> anyhow::Result<usize> {
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     let report = embedded_sqlite::migrations::runner()
         .set_grouped(true)
         .run(conn);
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(report
-        .context("cannot migrate the database")?
-        .applied_migrations()
-        .len())
+    let report = report.map_err(|err| {
+        let err = anyhow::Error::new(err);
+        if format!("{err:#}").contains("broken = 0") {
+            // V16's check: SQLite names only the CHECK, not the row.
+            err.context(
+                "cannot migrate the database: a row points at nothing \
+                 (sqlite3 DB 'PRAGMA foreign_key_check' names it); nothing was changed",
+            )
+        } else {
+            err.context("cannot migrate the database")
+        }
+    })?;
+    Ok(report.applied_migrations().len())
 }
 
 /// How long a connection waits for a lock another holds.
@@ -649,6 +659,26 @@ mod tests {
         }
         assert!(store.explain("nobody@customer.test").unwrap().is_none());
         drop(store);
+        // A received mail that carries one of our IDs is stored since V16;
+        // the ID still names ours.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO raw_mails (id, dedup_key, sha256, size, bytes, source, received_at)
+               VALUES (4, 'pd.0000000001.7.c.1@support.test', 'h2', 1, x'00', 'imap', 't');
+             INSERT INTO messages (id, ticket_number, raw_mail_id, message_id, direction, kind,
+                 from_address, subject, date, text, thread_reason, created_at)
+               VALUES (13, 7, 4, 'pd.0000000001.7.c.1@support.test', 'in', 'customer',
+                 'eve@customer.test', 'Printer', 'd', 'Echo.', 'a known message', 't');",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open_file(&path).unwrap();
+        let found = store
+            .explain("pd.0000000001.7.c.1@support.test")
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.direction, "out");
+        drop(store);
 
         let conn = Connection::open(&path).unwrap();
         let ids: Vec<i64> = conn
@@ -711,7 +741,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let err = Store::migrate(&path).unwrap_err();
-        assert!(format!("{err:#}").contains("CHECK"), "{err:#}");
+        assert!(format!("{err:#}").contains("points at nothing"), "{err:#}");
         let conn = Connection::open(&path).unwrap();
         let version: i64 = conn
             .query_row(

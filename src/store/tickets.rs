@@ -308,7 +308,9 @@ fn messages(
     } else {
         (
             "o.status",
-            "LEFT JOIN outbox o ON o.message_id = m.message_id",
+            // Our own mails' delivery; a received mail that carries one of
+            // their IDs (V16 stores it) shows none.
+            "LEFT JOIN outbox o ON o.message_id = m.message_id AND m.raw_mail_id IS NULL",
         )
     };
     let sql = format!(

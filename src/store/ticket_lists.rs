@@ -17,9 +17,11 @@ use crate::domain::{Status, TicketNumber};
 /// One count per status of [`Status::ALL`], in its order, over the rows
 /// a query's condition picks: one pass over an owner's range of its index,
 /// where a `GROUP BY status` sorted that range in a temporary b-tree first
-/// (~2% of a requester's list, the sorter's allocations with it). A status
-/// the store does not know is not counted, as before. A macro, so that
-/// each query is one constant text.
+/// (~2% of a requester's list, the sorter's allocations with it). Only
+/// the words the store writes count (`Status::as_str`), as the list rows'
+/// own `status IN (…)` reads them; the old count also took another case
+/// or spaces, which no row of ours has. A macro, so that each query is
+/// one constant text.
 macro_rules! counts_per_status {
     () => {
         "count(*) FILTER (WHERE status = 'new'),

@@ -18,6 +18,13 @@
 /// 0.77–0.78 ms, interleaved runs). We keep it for the memory goal; an
 /// operator who prefers the CPU sets `MALLOC_MMAP_THRESHOLD_=33554432`.
 ///
+/// Weighed again against the pages (2026-12-06, alternated runs): 4 or 8
+/// arenas served `/t` and `/r` no faster than two, and raised the ingest
+/// peak to 30.0–30.2 and 31.4–31.6 MB (two: 29.3–29.9). mimalloc as the
+/// global allocator served the pages 7–53% faster but peaked at 92 MB
+/// in the ingest (37 MB when told to return memory at once, and then the
+/// pages were no faster), so glibc with these two settings stays.
+///
 /// Call it first in `main`, before any thread starts. (The benchmarks'
 /// limits, `bench_floor` and `bench_work`, keep glibc's defaults.)
 pub fn tune() {

@@ -585,7 +585,7 @@ mod tests {
             .unwrap();
         }
         drop(conn);
-        assert_eq!(Store::migrate(&path).unwrap(), 2, "V15 and V16");
+        assert_eq!(Store::migrate(&path).unwrap(), 3, "V15, V16 and V17");
         let conn = Connection::open(&path).unwrap();
         let mut stmt = conn
             .prepare("SELECT recipient, sent_at FROM recent_automatic_mails ORDER BY sent_at")

@@ -343,16 +343,7 @@ fn ticket_list(
     let page_count = total.div_ceil(u64::from(PAGE_SIZE)).max(1) as u32;
     let page = page.clamp(1, page_count);
     let offset = i64::from(page - 1) * i64::from(PAGE_SIZE);
-    let sql = format!(
-        "SELECT t.number, t.subject, t.status, t.requester, t.assignee, t.created_at,
-                t.last_activity_at, t.queue
-         FROM tickets t
-         WHERE {owner} AND t.status IN ({statuses})
-         ORDER BY t.last_activity_at DESC, t.number DESC
-         LIMIT ?2 OFFSET ?3",
-        statuses = filter.sql_statuses(),
-        owner = owner.condition()
-    );
+    let sql = list_sql(owner, filter);
     let mut stmt = c.prepare_cached(&sql)?;
     let (mut requester, mut queue) = (None, None);
     let rows = stmt.query_map(params![owner.value(), PAGE_SIZE, offset], |r| {
@@ -374,6 +365,22 @@ fn ticket_list(
         page,
         page_count,
     })
+}
+
+/// The page's query: `?1` the owner, `?2` the page size, `?3` the offset.
+/// Of a requester, SQLite answers it from the requester index alone
+/// (V17; a test holds it to that).
+fn list_sql(owner: Owner, filter: TicketFilter) -> String {
+    format!(
+        "SELECT t.number, t.subject, t.status, t.requester, t.assignee, t.created_at,
+                t.last_activity_at, t.queue
+         FROM tickets t
+         WHERE {owner} AND t.status IN ({statuses})
+         ORDER BY t.last_activity_at DESC, t.number DESC
+         LIMIT ?2 OFFSET ?3",
+        statuses = filter.sql_statuses(),
+        owner = owner.condition()
+    )
 }
 
 /// A text column as a shared string: `last`, the previous row's, where
@@ -442,6 +449,45 @@ mod tests {
         for (column, status) in columns.iter().zip(Status::ALL) {
             let word = format!("status = '{}')", status.as_str());
             assert!(column.contains(&word), "{column} counts {status}");
+        }
+    }
+
+    /// `/r` reads no table row: the counts and every tab's page are one
+    /// range of `tickets_requester_activity` (V17 put the subject in it).
+    /// A column added to the list but not to the index fails this.
+    #[test]
+    fn the_requester_list_reads_the_requester_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("desk.db");
+        drop(Store::open_file(&path).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let counts = concat!(
+            "SELECT ",
+            counts_per_status!(),
+            " FROM tickets WHERE requester = ?1"
+        );
+        let owner = Owner::Requester("ann@customer.test");
+        let mut queries = vec![counts.to_string()];
+        queries.extend(TicketFilter::ALL.map(|f| list_sql(owner, f)));
+        for sql in queries {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(
+                    rusqlite::params_from_iter(std::iter::repeat_n(
+                        rusqlite::types::Null,
+                        stmt.parameter_count(),
+                    )),
+                    |r| r.get::<_, String>(3),
+                )
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            // One step, no sort after it: the index is in the list's order.
+            assert_eq!(plan.len(), 1, "{plan:?} for {sql}");
+            assert!(
+                plan[0].contains("USING COVERING INDEX tickets_requester_activity (requester=?)"),
+                "{plan:?} for {sql}"
+            );
         }
     }
 

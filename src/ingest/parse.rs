@@ -170,7 +170,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     // mail-parser 0.11 reaches a `debug_assert!` on some corrupt MIME
     // (spam/sa__nice_mime9.eml in the corpus panics in debug builds): a
     // panic inside the parser is an unparsable mail, never a crash.
-    let message = std::panic::catch_unwind(|| MessageParser::default().parse(body))
+    let mut message = std::panic::catch_unwind(|| MessageParser::default().parse(body))
         .ok()
         .flatten()
         .ok_or(ParseError::Unparsable)?;
@@ -186,7 +186,7 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let text = body_text(&message, html.as_deref());
     let mut dropped = Vec::new();
 
-    Ok(ParsedMail {
+    let mut parsed = ParsedMail {
         message_id: message
             .message_id()
             .map(clean_id)
@@ -207,10 +207,12 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
         html,
         content_type: content_type_of(message.root_part()),
         report_parts: report_parts(&message),
-        // `body` is a suffix of `raw`: the parser's offsets count from it.
-        attachments: attachments(raw, raw.len() - body.len(), &message),
+        attachments: Vec::new(),
         raw_sha256,
-    })
+    };
+    // `body` is a suffix of `raw`: the parser's offsets count from it.
+    parsed.attachments = attachments(raw, raw.len() - body.len(), &mut message);
+    Ok(parsed)
 }
 
 /// Whitespace-only lines before the header section (some exports start
@@ -589,31 +591,47 @@ fn report_parts(message: &mail_parser::Message) -> Vec<String> {
     out
 }
 
-fn attachments(raw: &[u8], base: usize, message: &mail_parser::Message) -> Vec<Attachment> {
-    message
-        .attachments()
-        .filter_map(|part| {
-            let bytes: Vec<u8> = match &part.body {
-                PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
-                PartType::Text(t) | PartType::Html(t) => t.as_bytes().to_vec(),
-                PartType::Message(m) => m.raw_message().to_vec(),
-                PartType::Multipart(_) => return None,
-            };
-            let media_type = content_type_of(part);
-            let filename = part
-                .attachment_name()
-                .map(str::to_string)
-                .unwrap_or_else(|| default_filename(&media_type));
-            Some(Attachment {
-                span: locate(raw, base, part, &bytes),
-                sha256: sha256_hex(&bytes),
-                filename,
-                media_type,
-                content_id: part.content_id().map(clean_id),
-                bytes,
-            })
-        })
-        .collect()
+/// The attachments, their decoded bytes taken out of `message` (the
+/// parser made them; a copy would be one more large buffer per
+/// attachment), so this reads `message` last.
+fn attachments(raw: &[u8], base: usize, message: &mut mail_parser::Message) -> Vec<Attachment> {
+    let ids = std::mem::take(&mut message.attachments);
+    let mut found = Vec::with_capacity(ids.len());
+    for (n, &id) in ids.iter().enumerate() {
+        // As mail-parser's own iterator: the list ends at an unknown part.
+        let Some(part) = message.parts.get_mut(id as usize) else {
+            break;
+        };
+        // A part listed twice keeps its bytes for the second time.
+        let taken = !ids[n + 1..].contains(&id);
+        let bytes: Vec<u8> = match &mut part.body {
+            PartType::Binary(b) | PartType::InlineBinary(b) if taken => {
+                std::mem::take(b).into_owned()
+            }
+            PartType::Text(t) | PartType::Html(t) if taken => {
+                std::mem::take(t).into_owned().into_bytes()
+            }
+            PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+            PartType::Text(t) | PartType::Html(t) => t.as_bytes().to_vec(),
+            PartType::Message(m) => m.raw_message().to_vec(),
+            PartType::Multipart(_) => continue,
+        };
+        let part = &*part;
+        let media_type = content_type_of(part);
+        let filename = part
+            .attachment_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| default_filename(&media_type));
+        found.push(Attachment {
+            span: locate(raw, base, part, &bytes),
+            sha256: sha256_hex(&bytes),
+            filename,
+            media_type,
+            content_id: part.content_id().map(clean_id),
+            bytes,
+        });
+    }
+    found
 }
 
 fn default_filename(media_type: &str) -> String {

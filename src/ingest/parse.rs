@@ -596,14 +596,18 @@ fn report_parts(message: &mail_parser::Message) -> Vec<String> {
 /// attachment), so this reads `message` last.
 fn attachments(raw: &[u8], base: usize, message: &mut mail_parser::Message) -> Vec<Attachment> {
     let ids = std::mem::take(&mut message.attachments);
+    // A part listed twice keeps its bytes for the second time: only its
+    // last listing takes them. Found from the end in one pass, since the
+    // sender decides how many parts there are.
+    let mut seen = std::collections::HashSet::new();
+    let mut last_listing: Vec<bool> = ids.iter().rev().map(|id| seen.insert(*id)).collect();
+    last_listing.reverse();
     let mut found = Vec::with_capacity(ids.len());
-    for (n, &id) in ids.iter().enumerate() {
+    for (&id, taken) in ids.iter().zip(last_listing) {
         // As mail-parser's own iterator: the list ends at an unknown part.
         let Some(part) = message.parts.get_mut(id as usize) else {
             break;
         };
-        // A part listed twice keeps its bytes for the second time.
-        let taken = !ids[n + 1..].contains(&id);
         let bytes: Vec<u8> = match &mut part.body {
             PartType::Binary(b) | PartType::InlineBinary(b) if taken => {
                 std::mem::take(b).into_owned()

@@ -563,36 +563,26 @@ mod tests {
         let mut queries = vec![counts.to_string(), whole_sql(owner)];
         queries.extend(TicketFilter::ALL.map(|f| list_sql(owner, f)));
         for sql in queries {
-            // No temporary b-tree built on each run (as `IN (…)` of three
-            // or more words made one).
-            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
-            let opcodes: Vec<String> = stmt
-                .query_map(
-                    rusqlite::params_from_iter(std::iter::repeat_n(
-                        rusqlite::types::Null,
-                        stmt.parameter_count(),
-                    )),
-                    |r| r.get::<_, String>(1),
-                )
+            // Column `column` of each row `EXPLAIN…` gives for `sql`, its
+            // parameters all NULL.
+            let explain = |how: &str, column: usize| -> Vec<String> {
+                let mut stmt = conn.prepare(&format!("{how} {sql}")).unwrap();
+                let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+                stmt.query_map(rusqlite::params_from_iter(nulls), |r| {
+                    r.get::<_, String>(column)
+                })
                 .unwrap()
                 .collect::<Result<_, _>>()
-                .unwrap();
+                .unwrap()
+            };
+            // No temporary b-tree built on each run (as `IN (…)` of three
+            // or more words made one).
+            let opcodes = explain("EXPLAIN", 1);
             assert!(
                 !opcodes.iter().any(|o| o == "OpenEphemeral"),
                 "{opcodes:?} for {sql}"
             );
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let plan: Vec<String> = stmt
-                .query_map(
-                    rusqlite::params_from_iter(std::iter::repeat_n(
-                        rusqlite::types::Null,
-                        stmt.parameter_count(),
-                    )),
-                    |r| r.get::<_, String>(3),
-                )
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
+            let plan = explain("EXPLAIN QUERY PLAN", 3);
             // One step, no sort after it: the index is in the list's order.
             assert_eq!(plan.len(), 1, "{plan:?} for {sql}");
             assert!(

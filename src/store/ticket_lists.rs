@@ -369,25 +369,22 @@ fn whole_list(
     let sql = whole_sql(owner);
     let mut stmt = c.prepare_cached(&sql)?;
     let mut shared = (None, None);
-    let mut by_status: BTreeMap<Status, i64> = Status::ALL.into_iter().map(|s| (s, 0)).collect();
+    let mut by_status = BTreeMap::new();
     let mut rows = Vec::with_capacity(PAGE_SIZE as usize);
-    let mut read = 0;
     let found = stmt.query_map(params![owner.value(), PAGE_SIZE + 1], |r| {
-        let word = r.text(2)?;
-        let status = Status::ALL.into_iter().find(|s| s.as_str() == word);
-        Ok(match status {
-            Some(status) => Some((status, list_row(r, &mut shared)?)),
-            None => None,
-        })
+        let row = list_row(r, &mut shared)?;
+        // Exactly the word the status writes (the row's reading also
+        // takes another case or spaces).
+        let written = row.status.as_str() == r.text(2)?;
+        Ok(written.then_some(row))
     })?;
-    for row in found {
-        read += 1;
-        if read > PAGE_SIZE {
+    for (read, row) in found.enumerate() {
+        if read == PAGE_SIZE as usize {
             return Ok(None);
         }
-        if let Some((status, row)) = row? {
-            *by_status.entry(status).or_default() += 1;
-            if filter.includes(status) {
+        if let Some(row) = row? {
+            *by_status.entry(row.status).or_default() += 1;
+            if filter.includes(row.status) {
                 rows.push(row);
             }
         }

@@ -113,9 +113,6 @@ pub(super) struct Inflight {
     /// Lines after the first, carried and new.
     over_budget_lines: u64,
     after_crash: bool,
-    /// Whether the fixed-width first line is in the file (the lines after
-    /// it are written at offsets that count on it).
-    first_line_written: bool,
     cleared: bool,
 }
 
@@ -128,8 +125,9 @@ impl Inflight {
     }
 
     /// Opens the marker at the start of a batch (under the write lock, so
-    /// that two processes on one database never share it) and reads what
-    /// a dead process left there.
+    /// that two processes on one database never share it), reads what a
+    /// dead process left there, and leaves at least a blank first line:
+    /// from here until [`Inflight::clear`] the file is never empty.
     pub fn open(database: &Path) -> anyhow::Result<Inflight> {
         let path = Inflight::beside(database);
         let context = || format!("cannot use the in-flight marker {}", path.display());
@@ -143,13 +141,17 @@ impl Inflight {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).with_context(context)?;
         let marker = Marker::parse(&String::from_utf8_lossy(&bytes));
-        let after_crash = marker.current.is_some() || !marker.over_budget.is_empty();
-        if !bytes.is_empty() {
-            // In the form whose lines are rewritten in place.
-            file.set_len(0).with_context(context)?;
-            file.write_all_at(&marker.render(), 0)
-                .with_context(context)?;
-        }
+        // Any line at all: the last process died inside a batch, perhaps
+        // before it named a mail (an ungated writer names a mail once it
+        // is prepared, so a death while the first one was prepared left
+        // only the blank line; read as no crash, the next start prepared
+        // that mail ungated again, and died again, without end).
+        let after_crash = !bytes.is_empty();
+        // In the form whose lines are rewritten in place; never empty
+        // while this batch is open.
+        file.set_len(0).with_context(context)?;
+        file.write_all_at(&marker.render(), 0)
+            .with_context(context)?;
         Ok(Inflight {
             over_budget_lines: marker.over_budget.len() as u64,
             crashed: marker.current.into_iter().collect(),
@@ -157,7 +159,6 @@ impl Inflight {
             path,
             file,
             after_crash,
-            first_line_written: !bytes.is_empty(),
             cleared: false,
         })
     }
@@ -180,7 +181,6 @@ impl Inflight {
         }
         // The one write per mail: the fixed-width first line, in place.
         self.write_at(&current_line(sha256, crashes), 0)?;
-        self.first_line_written = true;
         Ok(None)
     }
 
@@ -188,10 +188,6 @@ impl Inflight {
     /// is quarantined again at once instead of prepared (and perhaps
     /// crashing the process) again.
     pub fn over_budget(&mut self, sha256: &str) -> anyhow::Result<()> {
-        if !self.first_line_written {
-            self.write_at(&blank_current(), 0)?;
-            self.first_line_written = true;
-        }
         let offset = CURRENT_LEN + self.over_budget_lines * OVER_BUDGET_LEN;
         self.write_at(over_budget_line(sha256).as_bytes(), offset)?;
         self.over_budget_lines += 1;

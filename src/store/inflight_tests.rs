@@ -177,3 +177,16 @@ fn the_marker_names_the_mail_in_hand_and_those_over_the_budget() {
     inflight.clear().unwrap();
     assert_eq!(left(&dir), "");
 }
+
+#[test]
+fn a_death_before_any_mail_was_named_reads_as_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    // Killed while the first mail of the batch was being prepared:
+    // nothing named yet.
+    std::mem::forget(Inflight::open(&db).unwrap());
+    let inflight = Inflight::open(&db).unwrap();
+    assert!(inflight.after_crash());
+    drop(inflight);
+    assert!(!Inflight::open(&db).unwrap().after_crash());
+}

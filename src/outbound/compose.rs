@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use lettre::Message;
+use lettre::address::{Address, Envelope};
 use lettre::message::Mailbox as LettreMailbox;
 use lettre::message::header::{HeaderName, HeaderValue};
 
@@ -180,7 +181,8 @@ pub struct Draft<'a> {
 
 /// Builds the bytes with every header our mails carry.
 pub fn build(me: &Identity, d: Draft, now: DateTime<Utc>) -> anyhow::Result<OutgoingMail> {
-    let from = LettreMailbox::new(Some(d.from_name.clone()), me.address.parse()?);
+    let sender: Address = me.address.parse()?;
+    let from = LettreMailbox::new(Some(d.from_name.clone()), sender.clone());
     let mut builder = Message::builder()
         .from(from)
         .subject(shorten(&d.subject, MAX_SUBJECT_BYTES))
@@ -188,9 +190,15 @@ pub fn build(me: &Identity, d: Draft, now: DateTime<Utc>) -> anyhow::Result<Outg
         .message_id(Some(format!("<{}>", d.message_id)))
         .raw_header(raw_header("X-Auto-Response-Suppress", "All"))
         .raw_header(raw_header(LOOP_HEADER, &me.loop_value));
+    let mut recipients = Vec::with_capacity(d.to.len());
     for to in &d.to {
-        builder = builder.to(LettreMailbox::new(to.name.clone(), to.address.parse()?));
+        let address: Address = to.address.parse()?;
+        recipients.push(address.clone());
+        builder = builder.to(LettreMailbox::new(to.name.clone(), address));
     }
+    // Given, lettre does not parse the From and To it was just handed back
+    // out of the headers (a few percent of composing a mail).
+    builder = builder.envelope(Envelope::new(Some(sender), recipients)?);
     if let Some(reply_to) = &d.reply_to {
         builder = builder.reply_to(LettreMailbox::new(Some(me.name.clone()), reply_to.parse()?));
     }

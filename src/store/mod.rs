@@ -585,7 +585,7 @@ mod tests {
             .unwrap();
         }
         drop(conn);
-        assert_eq!(Store::migrate(&path).unwrap(), 3, "V15, V16 and V17");
+        assert_eq!(Store::migrate(&path).unwrap(), 4, "V15 to V18");
         let conn = Connection::open(&path).unwrap();
         let mut stmt = conn
             .prepare("SELECT recipient, sent_at FROM recent_automatic_mails ORDER BY sent_at")
@@ -759,5 +759,73 @@ mod tests {
             )
             .unwrap();
         assert_eq!(unique_message_ids, 1, "the old table is there");
+    }
+
+    #[test]
+    fn the_search_trigger_builds_no_temporary_table_per_message() {
+        if crate::store::test_postgres::admin_url().is_some() {
+            eprintln!("SQLite only: a SQLite query plan");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("v17.db")).unwrap();
+        let insert = |kind: &str| {
+            format!(
+                "INSERT INTO messages (ticket_number, message_id, direction, kind, from_address,
+                   subject, date, text, thread_reason, created_at)
+                 VALUES (7, 'm-{kind}@support.test', 'in', '{kind}', 'ann@customer.test',
+                   'Printer', 'd', 'It jams.', 'r', 't')"
+            )
+        };
+        // Every opcode of the insert, its trigger's program included.
+        let opcodes = |conn: &Connection| -> Vec<String> {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN {}", insert("customer")))
+                .unwrap();
+            stmt.query_map([], |r| r.get::<_, String>(1))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        embedded_sqlite::migrations::runner()
+            .set_target(refinery::Target::Version(17))
+            .run(&mut conn)
+            .unwrap();
+        assert!(
+            opcodes(&conn).iter().any(|op| op == "OpenEphemeral"),
+            "V17's `IN (...)` builds one (else this test sees nothing)"
+        );
+        embedded_sqlite::migrations::runner()
+            .run(&mut conn)
+            .unwrap();
+        assert!(!opcodes(&conn).iter().any(|op| op == "OpenEphemeral"));
+        // Still only the words that are searched go to the backlog.
+        conn.execute_batch(
+            "INSERT INTO tickets (number, subject, status, requester, created_at, last_activity_at)
+               VALUES (7, 'Printer', 'open', 'ann@customer.test', 't', 't');",
+        )
+        .unwrap();
+        for kind in [
+            "customer",
+            "agent",
+            "note",
+            "list",
+            "confirmation",
+            "notification",
+        ] {
+            conn.execute(&insert(kind), []).unwrap();
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.kind FROM search_backlog b JOIN messages m ON m.id = b.message_id
+                 ORDER BY m.id",
+            )
+            .unwrap();
+        let kinds: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(kinds, ["customer", "agent", "note", "list"]);
     }
 }

@@ -828,4 +828,44 @@ mod tests {
             .unwrap();
         assert_eq!(kinds, ["customer", "agent", "note", "list"]);
     }
+
+    #[test]
+    fn an_insert_returns_its_id_or_none_when_it_inserted_nothing() {
+        use crate::sql_params as params;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let conn = store.write().unwrap();
+        let tx = conn.begin().unwrap();
+        let insert = "INSERT INTO raw_mails (dedup_key, sha256, size, bytes, source, received_at)
+                      VALUES (?1, 'h', 1, ?2, 'imap', 't')
+                      ON CONFLICT (dedup_key) DO NOTHING RETURNING id";
+        let bytes = b"x".to_vec();
+        let first = tx
+            .insert_returning_id(insert, params!["a@x", bytes])
+            .unwrap();
+        let second = tx
+            .insert_returning_id(insert, params!["b@x", bytes])
+            .unwrap();
+        let again = tx
+            .insert_returning_id(insert, params!["a@x", bytes])
+            .unwrap();
+        let id_of = |key: &str| -> i64 {
+            tx.query_row(
+                "SELECT id FROM raw_mails WHERE dedup_key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(first, Some(id_of("a@x")));
+        assert_eq!(second, Some(id_of("b@x")));
+        assert_ne!(first, second);
+        assert_eq!(again, None, "the conflict inserted nothing");
+        let without = "INSERT INTO raw_mails (dedup_key, sha256, size, bytes, source, received_at)
+                       VALUES (?1, 'h', 1, ?2, 'imap', 't')";
+        assert!(
+            tx.insert_returning_id(without, params!["c@x", bytes])
+                .is_err()
+        );
+    }
 }

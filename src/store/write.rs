@@ -5,7 +5,7 @@
 //! quarantine (a fault, or ignored machine mail). It decides nothing: what to write comes as a [`Plan`] or an
 //! [`Outcome`] from the pure pipeline.
 
-use super::db::{Backend, OptionalExtension, Tx};
+use super::db::{Backend, Tx};
 use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
@@ -127,15 +127,13 @@ fn write_plan(
         .execute(params![number.0, address])?;
     }
     let m = &plan.message;
-    let message_row: i64 = tx
-        .prepare_cached(
+    let message_row = tx
+        .insert_returning_id(
             "INSERT INTO messages (ticket_number, raw_mail_id, message_id, direction, kind,
            from_address, from_name, subject, date, text, quoted, thread_reason,
            classification, created_at)
          VALUES (?1, ?2, ?3, 'in', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          RETURNING id",
-        )?
-        .query_row(
             params![
                 number.0,
                 raw_id,
@@ -151,8 +149,8 @@ fn write_plan(
                 m.classification,
                 now
             ],
-            |r| r.get::<_, i64>(0),
-        )?;
+        )?
+        .ok_or_else(|| anyhow::anyhow!("the message row was not inserted"))?;
     for a in &plan.attachments {
         // Kept where they are, in the raw mail above, when a span of it
         // decodes to them; a decoded copy only otherwise.
@@ -250,12 +248,10 @@ fn insert_raw(tx: &Tx, dedup_key: &str, raw: &RawMail, now: DateTime<Utc>) -> an
     // DO NOTHING: a concurrent insert of the same key (another daemon's)
     // waits for that one's commit and then adds no row, never an error
     // that would abort the transaction.
-    tx.prepare_cached(
+    tx.insert_returning_id(
         "INSERT INTO raw_mails (dedup_key, sha256, size, bytes, source, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
-    )?
-    .query_row(
         params![
             dedup_key,
             raw.sha256,
@@ -264,9 +260,7 @@ fn insert_raw(tx: &Tx, dedup_key: &str, raw: &RawMail, now: DateTime<Utc>) -> an
             raw.source.describe(),
             now
         ],
-        |r| r.get(0),
-    )
-    .optional()?
+    )?
     .ok_or_else(|| AlreadyStored.into())
 }
 

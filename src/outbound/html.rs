@@ -112,14 +112,7 @@ static URL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"https?://[^\s<>]*[^\s<>.,;:!?)\]]").expect("the URL pattern is a literal")
 });
 
-/// Escaped text with its http(s) URLs made links.
-pub fn linkify(escaped: &str) -> String {
-    let mut out = String::with_capacity(escaped.len());
-    linkify_into(&mut out, escaped);
-    out
-}
-
-/// [`linkify`] appended to `out`.
+/// Escaped text with its http(s) URLs made links, appended to `out`.
 fn linkify_into(out: &mut String, escaped: &str) {
     let mut last = 0;
     for found in URL.find_iter(escaped) {

@@ -6,7 +6,7 @@
 //!   one PostgreSQL database (one support mailbox each, the mails split
 //!   across them by customer) beside one daemon on SQLite, same mails:
 //!   mails/s, peak RSS and CPU per daemon;
-//! - `page`: `/t/TOKEN` at N tickets (the page benchmark's desk, moved into
+//! - `page`: `/t/TOKEN` and `/r/TOKEN` at N tickets (the page benchmark's desk, moved into
 //!   PostgreSQL by `postdesk migrate-db`, whose time it prints) served by
 //!   two daemons on PostgreSQL beside one on SQLite, with wrk.
 //!
@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Ingest and /t/TOKEN on PostgreSQL (several daemons) beside SQLite")]
+#[command(about = "Ingest, /t/TOKEN and /r/TOKEN on PostgreSQL (several daemons) beside SQLite")]
 struct Args {
     /// The release `postdesk` binary.
     #[arg(long)]
@@ -47,7 +47,7 @@ struct Args {
 enum What {
     /// The issue-6 mail set with 1, 2, 3 daemons on PostgreSQL and 1 on SQLite.
     Ingest(pg::ingest::IngestArgs),
-    /// /t/TOKEN served by two daemons on PostgreSQL and one on SQLite.
+    /// /t/TOKEN and /r/TOKEN served by two daemons on PostgreSQL and one on SQLite.
     Page(pg::page::PageArgs),
 }
 

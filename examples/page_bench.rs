@@ -30,20 +30,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Parser;
 
-use postdesk::domain::TicketNumber;
 use postdesk::imap::ImapBoard;
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
 use postdesk::store::Store;
 
-use fill::{AGENT, fill, ticket_count};
+use fill::{AGENT, fill, sample_links, ticket_count};
 use table::{BARE_NAME, FLOOR_NAME, Row, print_table};
 
 #[path = "page_bench_support/fill.rs"]
@@ -85,8 +84,6 @@ struct Args {
     #[arg(long)]
     time_reads: bool,
 }
-
-const SAMPLED_LINKS: u32 = 1_000;
 
 fn main() -> anyhow::Result<()> {
     // The daemon's glibc malloc settings, as the daemon sets them first
@@ -160,62 +157,6 @@ fn bench_settings(db: &Path) -> anyhow::Result<Settings> {
         .map(|(k, v)| (format!("POSTDESK__{k}"), v))
         .collect();
     Ok(Settings::load_with_env(None, env)?)
-}
-
-/// Links from the confirmations of tickets spread over the range: each
-/// confirmation carries one ticket link (`/t/`) and one requester link
-/// (`/r/`). Requester links come from a second walk with a step prime to
-/// the 2,000 customers, so that they name many requesters, not a few.
-fn sample_links(store: &Store, tickets: u32) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let step = (tickets / SAMPLED_LINKS).max(1);
-    let mut ticket_links = Vec::new();
-    let mut walked = 0;
-    for n in (1..=tickets).step_by(step as usize) {
-        walked += 1;
-        if let Some(link) = confirmation_link(store, n, "/t/")? {
-            ticket_links.push(link);
-        }
-    }
-    // Every ticket of a desk this fill made has its confirmation. Earlier
-    // fills dated every mail on one day, so only the tickets of the first
-    // two days had one (the confirmation age limit), and the pages were
-    // measured over 30 tickets at the start of the table.
-    if ticket_links.len() < walked {
-        bail!(
-            "only {} of {walked} sampled tickets have a confirmation with a link: the \
-             database was filled by an older page_bench; remove it (target/bench/page-N.db) \
-             and run again",
-            ticket_links.len()
-        );
-    }
-    let mut requester_links = Vec::new();
-    for n in (1..=tickets).step_by(97).take(SAMPLED_LINKS as usize) {
-        if let Some(link) = confirmation_link(store, n, "/r/")? {
-            requester_links.push(link);
-        }
-    }
-    if ticket_links.is_empty() || requester_links.is_empty() {
-        bail!("no ticket or requester links found in the confirmations");
-    }
-    Ok((ticket_links, requester_links))
-}
-
-/// The `/t/TOKEN` or `/r/TOKEN` link of ticket `n`'s confirmation.
-fn confirmation_link(store: &Store, n: u32, prefix: &str) -> anyhow::Result<Option<String>> {
-    let Some(detail) = store.ticket_detail(TicketNumber(i64::from(n)))? else {
-        return Ok(None);
-    };
-    let token = detail
-        .messages
-        .iter()
-        .filter(|m| m.kind == "confirmation")
-        .find_map(|m| m.text.split(prefix).nth(1))
-        .map(|rest| {
-            rest.chars()
-                .take_while(char::is_ascii_hexdigit)
-                .collect::<String>()
-        });
-    Ok(token.map(|token| format!("{prefix}{token}")))
 }
 
 /// Times the store read of each page over its links, after one warm-up

@@ -1,17 +1,17 @@
-//! `/t/TOKEN` served by two daemons on one PostgreSQL desk, beside one
-//! daemon on SQLite (issue 15 §4). The desk is the page benchmark's
-//! (`target/bench/page-N.db`, filled once through the store by
-//! `page_bench_support/fill.rs`), copied into a fresh PostgreSQL database
-//! by `postdesk migrate-db` (timed: that is the migrate-db figure) and into
-//! a SQLite file of the run's own; both copies get their queued mail
-//! marked sent, so that no daemon sends 100,000s of confirmations while it
-//! is measured; the PostgreSQL copy is then vacuumed and analyzed, as
-//! after any bulk load (else the planner has no statistics and autovacuum
-//! reads the whole desk during the measurement). Daemons are `postdesk run` children with IMAP off. Two
-//! wrk processes run at once, each with half the connections: on
-//! PostgreSQL one per daemon, on SQLite both at the one daemon (the same
-//! client load either way).
-
+//! `/t/TOKEN` and `/r/TOKEN` served by two daemons on one PostgreSQL desk,
+//! beside one daemon on SQLite (issue 15 §4; `/r/` since issue 16 §2).
+//! The desk is the page benchmark's (`target/bench/page-N.db`, filled once
+//! through the store by `page_bench_support/fill.rs`), copied into a fresh
+//! PostgreSQL database by `postdesk migrate-db` (timed: that is the
+//! migrate-db figure) and into a SQLite file of the run's own; both copies
+//! get their queued mail marked sent, so that no daemon sends 100,000s of
+//! confirmations while it is measured; the PostgreSQL copy is then
+//! vacuumed and analyzed, as after any bulk load (else the planner has no
+//! statistics and autovacuum reads the whole desk during the measurement).
+//! Daemons are `postdesk run` children with IMAP off. Two wrk processes run
+//! at once, each with half the connections: on PostgreSQL one per daemon,
+//! on SQLite both at the one daemon (the same client load either way). The
+//! routes are measured one after the other on the same daemons.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use postdesk::domain::TicketNumber;
 use postdesk::ingest::Pipeline;
 use postdesk::settings::Settings;
 use postdesk::store::Store;
@@ -50,8 +49,6 @@ pub struct PageArgs {
     pg_dir: Option<PathBuf>,
 }
 
-const SAMPLED_LINKS: u32 = 1_000;
-
 pub fn run(rt: &tokio::runtime::Runtime, postdesk: &Path, args: &PageArgs) -> anyhow::Result<()> {
     let stack = Stack::from_env()?;
     let admin = std::env::var("POSTDESK_TEST_POSTGRES")
@@ -60,16 +57,19 @@ pub fn run(rt: &tokio::runtime::Runtime, postdesk: &Path, args: &PageArgs) -> an
     let desk = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target/bench")
         .join(format!("page-{}.db", args.tickets));
-    let links = prepare(&desk, args.tickets)?;
-    let script = work.join("links.lua");
-    std::fs::write(&script, wrk::lua_script(&links))?;
+    let routes = prepare(&desk, args.tickets)?;
+    let mut scripts = Vec::new();
+    for (i, route) in routes.iter().enumerate() {
+        let script = work.join(format!("links-{i}.lua"));
+        std::fs::write(&script, wrk::lua_script(&route.links))?;
+        scripts.push((route, script));
+    }
     let bench = Bench {
         rt,
         postdesk,
         stack: &stack,
         work: &work,
-        script: &script,
-        first: &links[0],
+        routes: &scripts,
         args,
     };
 
@@ -99,10 +99,16 @@ pub fn run(rt: &tokio::runtime::Runtime, postdesk: &Path, args: &PageArgs) -> an
     bench.serve(&sqlite, 1)
 }
 
+/// One page measured: its name in the figures and its sampled links.
+struct Route {
+    name: &'static str,
+    links: Vec<String>,
+}
+
 /// Fills the desk (as `page_bench` does, same settings and secret) and
-/// samples ticket links from the confirmations, spread over the range;
-/// the store is closed again (migrate-db refuses a desk in use).
-fn prepare(desk: &Path, tickets: u32) -> anyhow::Result<Vec<String>> {
+/// samples ticket and requester links from the confirmations, spread over
+/// the range; the store is closed again (migrate-db refuses a desk in use).
+fn prepare(desk: &Path, tickets: u32) -> anyhow::Result<[Route; 2]> {
     if let Some(dir) = desk.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -120,36 +126,25 @@ fn prepare(desk: &Path, tickets: u32) -> anyhow::Result<Vec<String>> {
     let store = Arc::new(Store::open(desk)?);
     let pipeline = Pipeline::new(&settings, "page-bench-secret");
     fill::fill(&store, &pipeline, tickets)?;
-    let step = (tickets / SAMPLED_LINKS).max(1) as usize;
-    let mut links = Vec::new();
-    for n in (1..=tickets).step_by(step) {
-        let Some(detail) = store.ticket_detail(TicketNumber(i64::from(n)))? else {
-            continue;
-        };
-        let token = (detail.messages.iter())
-            .filter(|m| m.kind == "confirmation")
-            .find_map(|m| m.text.split("/t/").nth(1))
-            .map(|rest| {
-                rest.chars()
-                    .take_while(char::is_ascii_hexdigit)
-                    .collect::<String>()
-            });
-        links.extend(token.map(|t| format!("/t/{t}")));
-    }
-    if links.is_empty() {
-        bail!(
-            "no ticket links found in the confirmations of {}",
-            desk.display()
-        );
-    }
+    let (ticket_links, requester_links) = fill::sample_links(&store, tickets)?;
     println!(
-        "desk: {} ({} tickets, {:.0} MB); {} ticket links sampled",
+        "desk: {} ({} tickets, {:.0} MB); {} ticket and {} requester links sampled",
         desk.display(),
         fill::ticket_count(&store)?,
         std::fs::metadata(desk).map(|m| m.len()).unwrap_or(0) as f64 / 1e6,
-        links.len()
+        ticket_links.len(),
+        requester_links.len()
     );
-    Ok(links)
+    Ok([
+        Route {
+            name: "/t/TOKEN",
+            links: ticket_links,
+        },
+        Route {
+            name: "/r/TOKEN",
+            links: requester_links,
+        },
+    ])
 }
 
 /// What every part of the page run shares.
@@ -158,8 +153,8 @@ struct Bench<'a> {
     postdesk: &'a Path,
     stack: &'a Stack,
     work: &'a Path,
-    script: &'a Path,
-    first: &'a str,
+    /// Each page and the wrk script that walks its links.
+    routes: &'a [(&'a Route, PathBuf)],
     args: &'a PageArgs,
 }
 
@@ -209,8 +204,8 @@ impl Bench<'_> {
         )
     }
 
-    /// Starts `count` daemons on `db`, drives them with two wrk at once,
-    /// prints the figures, stops them.
+    /// Starts `count` daemons on `db`, drives them with two wrk at once
+    /// on each route in turn, prints the figures, stops them.
     fn serve(&self, db: &Db, count: usize) -> anyhow::Result<()> {
         let mut daemons = Vec::new();
         let mut bases = Vec::new();
@@ -224,10 +219,11 @@ impl Bench<'_> {
             bases.push(format!("http://{listen}"));
         }
         for base in &bases {
-            self.rt.block_on(wait_for_page(
-                &format!("{base}{}", self.first),
-                &mut daemons,
-            ))?;
+            for (route, _) in self.routes {
+                let first = route.links.first().context("a sampled link")?;
+                self.rt
+                    .block_on(wait_for_page(&format!("{base}{first}"), &mut daemons))?;
+            }
         }
         let cpu_before: Vec<f64> = daemons.iter().map(Daemon::cpu).collect();
         std::thread::sleep(Duration::from_secs(2));
@@ -240,6 +236,24 @@ impl Bench<'_> {
             idle.join(" / ")
         );
         let targets = [bases[0].clone(), bases[bases.len() - 1].clone()];
+        for (route, script) in self.routes {
+            self.measure(db, &daemons, &targets, route, script)?;
+        }
+        for daemon in daemons {
+            daemon.stop()?;
+        }
+        Ok(())
+    }
+
+    /// Two wrk at once on one route (one per target), and its figure.
+    fn measure(
+        &self,
+        db: &Db,
+        daemons: &[Daemon],
+        targets: &[String; 2],
+        route: &Route,
+        script: &Path,
+    ) -> anyhow::Result<()> {
         let load = wrk::Load {
             threads: 1,
             connections: (self.args.connections / 2).max(1),
@@ -252,15 +266,15 @@ impl Bench<'_> {
                 pg_dir.and_then(server_cpu),
             )
         };
-        let (before, started) = (cpu_at(&daemons), Instant::now());
+        let (before, started) = (cpu_at(daemons), Instant::now());
         let (a, b) = self.rt.block_on(async {
             tokio::join!(
-                wrk::measure(load, self.script, &targets[0]),
-                wrk::measure(load, self.script, &targets[1])
+                wrk::measure(load, script, &targets[0]),
+                wrk::measure(load, script, &targets[1])
             )
         });
         let (a, b) = (a?, b?);
-        let (after, wall) = (cpu_at(&daemons), started.elapsed().as_secs_f64());
+        let (after, wall) = (cpu_at(daemons), started.elapsed().as_secs_f64());
         let share = |cpu: f64| format!("{:.0}%", cpu * 100.0 / wall);
         let server = match (before.1, after.1) {
             (Some(b0), Some(b1)) => format!(", PostgreSQL server {}", share(b1 - b0)),
@@ -271,8 +285,8 @@ impl Bench<'_> {
             share(after.0 - before.0)
         );
         println!(
-            "wrk 1 ({}):\n{}wrk 2 ({}):\n{}",
-            targets[0], a.report, targets[1], b.report
+            "{} wrk 1 ({}):\n{}wrk 2 ({}):\n{}",
+            route.name, targets[0], a.report, targets[1], b.report
         );
         let peaks: Vec<String> = (daemons.iter())
             .map(|d| {
@@ -280,22 +294,20 @@ impl Bench<'_> {
                     .map_or("?".to_string(), |r| format!("{:.1}", r.hwm_mib()))
             })
             .collect();
-        for daemon in daemons {
-            daemon.stop()?;
-        }
-        let serving = if count == 2 {
+        let serving = if daemons.len() == 2 {
             "two daemons, one wrk each"
         } else {
             "one daemon, both wrk at it"
         };
         figure(
             &format!(
-                "/t/TOKEN on {} with {} tickets, {serving} (2 x wrk -t1 -c{} -d{}s at once, {} links)",
+                "{} on {} with {} tickets, {serving} (2 x wrk -t1 -c{} -d{}s at once, {} links)",
+                route.name,
                 db.label(),
                 self.args.tickets,
                 load.connections,
                 load.seconds,
-                SAMPLED_LINKS
+                route.links.len()
             ),
             &format!(
                 "{:.0} requests/s ({:.0} + {:.0}), p50 {:.2} / {:.2} ms, p99 {:.2} / {:.2} ms; \

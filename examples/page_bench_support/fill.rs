@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use chrono::{TimeZone, Utc};
 
 use postdesk::domain::TicketNumber;
@@ -19,6 +19,8 @@ use postdesk::tokens::Purpose;
 /// The one agent of the benchmark's support address.
 pub const AGENT: &str = "agent@bench.test";
 const BATCH: usize = 1_000;
+/// Ticket links sampled over the range (and as many requester links).
+pub const SAMPLED_LINKS: u32 = 1_000;
 
 pub fn ticket_count(store: &Store) -> anyhow::Result<i64> {
     Ok(store.store_metrics()?.tickets_by_status.values().sum())
@@ -125,4 +127,60 @@ fn agent_reply_mail(pipeline: &Pipeline, n: u32, date: &str) -> anyhow::Result<V
          Hello,\r\n\r\nplease try the driver from our intranet and tell us if it helps.\r\n"
     )
     .into_bytes())
+}
+
+/// Links from the confirmations of tickets spread over the range: each
+/// confirmation carries one ticket link (`/t/`) and one requester link
+/// (`/r/`). Requester links come from a second walk with a step prime to
+/// the 2,000 customers, so that they name many requesters, not a few.
+pub fn sample_links(store: &Store, tickets: u32) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let step = (tickets / SAMPLED_LINKS).max(1);
+    let mut ticket_links = Vec::new();
+    let mut walked = 0;
+    for n in (1..=tickets).step_by(step as usize) {
+        walked += 1;
+        if let Some(link) = confirmation_link(store, n, "/t/")? {
+            ticket_links.push(link);
+        }
+    }
+    // Every ticket of a desk this fill made has its confirmation. Earlier
+    // fills dated every mail on one day, so only the tickets of the first
+    // two days had one (the confirmation age limit), and the pages were
+    // measured over 30 tickets at the start of the table.
+    if ticket_links.len() < walked {
+        bail!(
+            "only {} of {walked} sampled tickets have a confirmation with a link: the \
+             database was filled by an older page_bench; remove it (target/bench/page-N.db) \
+             and run again",
+            ticket_links.len()
+        );
+    }
+    let mut requester_links = Vec::new();
+    for n in (1..=tickets).step_by(97).take(SAMPLED_LINKS as usize) {
+        if let Some(link) = confirmation_link(store, n, "/r/")? {
+            requester_links.push(link);
+        }
+    }
+    if ticket_links.is_empty() || requester_links.is_empty() {
+        bail!("no ticket or requester links found in the confirmations");
+    }
+    Ok((ticket_links, requester_links))
+}
+
+/// The `/t/TOKEN` or `/r/TOKEN` link of ticket `n`'s confirmation.
+fn confirmation_link(store: &Store, n: u32, prefix: &str) -> anyhow::Result<Option<String>> {
+    let Some(detail) = store.ticket_detail(TicketNumber(i64::from(n)))? else {
+        return Ok(None);
+    };
+    let token = detail
+        .messages
+        .iter()
+        .filter(|m| m.kind == "confirmation")
+        .find_map(|m| m.text.split(prefix).nth(1))
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        });
+    Ok(token.map(|token| format!("{prefix}{token}")))
 }

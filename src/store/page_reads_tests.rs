@@ -215,7 +215,20 @@ fn new_links_are_keyed_by_their_time_and_a_link_of_an_earlier_version_still_open
         Some(TicketNumber(1))
     );
     assert_eq!(store.ticket_of_link(&old).unwrap(), None);
+    // The page reads the token with the ticket, in one statement of its
+    // own: it opens and refuses what the lookup above does.
+    let page = store.ticket_page(&rotated.ticket_token).unwrap();
+    assert_eq!(page.map(|d| d.summary.number), Some(TicketNumber(1)));
+    assert!(store.ticket_page(&old).unwrap().is_none(), "revoked");
+    assert!(
+        store
+            .ticket_page(&rotated.requester_token)
+            .unwrap()
+            .is_none(),
+        "a requester link is not a ticket link"
+    );
     // A token of the new form that was never issued opens nothing.
     let forged = crate::tokens::link_token(now).unwrap();
     assert_eq!(store.ticket_of_link(&forged).unwrap(), None);
+    assert!(store.ticket_page(&forged).unwrap().is_none());
 }

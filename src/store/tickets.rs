@@ -162,9 +162,19 @@ impl Store {
     pub fn ticket_page(&self, token: &str) -> anyhow::Result<Option<TicketDetail>> {
         let key = crate::tokens::link_key(token);
         self.read(|c| {
-            snapshot(c, || match ticket_of_link(c, &key)? {
-                Some(number) => detail(c, number, true),
-                None => Ok(None),
+            snapshot(c, || {
+                // The token and its ticket in one read: on PostgreSQL each
+                // statement is a round trip to the server.
+                let sql = format!(
+                    "SELECT {SUMMARY_COLUMNS} FROM access_tokens k
+                     JOIN tickets t ON t.number = k.ticket_number
+                     WHERE k.token_hash = ?1 AND k.scope = 'ticket' AND k.revoked_at IS NULL"
+                );
+                let summary = c.prepare_cached(&sql)?.query_row([&key], summary_row);
+                match summary.optional()? {
+                    Some(summary) => detail_of(c, summary, true).map(Some),
+                    None => Ok(None),
+                }
             })
         })
     }
@@ -260,9 +270,15 @@ pub(super) fn detail(
 ) -> anyhow::Result<Option<TicketDetail>> {
     let sql = format!("SELECT {SUMMARY_COLUMNS} FROM tickets t WHERE t.number = ?1");
     let summary = c.prepare_cached(&sql)?.query_row([number.0], summary_row);
-    let Some(summary) = summary.optional()? else {
-        return Ok(None);
-    };
+    match summary.optional()? {
+        Some(summary) => detail_of(c, summary, customer_view).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`detail`] of a ticket whose summary is read.
+fn detail_of(c: &Tx, summary: TicketSummary, customer_view: bool) -> anyhow::Result<TicketDetail> {
+    let number = summary.number;
     let mut stmt = c.prepare_cached(
         "SELECT address, role = 'proposed' FROM participants WHERE ticket_number = ?1
          ORDER BY role DESC, address",
@@ -279,12 +295,12 @@ pub(super) fn detail(
     if customer_view {
         messages.retain(|m| m.shown_to_customer);
     }
-    Ok(Some(TicketDetail {
+    Ok(TicketDetail {
         summary,
         participants,
         proposed_cc,
         messages,
-    }))
+    })
 }
 
 /// The same test as [`SENDER_TAKES_PART`], over the messages of one
@@ -315,7 +331,8 @@ fn messages(
     };
     let sql = format!(
         "SELECT m.id, m.message_id, m.from_address, m.from_name, m.direction, m.kind, m.date,
-                m.text, m.quoted, m.thread_reason, {delivery}, {SENDER_OF_TICKET_TAKES_PART}
+                m.text, m.quoted, m.thread_reason, {delivery}, {SENDER_OF_TICKET_TAKES_PART},
+                EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id)
          FROM messages m {outbox}
          WHERE m.ticket_number = ?1 ORDER BY m.id"
     );
@@ -324,7 +341,7 @@ fn messages(
         let kind: String = r.get(5)?;
         let shown_to_customer = customer_sees(&kind, r.get(11)?);
         Ok((
-            r.get::<_, i64>(0)?,
+            (r.get::<_, i64>(0)?, r.get::<_, bool>(12)?),
             MessageView {
                 message_id: r.get(1)?,
                 from: r.get(2)?,
@@ -342,9 +359,14 @@ fn messages(
         ))
     })?;
     let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+    // Most tickets have none: then the read of them (one more round trip
+    // on PostgreSQL) is skipped.
+    if !out.iter().any(|((_, has_attachments), _)| *has_attachments) {
+        return Ok(out.into_iter().map(|(_, view)| view).collect());
+    }
     let mut attachments = attachments(c, ticket.number)?.into_iter().peekable();
     // Both are in message row order: hand each message its own.
-    for (row_id, view) in &mut out {
+    for ((row_id, _), view) in &mut out {
         while let Some((of, a)) = attachments.next_if(|(of, _)| of <= row_id) {
             if of == *row_id {
                 view.attachments.push(a);

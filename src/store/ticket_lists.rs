@@ -171,6 +171,18 @@ impl Store {
     ) -> anyhow::Result<Option<RequesterPage>> {
         self.read(|c| {
             snapshot(c, || {
+                // The usual list is one statement with the token read
+                // inside it (on PostgreSQL each statement is a round trip);
+                // no row read means an unknown token, a requester without
+                // tickets, or a later page: read as before.
+                if page <= 1 {
+                    let key = crate::tokens::link_key(token);
+                    let link = Owner::RequesterLink(&key);
+                    if let Some((list, Some(requester))) = whole_list(c, link, filter)? {
+                        let requester = requester.to_string();
+                        return Ok(Some(RequesterPage { requester, list }));
+                    }
+                }
                 let Some(requester) = requester_of(c, token)? else {
                     return Ok(None);
                 };
@@ -252,6 +264,9 @@ fn utc_time(text: &str) -> Option<DateTime<Utc>> {
 enum Owner<'a> {
     All,
     Requester(&'a str),
+    /// The requester a live requester link names, by the link's stored
+    /// key (`tokens::link_key`).
+    RequesterLink(&'a str),
     Queue(&'a str),
 }
 
@@ -261,6 +276,10 @@ impl Owner<'_> {
         match self {
             Owner::All => "CAST(?1 AS TEXT) IS NULL",
             Owner::Requester(_) => "t.requester = ?1",
+            Owner::RequesterLink(_) => {
+                "t.requester = (SELECT k.requester FROM access_tokens k
+                    WHERE k.token_hash = ?1 AND k.scope = 'requester' AND k.revoked_at IS NULL)"
+            }
             Owner::Queue(_) => "t.queue = ?1",
         }
     }
@@ -268,7 +287,7 @@ impl Owner<'_> {
     fn value(self) -> Option<String> {
         match self {
             Owner::All => None,
-            Owner::Requester(v) | Owner::Queue(v) => Some(v.to_string()),
+            Owner::Requester(v) | Owner::RequesterLink(v) | Owner::Queue(v) => Some(v.to_string()),
         }
     }
 }
@@ -350,7 +369,7 @@ fn ticket_list(
     // read, counts and all. A later page asked for means a longer list.
     if matches!(owner, Owner::Requester(_))
         && page <= 1
-        && let Some(list) = whole_list(c, owner, filter)?
+        && let Some((list, _)) = whole_list(c, owner, filter)?
     {
         return Ok(list);
     }
@@ -358,14 +377,15 @@ fn ticket_list(
 }
 
 /// The list of an owner with at most one page of tickets, read in one
-/// statement (the counts from its rows); `None` for a longer list. The
-/// same page as [`paged_list`]'s: a row counts and is listed only with
-/// a status word the store writes, as that condition reads them.
+/// statement (the counts from its rows), and the requester of the rows
+/// read (`None` when none was); `None` for a longer list. The same page
+/// as [`paged_list`]'s: a row counts and is listed only with a status
+/// word the store writes, as that condition reads them.
 fn whole_list(
     c: &Tx,
     owner: Owner,
     filter: TicketFilter,
-) -> anyhow::Result<Option<TicketListPage>> {
+) -> anyhow::Result<Option<(TicketListPage, Option<Arc<str>>)>> {
     let sql = whole_sql(owner);
     let mut stmt = c.prepare_cached(&sql)?;
     let mut shared = (None, None);
@@ -389,13 +409,14 @@ fn whole_list(
             }
         }
     }
-    Ok(Some(TicketListPage {
+    let list = TicketListPage {
         rows,
         counts: FilterCounts::from_statuses(&by_status),
         filter,
         page: 1,
         page_count: 1,
-    }))
+    };
+    Ok(Some((list, shared.0)))
 }
 
 /// One page of any list: the counts, then the page's rows.
@@ -557,7 +578,8 @@ mod tests {
             " FROM tickets WHERE requester = ?1"
         );
         let owner = Owner::Requester("ann@customer.test");
-        let mut queries = vec![counts.to_string(), whole_sql(owner)];
+        let link = Owner::RequesterLink("key");
+        let mut queries = vec![counts.to_string(), whole_sql(owner), whole_sql(link)];
         queries.extend(TicketFilter::ALL.map(|f| list_sql(owner, f)));
         for sql in queries {
             // Column `column` of each row `EXPLAIN…` gives for `sql`, its
@@ -579,7 +601,20 @@ mod tests {
                 !opcodes.iter().any(|o| o == "OpenEphemeral"),
                 "{opcodes:?} for {sql}"
             );
-            let plan = explain("EXPLAIN QUERY PLAN", 3);
+            let mut plan = explain("EXPLAIN QUERY PLAN", 3);
+            // Through a link, the link's one row is read by its key, once
+            // (a subquery of no row of the list's).
+            if sql.contains("access_tokens") {
+                let token = [
+                    "SCALAR SUBQUERY",
+                    "SEARCH k USING INDEX sqlite_autoindex_access_tokens_1 (token_hash=?)",
+                ];
+                for step in token {
+                    let at = plan.iter().position(|p| p.starts_with(step));
+                    let at = at.unwrap_or_else(|| panic!("{step} not in {plan:?} for {sql}"));
+                    plan.remove(at);
+                }
+            }
             // One step, no sort after it: the index is in the list's order.
             assert_eq!(plan.len(), 1, "{plan:?} for {sql}");
             assert!(
@@ -594,6 +629,8 @@ mod tests {
     /// of tickets; past that the fast read steps aside. Rows with a word
     /// the store does not write (another case, nonsense) are neither
     /// counted nor listed by either, and ties in time keep their order.
+    /// The requester's link opens that page too, whichever read answers,
+    /// and a revoked or unknown link none.
     #[test]
     fn a_whole_list_read_at_once_is_the_paged_list() {
         use crate::ingest::Pipeline;
@@ -641,6 +678,23 @@ mod tests {
         for n in 0..3 {
             add("bob@customer.test", n);
         }
+        // A requester link of ann's made by hand (her tickets come later:
+        // a link whose requester has none still opens an empty list).
+        let link = |requester: &str| {
+            let token = crate::tokens::link_token(base).unwrap();
+            store
+                .write()
+                .unwrap()
+                .execute(
+                    "INSERT INTO access_tokens (token_hash, scope, requester, created_at)
+                     VALUES (?1, 'requester', ?2, ?3)",
+                    params![crate::tokens::link_key(&token), requester, base],
+                )
+                .unwrap();
+            token
+        };
+        let ann_link = link("ann@customer.test");
+        let bob_link = link("bob@customer.test");
         let ann = Owner::Requester("ann@customer.test");
         let mut had = 0;
         for target in [0, 1, 8, 50, 51, 64] {
@@ -651,6 +705,20 @@ mod tests {
             for filter in TicketFilter::ALL {
                 let paged = store.read(|c| paged_list(c, ann, filter, 1)).unwrap();
                 let whole = store.read(|c| whole_list(c, ann, filter)).unwrap();
+                let whole = whole.map(|(list, requester)| {
+                    let expected = (target > 0).then_some("ann@customer.test");
+                    assert_eq!(requester.as_deref(), expected, "{target}");
+                    list
+                });
+                // Through ann's link: the same list, by whichever read.
+                let page = store.requester_page(&ann_link, filter, 1).unwrap();
+                let page = page.expect("a live link opens its list, even an empty one");
+                assert_eq!(page.requester, "ann@customer.test");
+                assert_eq!(
+                    format!("{:?}", page.list),
+                    format!("{paged:?}"),
+                    "{target} {filter:?}"
+                );
                 let listed = store.read(|c| ticket_list(c, ann, filter, 1)).unwrap();
                 assert_eq!(
                     format!("{listed:?}"),
@@ -676,6 +744,27 @@ mod tests {
                         .all(|r| &*r.requester == "ann@customer.test")
                 );
             }
+        }
+        // Bob's three tickets, through his link, in its one statement; once
+        // revoked, the link opens nothing, nor does one never issued.
+        let bob = store
+            .requester_page(&bob_link, TicketFilter::All, 1)
+            .unwrap();
+        let rows = bob.map(|p| p.list.rows).unwrap_or_default();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| &*r.requester == "bob@customer.test"));
+        store
+            .write()
+            .unwrap()
+            .execute(
+                "UPDATE access_tokens SET revoked_at = ?1 WHERE token_hash = ?2",
+                params![base, crate::tokens::link_key(&bob_link)],
+            )
+            .unwrap();
+        let unknown = crate::tokens::link_token(base).unwrap();
+        for token in [&bob_link, &unknown] {
+            let page = store.requester_page(token, TicketFilter::All, 1).unwrap();
+            assert!(page.is_none());
         }
     }
 

@@ -13,6 +13,21 @@ use super::Store;
 use crate::domain::TicketNumber;
 use crate::tokens::{link_key, link_token};
 
+/// The condition on `access_tokens k` that `?1` is the stored key
+/// (`tokens::link_key`) of a live link of `scope` (`"ticket"` or
+/// `"requester"`). Every read that opens something by a link says it
+/// with this, so that what a live link is is written once.
+macro_rules! live_link {
+    ($scope:literal) => {
+        concat!(
+            "k.token_hash = ?1 AND k.scope = '",
+            $scope,
+            "' AND k.revoked_at IS NULL"
+        )
+    };
+}
+pub(super) use live_link;
+
 /// The fresh links of a rotated ticket, tokens in clear.
 #[derive(Debug, Clone)]
 pub struct RotatedLinks {

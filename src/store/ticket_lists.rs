@@ -11,6 +11,7 @@ use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
 use super::Store;
+use super::links::live_link;
 use super::tickets::snapshot;
 use crate::domain::{Status, TicketNumber};
 
@@ -276,10 +277,11 @@ impl Owner<'_> {
         match self {
             Owner::All => "CAST(?1 AS TEXT) IS NULL",
             Owner::Requester(_) => "t.requester = ?1",
-            Owner::RequesterLink(_) => {
-                "t.requester = (SELECT k.requester FROM access_tokens k
-                    WHERE k.token_hash = ?1 AND k.scope = 'requester' AND k.revoked_at IS NULL)"
-            }
+            Owner::RequesterLink(_) => concat!(
+                "t.requester = (SELECT k.requester FROM access_tokens k WHERE ",
+                live_link!("requester"),
+                ")"
+            ),
             Owner::Queue(_) => "t.queue = ?1",
         }
     }
@@ -294,10 +296,10 @@ impl Owner<'_> {
 
 /// The requester address a live requester token names.
 pub(super) fn requester_of(c: &Tx, token: &str) -> anyhow::Result<Option<String>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT requester FROM access_tokens
-         WHERE token_hash = ?1 AND scope = 'requester' AND revoked_at IS NULL",
-    )?;
+    let mut stmt = c.prepare_cached(concat!(
+        "SELECT k.requester FROM access_tokens k WHERE ",
+        live_link!("requester")
+    ))?;
     Ok(stmt
         .query_row([crate::tokens::link_key(token)], |r| {
             r.get::<_, Option<String>>(0)

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Store;
+use super::links::live_link;
 use super::ticket_lists::stored_time;
 use crate::domain::{MessageKind, Status, TicketNumber};
 
@@ -167,8 +168,8 @@ impl Store {
                 // statement is a round trip to the server.
                 let sql = format!(
                     "SELECT {SUMMARY_COLUMNS} FROM access_tokens k
-                     JOIN tickets t ON t.number = k.ticket_number
-                     WHERE k.token_hash = ?1 AND k.scope = 'ticket' AND k.revoked_at IS NULL"
+                     JOIN tickets t ON t.number = k.ticket_number WHERE {}",
+                    live_link!("ticket")
                 );
                 let summary = c.prepare_cached(&sql)?.query_row([&key], summary_row);
                 match summary.optional()? {
@@ -251,10 +252,10 @@ pub(super) fn snapshot<T>(c: &Tx, read: impl FnOnce() -> anyhow::Result<T>) -> a
 pub(super) fn ticket_of_link(c: &Tx, key: &str) -> anyhow::Result<Option<TicketNumber>> {
     // Cached: preparing these statements anew was ~8% of the page.
     let number: Option<i64> = c
-        .prepare_cached(
-            "SELECT ticket_number FROM access_tokens
-             WHERE token_hash = ?1 AND scope = 'ticket' AND revoked_at IS NULL",
-        )?
+        .prepare_cached(concat!(
+            "SELECT k.ticket_number FROM access_tokens k WHERE ",
+            live_link!("ticket")
+        ))?
         .query_row([key], |r| r.get(0))
         .optional()?;
     Ok(number.map(TicketNumber))

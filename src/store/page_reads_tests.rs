@@ -1,8 +1,9 @@
 //! The customer's ticket page read in few statements (issue 16 §2): each
 //! message gets its own attachments from the one read of them all, the
 //! customer sees the requester's and a `cc` participant's mail (in any
-//! letter case) and never a stranger's, and a failed read leaves its
-//! pooled connection in no transaction.
+//! letter case) and never a stranger's, a failed read leaves its pooled
+//! connection in no transaction, and links read inside the pages' own
+//! statements open what they did and refuse what they did.
 
 use chrono::Utc;
 
@@ -231,4 +232,51 @@ fn new_links_are_keyed_by_their_time_and_a_link_of_an_earlier_version_still_open
     let forged = crate::tokens::link_token(now).unwrap();
     assert_eq!(store.ticket_of_link(&forged).unwrap(), None);
     assert!(store.ticket_page(&forged).unwrap().is_none());
+}
+
+#[test]
+fn a_requester_link_opens_its_requesters_tickets_and_no_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db")).unwrap();
+    let now = Utc::now();
+    // Bob writes anew (no answer to ann's mail): a ticket of his own.
+    let bobs = "From: bob@customer.test\r\nTo: tickets@support.test\r\nSubject: Scanner\r\n\
+                Message-ID: <bobs@customer.test>\r\n\r\nText of bob's.\r\n";
+    for raw in [mail("ann@customer.test", "first", None), bobs.into()] {
+        store
+            .ingest_mail(&pipeline(), raw, &MailSource::Pipe, now)
+            .unwrap();
+    }
+    let number_of = |from: &str| -> i64 {
+        store
+            .read(|c| {
+                c.query_row(
+                    "SELECT number FROM tickets WHERE requester = ?1",
+                    [from],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap()
+    };
+    let (ann, bob) = (
+        TicketNumber(number_of("ann@customer.test")),
+        TicketNumber(number_of("bob@customer.test")),
+    );
+    let links = store.rotate_ticket_links(ann, now).unwrap().unwrap();
+    let opened = store.requester_ticket(&links.requester_token, ann).unwrap();
+    assert_eq!(opened.map(|d| d.summary.number), Some(ann));
+    assert!(
+        (store.requester_ticket(&links.requester_token, bob).unwrap()).is_none(),
+        "another requester's ticket"
+    );
+    assert!(
+        (store.requester_ticket(&links.ticket_token, ann).unwrap()).is_none(),
+        "a ticket link is not a requester link"
+    );
+    let fresh = store.rotate_ticket_links(ann, now).unwrap().unwrap();
+    assert!(
+        (store.requester_ticket(&links.requester_token, ann).unwrap()).is_none(),
+        "revoked"
+    );
+    assert!((store.requester_ticket(&fresh.requester_token, ann).unwrap()).is_some());
 }

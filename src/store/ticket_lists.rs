@@ -295,7 +295,7 @@ impl Owner<'_> {
 }
 
 /// The requester address a live requester token names.
-pub(super) fn requester_of(c: &Tx, token: &str) -> anyhow::Result<Option<String>> {
+fn requester_of(c: &Tx, token: &str) -> anyhow::Result<Option<String>> {
     let mut stmt = c.prepare_cached(concat!(
         "SELECT k.requester FROM access_tokens k WHERE ",
         live_link!("requester")

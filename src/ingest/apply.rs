@@ -33,7 +33,7 @@ pub trait IngestLookup: ThreadLookup {
     fn next_ticket_number(&self) -> anyhow::Result<TicketNumber>;
     /// What a follow-up needs to know of its ticket.
     fn ticket_info(&self, ticket: TicketNumber) -> anyhow::Result<Option<TicketInfo>>;
-    /// The queue of a ticket (a store answers it without reading the rest).
+    /// The queue of a ticket.
     fn ticket_queue(&self, ticket: TicketNumber) -> anyhow::Result<Option<String>> {
         Ok(self.ticket_info(ticket)?.map(|info| info.queue))
     }

@@ -326,10 +326,10 @@ fn ingest_prepared(
     let attempt = prepared.and_then(|prepared| {
         catch_unwind(AssertUnwindSafe(|| {
             let delivered_to = source.delivered_to();
-            let lookup = TxLookup(tx);
             if source.is_history() {
                 return write_history(tx, pipeline, &mail, prepared, delivered_to, now);
             }
+            let lookup = TxLookup::new(tx);
             let outcome = pipeline.decide_from(mail.bytes, prepared, delivered_to, &lookup, now)?;
             write_outcome(tx, &mail, outcome, now)
         }))
@@ -371,7 +371,8 @@ fn write_history(
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
     let at = history::history_time(&prepared, now);
-    let outcome = pipeline.decide_from(mail.bytes, prepared, delivered_to, &TxLookup(tx), at)?;
+    let outcome =
+        pipeline.decide_from(mail.bytes, prepared, delivered_to, &TxLookup::new(tx), at)?;
     let report = write_outcome(tx, mail, history::as_history(outcome), at)?;
     if let IngestReport::NewTicket { number, .. } = &report {
         tx.prepare_cached("UPDATE tickets SET status = 'closed' WHERE number = ?1")?
@@ -393,7 +394,7 @@ fn keep_failed(
         mail.source.describe()
     );
     let key = content_key(mail.sha256);
-    if TxLookup(tx).is_seen(&key)? {
+    if TxLookup::new(tx).is_seen(&key)? {
         return Ok(IngestReport::Duplicate);
     }
     quarantine(tx, &key, mail, &failure, Kept::Fault, now)?;

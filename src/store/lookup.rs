@@ -5,6 +5,8 @@
 //! without checking is skipped with a warning, never an error that stops
 //! a mail (issue 17).
 
+use std::cell::RefCell;
+
 use super::db::{Backend, OptionalExtension, Tx};
 use crate::sql_params as params;
 use chrono::{DateTime, Utc};
@@ -29,13 +31,30 @@ macro_rules! message_with_id {
 }
 pub(super) use message_with_id;
 
-/// The pipeline's view of the store, inside the write transaction.
-pub(super) struct TxLookup<'a>(pub(super) &'a Tx<'a>);
+/// The pipeline's view of the store, inside the write transaction, for
+/// one mail's decision. The ticket it reads whole is kept for the rest of
+/// that decision: threading asks for its queue, the follow-up for the
+/// ticket, composing for the people to tell, and nothing is written
+/// before the decision is made (on PostgreSQL every read is a round
+/// trip). Make a new one for each decision.
+pub(super) struct TxLookup<'a> {
+    tx: &'a Tx<'a>,
+    ticket: RefCell<Option<(TicketNumber, Option<TicketInfo>)>>,
+}
+
+impl<'a> TxLookup<'a> {
+    pub(super) fn new(tx: &'a Tx<'a>) -> TxLookup<'a> {
+        TxLookup {
+            tx,
+            ticket: RefCell::new(None),
+        }
+    }
+}
 
 impl ThreadLookup for TxLookup<'_> {
     fn is_seen(&self, dedup_key: &str) -> anyhow::Result<bool> {
         let found: Option<i64> = self
-            .0
+            .tx
             .prepare_cached("SELECT 1 FROM raw_mails WHERE dedup_key = ?1")?
             .query_row([dedup_key], |r| r.get(0))
             .optional()?;
@@ -43,7 +62,7 @@ impl ThreadLookup for TxLookup<'_> {
     }
 
     fn ticket_of_message(&self, message_id: &str) -> anyhow::Result<Option<TicketNumber>> {
-        self.0
+        self.tx
             .prepare_cached(concat!(
                 "SELECT ticket_number FROM messages WHERE id = ",
                 message_with_id!()
@@ -54,7 +73,7 @@ impl ThreadLookup for TxLookup<'_> {
 
     fn participants(&self, ticket: TicketNumber) -> anyhow::Result<Option<Vec<String>>> {
         let exists: Option<i64> = self
-            .0
+            .tx
             .prepare_cached("SELECT 1 FROM tickets WHERE number = ?1")?
             .query_row([ticket.0], |r| r.get(0))
             .optional()?;
@@ -62,7 +81,7 @@ impl ThreadLookup for TxLookup<'_> {
             return Ok(None);
         }
         // A proposed Cc does not take part: it cannot thread by the tag.
-        let mut stmt = self.0.prepare_cached(
+        let mut stmt = self.tx.prepare_cached(
             "SELECT address FROM participants WHERE ticket_number = ?1 AND role <> 'proposed'",
         )?;
         let rows = stmt.query_map([ticket.0], |r| r.get(0))?;
@@ -75,32 +94,32 @@ impl IngestLookup for TxLookup<'_> {
     /// the `ticket_numbers` sequence, as several daemons write at once (a
     /// number taken by a mail that is then rolled back stays unused).
     fn next_ticket_number(&self) -> anyhow::Result<TicketNumber> {
-        if self.0.backend() == Backend::Postgres {
+        if self.tx.backend() == Backend::Postgres {
             let next: i64 = self
-                .0
+                .tx
                 .query_row("SELECT nextval('ticket_numbers')", [], |r| r.get(0))?;
             return Ok(TicketNumber(next));
         }
         let max: i64 = self
-            .0
+            .tx
             .prepare_cached("SELECT coalesce(max(number), 0) FROM tickets")?
             .query_row([], |r| r.get(0))?;
         Ok(TicketNumber(max + 1))
     }
 
     fn ticket_info(&self, ticket: TicketNumber) -> anyhow::Result<Option<TicketInfo>> {
-        ticket_info(self.0, ticket)
-    }
-
-    fn ticket_queue(&self, ticket: TicketNumber) -> anyhow::Result<Option<String>> {
-        self.0
-            .prepare_cached("SELECT queue FROM tickets WHERE number = ?1")?
-            .query_row([ticket.0], |r| r.get(0))
-            .optional()
+        if let Some((number, info)) = &*self.ticket.borrow()
+            && *number == ticket
+        {
+            return Ok(info.clone());
+        }
+        let info = ticket_info(self.tx, ticket)?;
+        *self.ticket.borrow_mut() = Some((ticket, info.clone()));
+        Ok(info)
     }
 
     fn automatic_mails_since(&self, address: &str, since: DateTime<Utc>) -> anyhow::Result<u32> {
-        self.0
+        self.tx
             .prepare_cached(
                 "SELECT count(*) FROM recent_automatic_mails
                  WHERE recipient = ?1 AND sent_at >= ?2",
@@ -209,7 +228,7 @@ mod tests {
         }
         let conn = store.write().unwrap();
         let tx = conn.begin().unwrap();
-        let lookup = TxLookup(&tx);
+        let lookup = TxLookup::new(&tx);
         let last_hour = |address| lookup.automatic_mails_since(address, hours(1.0)).unwrap();
         assert_eq!(
             last_hour("ann@customer.test"),
@@ -262,11 +281,63 @@ mod tests {
         let info = ticket_info(&c, TicketNumber(1)).unwrap().unwrap();
         let cc: Vec<&str> = info.cc.iter().map(|m| m.address.as_str()).collect();
         assert_eq!(cc, vec!["carol@customer.test"]);
-        let people = TxLookup(&c).participants(TicketNumber(1)).unwrap().unwrap();
+        let people = TxLookup::new(&c)
+            .participants(TicketNumber(1))
+            .unwrap()
+            .unwrap();
         assert!(
             !people.iter().any(|p| p == "mallory@evil.test"),
             "{people:?}"
         );
         assert!(people.iter().any(|p| p == "ann@customer.test"));
+    }
+
+    /// One decision reads its ticket once, however often it asks (its
+    /// queue, the follow-up, the people to tell); the next decision, with
+    /// a lookup of its own, reads what the one before wrote.
+    #[test]
+    fn a_decision_reads_its_ticket_once_and_the_next_one_anew() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE tickets (number INTEGER PRIMARY KEY, subject TEXT, status TEXT,
+               requester TEXT, requester_name TEXT, last_activity_at TEXT, queue TEXT);
+             CREATE TABLE participants (ticket_number INTEGER, address TEXT, name TEXT, role TEXT);
+             CREATE TABLE messages (id INTEGER PRIMARY KEY, ticket_number INTEGER,
+               message_id TEXT, kind TEXT);
+             INSERT INTO tickets VALUES (1, 'Printer', 'open', 'ann@customer.test', NULL,
+               '2026-01-01T00:00:00Z', 'support'),
+               (2, 'Scanner', 'open', 'bob@customer.test', NULL,
+               '2026-01-01T00:00:00Z', 'sales');",
+        )
+        .unwrap();
+        let c = Tx::lite(&c);
+        let decision = TxLookup::new(&c);
+        let queue = decision.ticket_queue(TicketNumber(1)).unwrap();
+        assert_eq!(queue.as_deref(), Some("support"));
+        // Written behind the decision's back (nothing does so in ingest:
+        // the decision is made before its writes).
+        c.execute("UPDATE tickets SET subject = 'Fax', queue = 'x'", [])
+            .unwrap();
+        let info = decision.ticket_info(TicketNumber(1)).unwrap().unwrap();
+        assert_eq!(
+            (info.subject.as_str(), info.queue.as_str()),
+            ("Printer", "support")
+        );
+        // Another ticket is read, not taken for the first.
+        let other = decision.ticket_info(TicketNumber(2)).unwrap().unwrap();
+        assert_eq!(
+            (other.number, other.subject.as_str()),
+            (TicketNumber(2), "Fax")
+        );
+        assert_eq!(
+            decision
+                .ticket_info(TicketNumber(3))
+                .unwrap()
+                .map(|i| i.number),
+            None
+        );
+        let next = TxLookup::new(&c);
+        let info = next.ticket_info(TicketNumber(1)).unwrap().unwrap();
+        assert_eq!(info.subject, "Fax");
     }
 }

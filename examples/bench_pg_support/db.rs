@@ -70,7 +70,24 @@ pub fn fresh_postgres(admin_url: &str, name: &str) -> anyhow::Result<String> {
         .context("POSTDESK_TEST_POSTGRES is not a postgres://…/DB URL")?;
     let mut admin = postgres::Client::connect(admin_url, postgres::NoTls)
         .context("cannot connect to the cluster with POSTDESK_TEST_POSTGRES")?;
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    // A plain DROP ends an autovacuum worker on the database by itself;
+    // FORCE ends the sessions a run left, but refuses when the worker
+    // (the superuser's) is there: whichever works, a few times over.
+    let mut tries = 0;
+    loop {
+        let plain = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
+        let dropped = plain.or_else(|_| {
+            admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        });
+        match dropped {
+            Ok(()) => break,
+            Err(err) if tries >= 5 => return Err(err.into()),
+            Err(_) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    }
     admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
     Ok(format!("{base}/{name}"))
 }

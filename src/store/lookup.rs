@@ -260,23 +260,31 @@ mod tests {
         assert_eq!(queued, 6);
     }
 
-    #[test]
-    fn a_stored_cc_that_is_not_valid_is_left_out_not_an_error() {
+    /// An in-memory database with the columns `ticket_info` reads, and `rows`.
+    fn tables_with(rows: &str) -> rusqlite::Connection {
         let c = rusqlite::Connection::open_in_memory().unwrap();
         c.execute_batch(
             "CREATE TABLE tickets (number INTEGER PRIMARY KEY, subject TEXT, status TEXT,
                requester TEXT, requester_name TEXT, last_activity_at TEXT, queue TEXT);
              CREATE TABLE participants (ticket_number INTEGER, address TEXT, name TEXT, role TEXT);
              CREATE TABLE messages (id INTEGER PRIMARY KEY, ticket_number INTEGER,
-               message_id TEXT, kind TEXT);
-             INSERT INTO tickets VALUES (1, 's', 'open', 'ann@customer.test', NULL,
+               message_id TEXT, kind TEXT);",
+        )
+        .unwrap();
+        c.execute_batch(rows).unwrap();
+        c
+    }
+
+    #[test]
+    fn a_stored_cc_that_is_not_valid_is_left_out_not_an_error() {
+        let c = tables_with(
+            "INSERT INTO tickets VALUES (1, 's', 'open', 'ann@customer.test', NULL,
                '2026-01-01T00:00:00Z', 'support');
              INSERT INTO participants VALUES (1, 'ann@customer.test', NULL, 'requester'),
                (1, '@evil.test', NULL, 'cc'), (1, 'x@', NULL, 'cc'),
                (1, 'a@b@c.test', NULL, 'cc'), (1, 'carol@customer.test', 'Carol', 'cc'),
                (1, 'mallory@evil.test', NULL, 'proposed');",
-        )
-        .unwrap();
+        );
         let c = Tx::lite(&c);
         let info = ticket_info(&c, TicketNumber(1)).unwrap().unwrap();
         let cc: Vec<&str> = info.cc.iter().map(|m| m.address.as_str()).collect();
@@ -297,19 +305,12 @@ mod tests {
     /// a lookup of its own, reads what the one before wrote.
     #[test]
     fn a_decision_reads_its_ticket_once_and_the_next_one_anew() {
-        let c = rusqlite::Connection::open_in_memory().unwrap();
-        c.execute_batch(
-            "CREATE TABLE tickets (number INTEGER PRIMARY KEY, subject TEXT, status TEXT,
-               requester TEXT, requester_name TEXT, last_activity_at TEXT, queue TEXT);
-             CREATE TABLE participants (ticket_number INTEGER, address TEXT, name TEXT, role TEXT);
-             CREATE TABLE messages (id INTEGER PRIMARY KEY, ticket_number INTEGER,
-               message_id TEXT, kind TEXT);
-             INSERT INTO tickets VALUES (1, 'Printer', 'open', 'ann@customer.test', NULL,
+        let c = tables_with(
+            "INSERT INTO tickets VALUES (1, 'Printer', 'open', 'ann@customer.test', NULL,
                '2026-01-01T00:00:00Z', 'support'),
                (2, 'Scanner', 'open', 'bob@customer.test', NULL,
                '2026-01-01T00:00:00Z', 'sales');",
-        )
-        .unwrap();
+        );
         let c = Tx::lite(&c);
         let decision = TxLookup::new(&c);
         let queue = decision.ticket_queue(TicketNumber(1)).unwrap();

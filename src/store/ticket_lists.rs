@@ -173,21 +173,26 @@ impl Store {
         self.read(|c| {
             snapshot(c, || {
                 // The usual list is one statement with the token read
-                // inside it (on PostgreSQL each statement is a round trip);
-                // no row read means an unknown token, a requester without
-                // tickets, or a later page: read as before.
-                if page <= 1 {
-                    let key = crate::tokens::link_key(token);
-                    let link = Owner::RequesterLink(&key);
-                    if let Some((list, Some(requester))) = whole_list(c, link, filter)? {
-                        let requester = requester.to_string();
-                        return Ok(Some(RequesterPage { requester, list }));
-                    }
+                // inside it (on PostgreSQL each statement is a round trip).
+                let key = crate::tokens::link_key(token);
+                let whole = match page {
+                    0 | 1 => whole_list(c, Owner::RequesterLink(&key), filter)?,
+                    _ => None,
+                };
+                if let Some((list, Some(requester))) = whole {
+                    let requester = requester.to_string();
+                    return Ok(Some(RequesterPage { requester, list }));
                 }
-                let Some(requester) = requester_of(c, token)? else {
+                // No row read: an unknown link, or a requester without
+                // tickets, whose empty list that read is. A longer list or
+                // a later page: paged, the whole list not read again.
+                let Some(requester) = requester_of(c, &key)? else {
                     return Ok(None);
                 };
-                let list = ticket_list(c, Owner::Requester(&requester), filter, page)?;
+                let list = match whole {
+                    Some((empty, None)) => empty,
+                    _ => paged_list(c, Owner::Requester(&requester), filter, page)?,
+                };
                 Ok(Some(RequesterPage { requester, list }))
             })
         })
@@ -294,16 +299,15 @@ impl Owner<'_> {
     }
 }
 
-/// The requester address a live requester token names.
-fn requester_of(c: &Tx, token: &str) -> anyhow::Result<Option<String>> {
+/// The requester address a live requester link names, by the link's
+/// stored key (`tokens::link_key`).
+fn requester_of(c: &Tx, key: &str) -> anyhow::Result<Option<String>> {
     let mut stmt = c.prepare_cached(concat!(
         "SELECT k.requester FROM access_tokens k WHERE ",
         live_link!("requester")
     ))?;
     Ok(stmt
-        .query_row([crate::tokens::link_key(token)], |r| {
-            r.get::<_, Option<String>>(0)
-        })
+        .query_row([key], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
 }
@@ -631,8 +635,9 @@ mod tests {
     /// of tickets; past that the fast read steps aside. Rows with a word
     /// the store does not write (another case, nonsense) are neither
     /// counted nor listed by either, and ties in time keep their order.
-    /// The requester's link opens that page too, whichever read answers,
-    /// and a revoked or unknown link none.
+    /// The requester's link opens that page (and the second, where there
+    /// is one) too, whichever read answers, and a revoked or unknown link
+    /// none.
     #[test]
     fn a_whole_list_read_at_once_is_the_paged_list() {
         use crate::ingest::Pipeline;
@@ -699,7 +704,7 @@ mod tests {
         let bob_link = link("bob@customer.test");
         let ann = Owner::Requester("ann@customer.test");
         let mut had = 0;
-        for target in [0, 1, 8, 50, 51, 64] {
+        for target in [0, 1, 8, 50, 51, 64, 120] {
             while had < target {
                 add("ann@customer.test", had);
                 had += 1;
@@ -720,6 +725,15 @@ mod tests {
                     format!("{:?}", page.list),
                     format!("{paged:?}"),
                     "{target} {filter:?}"
+                );
+                // And its second page (clamped to the last there is).
+                let second = store.requester_page(&ann_link, filter, 2).unwrap();
+                let second = second.expect("a live link opens every page");
+                let paged_second = store.read(|c| paged_list(c, ann, filter, 2)).unwrap();
+                assert_eq!(
+                    format!("{:?}", second.list),
+                    format!("{paged_second:?}"),
+                    "{target} {filter:?}, page 2"
                 );
                 let listed = store.read(|c| ticket_list(c, ann, filter, 1)).unwrap();
                 assert_eq!(

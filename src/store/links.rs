@@ -28,6 +28,19 @@ macro_rules! live_link {
 }
 pub(super) use live_link;
 
+/// The requester a live requester link names (`?1` the link's key), as a
+/// scalar subquery: NULL for an unknown or revoked link.
+macro_rules! link_requester {
+    () => {
+        concat!(
+            "(SELECT k.requester FROM access_tokens k WHERE ",
+            crate::store::links::live_link!("requester"),
+            ")"
+        )
+    };
+}
+pub(super) use link_requester;
+
 /// The fresh links of a rotated ticket, tokens in clear.
 #[derive(Debug, Clone)]
 pub struct RotatedLinks {

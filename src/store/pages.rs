@@ -13,7 +13,7 @@ use super::db::{OptionalExtension, Tx};
 use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
-use super::links::live_link;
+use super::links::link_requester;
 use super::ticket_lists::counts_by_status;
 use super::tickets::{SENDER_TAKES_PART, customer_sees, detail, snapshot, ticket_of_link};
 use super::{Store, TicketDetail};
@@ -172,10 +172,8 @@ fn owns_ticket(c: &Tx, token: &str, number: TicketNumber) -> anyhow::Result<bool
     // round trip); `=` compares the addresses exactly, as Rust's `==` did.
     let owned = c
         .prepare_cached(concat!(
-            "SELECT 1 FROM tickets t WHERE t.number = ?2
-               AND t.requester = (SELECT k.requester FROM access_tokens k WHERE ",
-            live_link!("requester"),
-            ")"
+            "SELECT 1 FROM tickets t WHERE t.number = ?2 AND t.requester = ",
+            link_requester!()
         ))?
         .query_row(params![crate::tokens::link_key(token), number.0], |r| {
             r.get::<_, i64>(0)

@@ -11,7 +11,7 @@ use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::links::live_link;
+use super::links::link_requester;
 use super::tickets::snapshot;
 use crate::domain::{Status, TicketNumber};
 
@@ -282,11 +282,7 @@ impl Owner<'_> {
         match self {
             Owner::All => "CAST(?1 AS TEXT) IS NULL",
             Owner::Requester(_) => "t.requester = ?1",
-            Owner::RequesterLink(_) => concat!(
-                "t.requester = (SELECT k.requester FROM access_tokens k WHERE ",
-                live_link!("requester"),
-                ")"
-            ),
+            Owner::RequesterLink(_) => concat!("t.requester = ", link_requester!()),
             Owner::Queue(_) => "t.queue = ?1",
         }
     }
@@ -302,10 +298,7 @@ impl Owner<'_> {
 /// The requester address a live requester link names, by the link's
 /// stored key (`tokens::link_key`).
 fn requester_of(c: &Tx, key: &str) -> anyhow::Result<Option<String>> {
-    let mut stmt = c.prepare_cached(concat!(
-        "SELECT k.requester FROM access_tokens k WHERE ",
-        live_link!("requester")
-    ))?;
+    let mut stmt = c.prepare_cached(concat!("SELECT ", link_requester!()))?;
     Ok(stmt
         .query_row([key], |r| r.get::<_, Option<String>>(0))
         .optional()?

@@ -35,12 +35,11 @@ pub fn filter(rust_log: Option<&str>) -> EnvFilter {
     filter
 }
 
+/// What a closure logs, for tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod capture {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
-
-    use super::*;
 
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -55,20 +54,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rust_log_debug_shows_our_debug_lines_but_never_lettres_wire() {
+    /// The text `run` logs on this thread through [`super::filter`] of
+    /// `rust_log`.
+    pub(crate) fn log_of(rust_log: &str, run: impl FnOnce()) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(filter(Some("debug")))
+            .with_env_filter(super::filter(Some(rust_log)))
             .with_writer(move || writer.clone())
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, run);
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capture::log_of;
+
+    #[test]
+    fn rust_log_debug_shows_our_debug_lines_but_never_lettres_wire() {
+        let text = log_of("debug", || {
             tracing::debug!(target: "lettre::transport::smtp::client", "Wrote: AUTH PLAIN c2VjcmV0");
             tracing::debug!(target: "postdesk::outbound", "our own debug line");
             tracing::info!(target: "lettre::transport::smtp", "lettre at info");
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(!text.contains("AUTH PLAIN"), "{text}");
         assert!(text.contains("our own debug line"), "{text}");
         assert!(text.contains("lettre at info"), "{text}");

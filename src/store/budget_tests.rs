@@ -260,3 +260,21 @@ fn a_gated_preparer_prepares_nothing_ahead_of_the_writer() {
         "a skipped mail was prepared"
     );
 }
+
+#[test]
+fn the_debug_log_says_where_a_batchs_time_went() {
+    let (_dir, store, pipeline) = desk(Duration::from_secs(5));
+    let batch = vec![mail(1, false), mail(2, false), mail(3, false)];
+    let log = crate::logging::capture::log_of("postdesk=debug", || {
+        store
+            .ingest_batch(&pipeline, "INBOX", 1, batch, Utc::now())
+            .unwrap();
+    });
+    let wrote = log.lines().find(|l| l.contains("Wrote 3 mails in"));
+    let wrote = wrote.unwrap_or_else(|| panic!("no line of the writer's time: {log}"));
+    assert!(
+        wrote.contains("waiting for them to be read (the first: "),
+        "{wrote}"
+    );
+    assert!(log.contains("Committed 3 mails in"), "{log}");
+}

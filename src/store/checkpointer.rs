@@ -84,6 +84,7 @@ impl Checkpointer {
         if !self.restart_wanted.swap(false, Ordering::Relaxed) {
             return;
         }
+        let started = std::time::Instant::now();
         let restarted = writer.busy_timeout(Duration::ZERO).and_then(|()| {
             writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
         });
@@ -91,7 +92,12 @@ impl Checkpointer {
             tracing::warn!("cannot set the writer's busy timeout back: {err:#}");
         }
         match restarted {
-            Ok(0) => {}
+            // On the writer's path, between two batches: the debug log
+            // says how long it held them up.
+            Ok(0) => tracing::debug!(
+                "WAL restarted in {:.1} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            ),
             Ok(_) => tracing::debug!("WAL restart put off: readers were busy"),
             Err(err) => tracing::debug!("WAL restart failed: {err:#}"),
         }

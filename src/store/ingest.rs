@@ -8,7 +8,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::db::Tx;
 use crate::sql_params as params;
@@ -158,7 +158,13 @@ impl Store {
             .execute(params![mailbox, uidvalidity, last, now])?;
         }
         inflight.clear()?;
+        let committing = Instant::now();
         tx.commit()?;
+        tracing::debug!(
+            "Committed {} mails in {:.1} ms.",
+            mails.len(),
+            millis(committing.elapsed())
+        );
         Ok(reports)
     }
 }
@@ -183,10 +189,21 @@ fn ingest_all(
     let gated = inflight.after_crash();
     let mut preparer = Preparer::start(pipeline, mails, 0, &known_slow, gated)?;
     let mut reports = Vec::with_capacity(mails.len());
+    // Where a batch's time goes, for the debug log: the writer's waits
+    // for the preparing thread, the first mail's apart (see README,
+    // Performance).
+    let started = Instant::now();
+    let (mut waited, mut waited_first) = (Duration::ZERO, Duration::ZERO);
     for (i, mail) in mails.iter().enumerate() {
         let source = source(mail);
         let budget = pipeline.max_mail_time;
-        let report = match next_step(&preparer, inflight, &mail.raw, budget)? {
+        let asked = Instant::now();
+        let next = next_step(&preparer, inflight, &mail.raw, budget)?;
+        waited += asked.elapsed();
+        if i == 0 {
+            waited_first = waited;
+        }
+        let report = match next {
             Next::Step(step) => ingest_step(tx, pipeline, &mail.raw, step, &source, now)?,
             Next::Refused { sha256, refusal } => {
                 let reason = match refusal {
@@ -212,7 +229,19 @@ fn ingest_all(
         };
         reports.push(report);
     }
+    tracing::debug!(
+        "Wrote {} mails in {:.1} ms, {:.1} ms of it waiting for them to be read \
+         (the first: {:.1} ms).",
+        mails.len(),
+        millis(started.elapsed()),
+        millis(waited),
+        millis(waited_first)
+    );
     Ok(reports)
+}
+
+fn millis(time: Duration) -> f64 {
+    time.as_secs_f64() * 1e3
 }
 
 /// What the writer does with the next mail.

@@ -96,7 +96,7 @@ impl Checkpointer {
             // says how long it held them up.
             Ok(0) => tracing::debug!(
                 "WAL restarted in {:.1} ms",
-                started.elapsed().as_secs_f64() * 1e3
+                super::ingest::millis(started.elapsed())
             ),
             Ok(_) => tracing::debug!("WAL restart put off: readers were busy"),
             Err(err) => tracing::debug!("WAL restart failed: {err:#}"),

@@ -161,8 +161,8 @@ impl Store {
         let committing = Instant::now();
         tx.commit()?;
         tracing::debug!(
-            "Committed {} mails in {:.1} ms.",
-            mails.len(),
+            "Committed {} in {:.1} ms.",
+            mail_count(mails.len()),
             millis(committing.elapsed())
         );
         Ok(reports)
@@ -190,8 +190,8 @@ fn ingest_all(
     let mut preparer = Preparer::start(pipeline, mails, 0, &known_slow, gated)?;
     let mut reports = Vec::with_capacity(mails.len());
     // Where a batch's time goes, for the debug log: the writer's waits
-    // for the preparing thread, the first mail's apart (see README,
-    // Performance).
+    // for the preparing thread (with each mail's one write to the
+    // marker), the first mail's apart (see README, Performance).
     let started = Instant::now();
     let (mut waited, mut waited_first) = (Duration::ZERO, Duration::ZERO);
     for (i, mail) in mails.iter().enumerate() {
@@ -230,9 +230,9 @@ fn ingest_all(
         reports.push(report);
     }
     tracing::debug!(
-        "Wrote {} mails in {:.1} ms, {:.1} ms of it waiting for them to be read \
+        "Wrote {} in {:.1} ms, {:.1} ms of it waiting for them to be read \
          (the first: {:.1} ms).",
-        mails.len(),
+        mail_count(mails.len()),
         millis(started.elapsed()),
         millis(waited),
         millis(waited_first)
@@ -240,8 +240,15 @@ fn ingest_all(
     Ok(reports)
 }
 
-fn millis(time: Duration) -> f64 {
+pub(super) fn millis(time: Duration) -> f64 {
     time.as_secs_f64() * 1e3
+}
+
+fn mail_count(count: usize) -> String {
+    match count {
+        1 => "1 mail".to_string(),
+        n => format!("{n} mails"),
+    }
 }
 
 /// What the writer does with the next mail.

@@ -382,7 +382,8 @@ impl MailSink for StoreSink {
         let pipeline = Arc::clone(&self.pipeline);
         let (account, folder) = (self.account.clone(), mailbox.to_string());
         let key = self.checkpoint_key.clone();
-        let verdicts = tokio::task::spawn_blocking(move || {
+        // One thread for every batch (see `intake::ingest_thread`).
+        let verdicts = crate::intake::on_ingest_thread(move || {
             let batch = crate::intake::ImapBatch {
                 account: &account,
                 folder: &folder,

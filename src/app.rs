@@ -122,6 +122,8 @@ impl App {
             self.web_addr()?
         );
         let board = crate::lease::LeaseBoard::new(self.imap.mailboxes().len());
+        // Every mailbox's batches are written on this run's one thread.
+        let ingest = Arc::new(crate::intake::IngestThread::default());
         for queue in self.settings.queues() {
             // A queue without IMAP (LMTP or the pipe only) has no status.
             let Some(status) = self.imap.of(&queue.name).cloned() else {
@@ -131,6 +133,7 @@ impl App {
                 store: Arc::clone(&self.store),
                 pipeline: Arc::clone(&self.pipeline),
                 outbox_wake: Arc::clone(&self.outbox_wake),
+                ingest: Arc::clone(&ingest),
                 account: queue.imap.username.clone(),
                 checkpoint_key: queue.checkpoint_key(),
             });
@@ -356,6 +359,8 @@ struct StoreSink {
     store: Arc<Store>,
     pipeline: Arc<Pipeline>,
     outbox_wake: Arc<Notify>,
+    /// Where the batches are written (see `intake::ingest_thread`).
+    ingest: Arc<crate::intake::IngestThread>,
     /// The IMAP login: the account in each mail's source.
     account: String,
     /// The key of this mailbox's checkpoint (`Queue::checkpoint_key`).
@@ -382,18 +387,19 @@ impl MailSink for StoreSink {
         let pipeline = Arc::clone(&self.pipeline);
         let (account, folder) = (self.account.clone(), mailbox.to_string());
         let key = self.checkpoint_key.clone();
-        // One thread for every batch (see `intake::ingest_thread`).
-        let verdicts = crate::intake::on_ingest_thread(move || {
-            let batch = crate::intake::ImapBatch {
-                account: &account,
-                folder: &folder,
-                checkpoint_key: &key,
-                uidvalidity,
-                checkpoint,
-            };
-            crate::intake::receive_batch(&store, &pipeline, &batch, mails, Utc::now())
-        })
-        .await?;
+        let verdicts = self
+            .ingest
+            .run(move || {
+                let batch = crate::intake::ImapBatch {
+                    account: &account,
+                    folder: &folder,
+                    checkpoint_key: &key,
+                    uidvalidity,
+                    checkpoint,
+                };
+                crate::intake::receive_batch(&store, &pipeline, &batch, mails, Utc::now())
+            })
+            .await?;
         // Nothing is marked unless the whole batch committed.
         if let Some(failure) = verdicts.iter().find(|v| !v.committed()) {
             anyhow::bail!("the batch was not stored: {failure}");

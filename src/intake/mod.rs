@@ -5,14 +5,14 @@
 //! report or error into that verdict. Each front end maps the verdict to
 //! its own answer (IMAP marks or leaves the mail, LMTP 250/451/552, the
 //! pipe's exit code 0/65/75), so the three cannot drift apart. The daemon
-//! writes IMAP batches on one thread of its own ([`on_ingest_thread`]). It must not
+//! writes IMAP batches on one thread of its own ([`IngestThread`]). It must not
 //! parse mail, speak a protocol or hold SQL: the store does the work.
 
 mod ingest_thread;
 mod receive;
 mod verdict;
 
-pub use ingest_thread::on_ingest_thread;
+pub use ingest_thread::IngestThread;
 pub use receive::{ImapBatch, receive, receive_batch, receive_fetched, receive_history};
 pub use verdict::Verdict;
 

@@ -1,7 +1,8 @@
 //! The receive entry: one mail (LMTP, the pipe) or one IMAP batch through
 //! the store's ingest, its report or error turned into a [`Verdict`].
-//! Blocking (the store is synchronous): async callers run it on
-//! `spawn_blocking`. The store keeps its transaction, time budget and
+//! Blocking (the store is synchronous): the daemon's IMAP batches run it on
+//! its [`IngestThread`](super::IngestThread), one LMTP mail
+//! on `spawn_blocking`. The store keeps its transaction, time budget and
 //! in-flight logic; this only frames them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

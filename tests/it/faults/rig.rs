@@ -332,18 +332,34 @@ impl Stored {
 
 /// Every message in `user`'s `mailbox` (read-only), and its UIDVALIDITY.
 pub async fn read_box(stack: &Stack, user: &str, mailbox: &str) -> (u32, Vec<Stored>) {
+    try_read_box(stack, user, mailbox)
+        .await
+        .unwrap_or_else(|err| panic!("{mailbox} of {user} cannot be read: {err}"))
+}
+
+/// As [`read_box`], the server's refusal as an error: for polling a box
+/// the test has just deleted and created again, where Dovecot may answer
+/// an EXAMINE with "Mailbox was deleted under us" for a moment.
+pub async fn try_read_box(
+    stack: &Stack,
+    user: &str,
+    mailbox: &str,
+) -> Result<(u32, Vec<Stored>), String> {
     let mut session = imap_login(stack, user).await;
-    let selected = session.examine(mailbox).await.expect("EXAMINE");
+    let selected = session
+        .examine(mailbox)
+        .await
+        .map_err(|err| format!("EXAMINE: {err}"))?;
     let uidvalidity = selected.uid_validity.expect("a UIDVALIDITY");
     let mut mails = Vec::new();
     if selected.exists > 0 {
         let fetches: Vec<_> = session
             .uid_fetch("1:*", "(UID FLAGS BODY.PEEK[])")
             .await
-            .expect("UID FETCH")
+            .map_err(|err| format!("UID FETCH: {err}"))?
             .try_collect()
             .await
-            .expect("the FETCH answers");
+            .map_err(|err| format!("the FETCH's answers: {err}"))?;
         for f in &fetches {
             // Skips what Dovecot adds unasked when another session (the
             // daemon) changes flags meanwhile: `* N FETCH (FLAGS ...)`.
@@ -359,7 +375,7 @@ pub async fn read_box(stack: &Stack, user: &str, mailbox: &str) -> (u32, Vec<Sto
         }
     }
     let _ = session.logout().await;
-    (uidvalidity, mails)
+    Ok((uidvalidity, mails))
 }
 
 /// A count from the daemon's database (standing for `db`) while it runs;

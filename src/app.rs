@@ -380,7 +380,7 @@ impl MailSink for StoreSink {
         &self,
         mailbox: &str,
         uidvalidity: u32,
-        mails: Vec<FetchedMail>,
+        mails: Arc<[FetchedMail]>,
         checkpoint: Option<u32>,
     ) -> anyhow::Result<()> {
         let store = Arc::clone(&self.store);
@@ -408,6 +408,10 @@ impl MailSink for StoreSink {
             self.outbox_wake.notify_one();
         }
         Ok(())
+    }
+
+    fn upcoming(&self, mails: &Arc<[FetchedMail]>) {
+        self.store.upcoming_batch(&self.pipeline, Arc::clone(mails));
     }
 }
 

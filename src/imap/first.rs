@@ -34,7 +34,12 @@ impl<S: MailSink> Watcher<'_, S> {
             let piped = if look.unseen.is_empty() {
                 let name = selected.name.clone();
                 let stored = self
-                    .store(&name, selected.uidvalidity, Vec::new(), Some(look.top))
+                    .store(
+                        &name,
+                        selected.uidvalidity,
+                        Vec::new().into(),
+                        Some(look.top),
+                    )
                     .await;
                 if stored {
                     Piped::Done

@@ -62,9 +62,14 @@ pub trait MailSink: Send + Sync + 'static {
         &self,
         mailbox: &str,
         uidvalidity: u32,
-        mails: Vec<FetchedMail>,
+        mails: Arc<[FetchedMail]>,
         checkpoint: Option<u32>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// `mails` are the batch handed to [`MailSink::ingest_batch`] next,
+    /// fetched while the batch before is stored: a hint, so that the sink
+    /// may start reading them early. Must not block.
+    fn upcoming(&self, _mails: &Arc<[FetchedMail]>) {}
 }
 
 mod batch;
@@ -80,6 +85,7 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 pub use batch::FetchLimits;

@@ -29,6 +29,8 @@ pub(super) struct FakeSink {
     fail: AtomicBool,
     events: Arc<Mutex<Vec<String>>>,
     pub batches: Mutex<Vec<(u32, Vec<FetchedMail>)>>,
+    /// The UIDs of each batch announced as the next (`upcoming`).
+    announced: Mutex<Vec<Vec<u32>>>,
 }
 
 impl FakeSink {
@@ -38,6 +40,7 @@ impl FakeSink {
             fail: AtomicBool::new(false),
             events: server.events.clone(),
             batches: Mutex::new(Vec::new()),
+            announced: Mutex::new(Vec::new()),
         })
     }
 
@@ -60,12 +63,15 @@ impl MailSink for FakeSink {
         &self,
         mailbox: &str,
         uidvalidity: u32,
-        mails: Vec<FetchedMail>,
+        mails: Arc<[FetchedMail]>,
         checkpoint: Option<u32>,
     ) -> anyhow::Result<()> {
         assert_eq!(mailbox, "INBOX");
         let uids: Vec<String> = mails.iter().map(|m| m.uid.to_string()).collect();
-        self.batches.lock().unwrap().push((uidvalidity, mails));
+        self.batches
+            .lock()
+            .unwrap()
+            .push((uidvalidity, mails.to_vec()));
         if self.fail.load(Ordering::SeqCst) {
             self.events
                 .lock()
@@ -86,6 +92,11 @@ impl MailSink for FakeSink {
             });
         }
         Ok(())
+    }
+
+    fn upcoming(&self, mails: &Arc<[FetchedMail]>) {
+        let uids = mails.iter().map(|m| m.uid).collect();
+        self.announced.lock().unwrap().push(uids);
     }
 }
 
@@ -240,6 +251,9 @@ async fn batches_are_pipelined_and_each_is_marked_only_after_its_commit() {
         let second = position(&events, "UID FETCH 51:100").expect("second fetch");
         let first_marked = position(&events, "UID STORE 1:50").expect("first store");
         assert!(second < first_marked, "not pipelined: {events:?}");
+        // Each batch fetched while another was stored was announced to the
+        // sink as the next one (so it could start reading it early).
+        assert_eq!(*sink.announced.lock().unwrap(), batches[1..]);
         assert_eq!(running.status.fetched_total(), 120);
         running.stop().await;
     })

@@ -289,7 +289,10 @@ impl<S: MailSink> Watcher<'_, S> {
                     return Ok(None);
                 };
                 match self.fetch(session, batch).await {
-                    Ok(mails) => Ok(Some((batch, mails))),
+                    Ok(mails) => {
+                        self.sink.upcoming(&mails);
+                        Ok(Some((batch, mails)))
+                    }
                     Err(_) if self.shutdown.is_cancelled() => Ok(None),
                     Err(err) => Err(err),
                 }
@@ -319,9 +322,11 @@ impl<S: MailSink> Watcher<'_, S> {
         &self,
         session: &mut ImapSession,
         batch: &Batch,
-    ) -> anyhow::Result<Vec<FetchedMail>> {
-        self.cancellable(fetch_batch(session, batch, self.limit))
-            .await
+    ) -> anyhow::Result<Arc<[FetchedMail]>> {
+        let mails = self
+            .cancellable(fetch_batch(session, batch, self.limit))
+            .await?;
+        Ok(mails.into())
     }
 
     /// Gives `mails` and the `checkpoint` they move to the sink; `false`
@@ -331,7 +336,7 @@ impl<S: MailSink> Watcher<'_, S> {
         &self,
         mailbox: &str,
         uidvalidity: u32,
-        mails: Vec<FetchedMail>,
+        mails: Arc<[FetchedMail]>,
         checkpoint: Option<u32>,
     ) -> bool {
         let count = mails.len();

@@ -6,6 +6,7 @@
 //! in-flight logic; this only frames them.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -73,9 +74,10 @@ pub fn receive_batch(
     store: &Store,
     pipeline: &Pipeline,
     batch: &ImapBatch,
-    mails: Vec<FetchedMail>,
+    mails: impl Into<Arc<[FetchedMail]>>,
     now: DateTime<Utc>,
 ) -> Vec<Verdict> {
+    let mails = mails.into();
     let count = mails.len();
     let at = (batch.checkpoint_key, batch.uidvalidity, batch.checkpoint);
     let source =

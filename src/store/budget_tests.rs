@@ -278,3 +278,97 @@ fn the_debug_log_says_where_a_batchs_time_went() {
     );
     assert!(log.contains("Committed 3 mails in"), "{log}");
 }
+
+/// Waits up to two seconds for mails of `kind` to have been prepared
+/// `calls` times.
+fn prepared_soon(kind: &str, calls: usize) -> usize {
+    for _ in 0..200 {
+        if slow_calls(kind).0 >= calls {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    slow_calls(kind).0
+}
+
+fn new_tickets(reports: &[IngestReport]) -> bool {
+    reports
+        .iter()
+        .all(|r| matches!(r, IngestReport::NewTicket { .. }))
+}
+
+#[test]
+fn the_next_batch_is_prepared_while_the_one_before_commits_and_only_once() {
+    let (_dir, store, pipeline) = desk(Duration::from_secs(5));
+    let counted = |uid| slow_mail(uid, Some("count-next"));
+    let next: Arc<[FetchedMail]> = vec![counted(3), counted(4)].into();
+    store.upcoming_batch(&pipeline, Arc::clone(&next));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(slow_calls("count-next").0, 0, "prepared before its turn");
+
+    let first = vec![mail(1, false), mail(2, false)];
+    let reports = store.ingest_batch(&pipeline, "INBOX", 1, first, Utc::now());
+    assert!(new_tickets(&reports.unwrap()));
+    assert_eq!(
+        prepared_soon("count-next", 2),
+        2,
+        "the next batch was not prepared ahead"
+    );
+
+    let reports = store.ingest_batch(&pipeline, "INBOX", 1, next, Utc::now());
+    assert!(new_tickets(&reports.unwrap()));
+    assert_eq!(slow_calls("count-next").0, 2, "prepared twice");
+    assert_eq!(store.list_tickets(None).unwrap().len(), 4);
+}
+
+#[test]
+fn a_batch_other_than_the_announced_one_drops_it_and_a_crash_stops_reading_ahead() {
+    let (dir, store, pipeline) = desk(Duration::from_secs(5));
+    let announced: Arc<[FetchedMail]> = vec![slow_mail(3, Some("count-dropped"))].into();
+    store.upcoming_batch(&pipeline, Arc::clone(&announced));
+    let first = vec![mail(1, false)];
+    store
+        .ingest_batch(&pipeline, "INBOX", 1, first, Utc::now())
+        .unwrap();
+    assert_eq!(prepared_soon("count-dropped", 1), 1);
+    // Another batch comes first (the same mail fetched again): it is
+    // prepared and stored as usual, and the announced one, handed over
+    // later, is read again.
+    let other: Arc<[FetchedMail]> = vec![slow_mail(3, Some("count-dropped"))].into();
+    let reports = store.ingest_batch(&pipeline, "INBOX", 1, other, Utc::now());
+    assert!(new_tickets(&reports.unwrap()));
+    assert_eq!(slow_calls("count-dropped").0, 2);
+    let reports = store.ingest_batch(&pipeline, "INBOX", 1, announced, Utc::now());
+    assert_eq!(reports.unwrap(), [IngestReport::Duplicate]);
+    assert_eq!(slow_calls("count-dropped").0, 3);
+
+    // After a crash (the marker of a dead process), the batch is gated
+    // and nothing is read ahead of it.
+    let marker = super::super::inflight::Inflight::beside(&dir.path().join("t.db"));
+    std::fs::write(&marker, " \n").unwrap();
+    store.upcoming_batch(&pipeline, vec![slow_mail(5, Some("count-crash"))].into());
+    store
+        .ingest_batch(&pipeline, "INBOX", 1, vec![mail(4, false)], Utc::now())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(slow_calls("count-crash").0, 0, "read ahead after a crash");
+}
+
+#[test]
+fn nothing_is_read_ahead_after_a_mail_read_past_the_budget() {
+    let (_dir, store, pipeline) = desk(Duration::from_secs(1));
+    let announced = vec![slow_mail(5, Some("count-after-slow"))];
+    store.upcoming_batch(&pipeline, announced.into());
+    let batch = vec![mail(1, false), slow_mail(2, Some("ahead-slow"))];
+    let reports = store
+        .ingest_batch(&pipeline, "INBOX", 1, batch, Utc::now())
+        .unwrap();
+    assert!(
+        matches!(reports[1], IngestReport::Quarantined { .. }),
+        "{reports:?}"
+    );
+    // Its thread still reads it (and the quarantined mail is not yet in
+    // the list of known slow ones the announced batch would be read with).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(slow_calls("count-after-slow").0, 0, "read ahead");
+}

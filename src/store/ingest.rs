@@ -15,7 +15,7 @@ use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::budget::{self, Preparer, Step};
+use super::budget::{self, NextBatch, Preparer, Step};
 use super::inflight::{CRASHED_REASON, Inflight, Refusal};
 use super::lookup::TxLookup;
 use super::quarantine::Kept;
@@ -85,6 +85,7 @@ impl Store {
             pipeline,
             &mails,
             &mut inflight,
+            &self.next_batch,
             |_| source.clone(),
             now,
         )?
@@ -144,7 +145,15 @@ impl Store {
         let conn = self.write()?;
         let tx = conn.begin()?;
         let mut inflight = Inflight::open(&self.path)?;
-        let reports = ingest_all(&tx, pipeline, &mails, &mut inflight, source, now)?;
+        let reports = ingest_all(
+            &tx,
+            pipeline,
+            &mails,
+            &mut inflight,
+            &self.next_batch,
+            source,
+            now,
+        )?;
         if let Some(last) = checkpoint {
             tx.prepare_cached(
                 "INSERT INTO imap_checkpoints (mailbox, uidvalidity, last_uid, updated_at)
@@ -167,18 +176,29 @@ impl Store {
         );
         Ok(reports)
     }
+
+    /// Notes `mails` as the batch the caller hands to
+    /// [`Store::ingest_batch_from`] next (the IMAP watcher fetches it while
+    /// the batch before is stored): the writer starts preparing it once it
+    /// has taken every mail of that batch, while it commits. Only a hint:
+    /// a batch handed over that is not this one is prepared as usual.
+    pub fn upcoming_batch(&self, pipeline: &Pipeline, mails: Arc<[FetchedMail]>) {
+        self.next_batch.announce(pipeline, mails);
+    }
 }
 
 /// Every mail of `mails` inside the caller's transaction, each prepared on
 /// the preparing thread within the time budget and named in the in-flight
 /// marker while it is processed. A mail whose preparing runs over the
 /// budget is quarantined, its thread abandoned (it ends by itself: every
-/// step is linear) and a fresh one prepares the mails after it.
+/// step is linear) and a fresh one prepares the mails after it. Once every
+/// mail is taken, the batch announced in `next` starts being prepared.
 fn ingest_all(
     tx: &Tx,
     pipeline: &Pipeline,
     mails: &Arc<[FetchedMail]>,
     inflight: &mut Inflight,
+    next: &NextBatch,
     source: impl Fn(&FetchedMail) -> MailSource,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<IngestReport>> {
@@ -187,7 +207,16 @@ fn ingest_all(
     // marker before its preparing starts, so the count lands on the mail
     // that took the process down, not on one the writer was still on.
     let gated = inflight.after_crash();
-    let mut preparer = Preparer::start(pipeline, mails, 0, &known_slow, gated)?;
+    let mut preparer = match next.take(mails) {
+        Some(started_ahead) if !gated => started_ahead,
+        _ => Preparer::start(pipeline, mails, 0, &known_slow, gated)?,
+    };
+    // A crash while the next batch is prepared ahead, during this one's
+    // commit, finds the marker empty; the next start prepares that batch
+    // ungated, dies on the same mail with the marker open, and the start
+    // after it is gated: one death more before the count starts, never a
+    // loop. Not after a crash, nor beside a mail read past the budget.
+    let mut ahead_allowed = !gated;
     let mut reports = Vec::with_capacity(mails.len());
     // Where a batch's time goes, for the debug log: the writer's waits
     // for the preparing thread (with each mail's one write to the
@@ -216,6 +245,7 @@ fn ingest_all(
             Next::OverBudget => {
                 let sha256 = sha256_hex(&mail.raw);
                 inflight.over_budget(&sha256)?;
+                ahead_allowed = false;
                 preparer.abandon();
                 preparer = Preparer::start(pipeline, mails, i + 1, &known_slow, gated)?;
                 let reason = budget::over_budget_reason("reading the mail", budget);
@@ -237,6 +267,9 @@ fn ingest_all(
         millis(waited),
         millis(waited_first)
     );
+    if ahead_allowed {
+        next.start(&known_slow);
+    }
     Ok(reports)
 }
 

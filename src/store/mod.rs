@@ -96,6 +96,8 @@ pub struct Store {
     /// processes write beside it (their own transactions).
     writer: Mutex<Option<Conn>>,
     readers: Mutex<Vec<Conn>>,
+    /// The batch an intake will hand over next, prepared ahead.
+    next_batch: budget::NextBatch,
     /// Last: its connection, closed after the others, checkpoints at exit.
     /// SQLite only.
     checkpointer: Option<checkpointer::Checkpointer>,
@@ -193,6 +195,7 @@ impl Store {
             instance: instance_name()?,
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
+            next_batch: budget::NextBatch::default(),
             checkpointer: None,
             _in_use: None,
         };
@@ -260,7 +263,7 @@ impl Store {
         configure(&writer)?;
         // Ingest runs about 20 statements per mail; keep them all prepared.
         writer.set_prepared_statement_cache_capacity(64);
-        // A batch holds at most 1 MB of fetched mail (imap::BATCH_BYTES) or
+        // A batch holds at most 768 KB of fetched mail (imap::BATCH_BYTES) or
         // one larger mail, so a 2 MiB cache holds what an everyday batch
         // changes (a large mail spills to the WAL before its commit, as it
         // would at any size we can afford). With 32 MB batches 4 MiB was
@@ -285,6 +288,7 @@ impl Store {
             instance: instance_name()?,
             writer: Mutex::new(Some(Conn::Lite(writer))),
             readers: Mutex::new(Vec::new()),
+            next_batch: budget::NextBatch::default(),
             checkpointer: Some(checkpointer),
             _in_use: Some(in_use),
         })

@@ -51,7 +51,7 @@ struct Args {
 
 /// The daemon's batch bounds (`FETCH_BATCH`, `BATCH_BYTES`).
 const BATCH_MAILS: usize = 50;
-const BATCH_BYTES: usize = 768 * 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 
 fn main() -> anyhow::Result<()> {
     // glibc's default allocator settings, not the daemon's (its mmap

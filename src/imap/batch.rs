@@ -10,11 +10,7 @@
 /// it; where large mails cluster, 1 MB rather than 32 MB took the ingest
 /// benchmark's peak RSS from 35 to 32 MB at the same rate (issue 16: the
 /// fetched copies of two batches were the largest item at the peak).
-/// Since the next batch is prepared while the one before commits (the
-/// store's `NextBatch`), 768 KB: peak RSS 28.3–29.6 MB against 28.9–30.2
-/// with 1 MB, for a rate 1–2% lower, inside the scatter (README,
-/// Performance, the fifteenth pass).
-pub const BATCH_BYTES: u64 = 768 * 1024;
+pub const BATCH_BYTES: u64 = 1024 * 1024;
 
 /// How much of an oversize mail's header section is fetched (a partial
 /// FETCH): the refusal notice reads no more than this either.
@@ -115,15 +111,15 @@ mod tests {
     }
 
     #[test]
-    fn the_daemon_fetches_everyday_mail_fifty_at_a_time_and_large_mail_by_768_kb() {
+    fn the_daemon_fetches_everyday_mail_fifty_at_a_time_and_large_mail_by_the_megabyte() {
         let daemon = FetchLimits::new(25 * MB);
         let small: Vec<(u32, Option<u64>)> = (1..=100).map(|u| (u, Some(8_000))).collect();
         let lens: Vec<usize> = plan(&small, &daemon).iter().map(Batch::len).collect();
         assert_eq!(lens, [50, 50]);
-        // Mails with a 200 KB attachment: three fit 768 KB, not fifty.
+        // Mails with a 200 KB attachment: four fit a megabyte, not fifty.
         let large: Vec<(u32, Option<u64>)> = (1..=10).map(|u| (u, Some(250_000))).collect();
         let lens: Vec<usize> = plan(&large, &daemon).iter().map(Batch::len).collect();
-        assert_eq!(lens, [3, 3, 3, 1]);
+        assert_eq!(lens, [4, 4, 2]);
     }
 
     #[test]

@@ -190,8 +190,9 @@ impl Preparer {
 /// the batch before). No more mails are held than while a batch runs:
 /// the batch's mails are the intake's own copy, and at most
 /// [`PREPARED_AHEAD`] prepared mails wait, as within a batch; the overlap
-/// with the commit still costs about 1.5 MB of peak RSS (README,
-/// Performance, the fifteenth pass). One batch at a time: a batch handed over that is not the announced one (another
+/// with the commit still costs about 1.4 MB of peak RSS, which the
+/// writer's smaller cache gives back in part (README, Performance, the
+/// fifteenth pass). One batch at a time: a batch handed over that is not the announced one (another
 /// mailbox's, a batch fetched again) finds it dropped, unused.
 #[derive(Default)]
 pub(super) struct NextBatch(Mutex<Option<Upcoming>>);

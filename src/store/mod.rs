@@ -263,14 +263,18 @@ impl Store {
         configure(&writer)?;
         // Ingest runs about 20 statements per mail; keep them all prepared.
         writer.set_prepared_statement_cache_capacity(64);
-        // A batch holds at most 768 KB of fetched mail (imap::BATCH_BYTES) or
-        // one larger mail, so a 2 MiB cache holds what an everyday batch
-        // changes (a large mail spills to the WAL before its commit, as it
-        // would at any size we can afford). With 32 MB batches 4 MiB was
-        // needed; with 1 MB batches 4 MiB was ~3% faster and cost ~2 MB of
-        // peak RSS (issue 16: 29.5 vs 31.5 MB), and at 100,000 tickets the
-        // warm probe was 0.81 against 0.90 ms per mail (one run each).
-        writer.pragma_update(None, "cache_size", -2048)?;
+        // A batch holds at most 1 MB of fetched mail (imap::BATCH_BYTES) or
+        // one larger mail, so a cache of a few MiB holds what an everyday
+        // batch changes (a large mail spills to the WAL before its commit,
+        // as it would at any size we can afford). With 32 MB batches 4 MiB
+        // was needed; with 1 MB batches 4 MiB was ~3% faster than 2 MiB and
+        // cost ~2 MB of peak RSS (issue 16: 29.5 vs 31.5 MB), and at
+        // 100,000 tickets the warm probe was 0.81 against 0.90 ms per mail
+        // (one run each). 1.5 MiB since the next batch is prepared while
+        // one commits (`budget::NextBatch`), which costs ~1 MB of peak RSS:
+        // it gives back ~0.5 MB for ~3% of the rate (README, Performance,
+        // the fifteenth pass).
+        writer.pragma_update(None, "cache_size", -1536)?;
         // Each mail's savepoint journals the pages it changes that the
         // batch had changed before; in a temporary file that was ~5% of
         // ingest's CPU in write(2). In memory it is a few pages a mail.

@@ -411,7 +411,7 @@ impl MailSink for StoreSink {
     }
 
     fn upcoming(&self, mails: &Arc<[FetchedMail]>) {
-        self.store.upcoming_batch(&self.pipeline, Arc::clone(mails));
+        self.store.upcoming_batch(Arc::clone(mails));
     }
 }
 

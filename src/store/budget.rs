@@ -192,23 +192,23 @@ impl Preparer {
 /// [`PREPARED_AHEAD`] prepared mails wait, as within a batch; the overlap
 /// with the commit still costs about 1.4 MB of peak RSS, which the
 /// writer's smaller cache gives back in part (README, Performance, the
-/// fifteenth pass). One batch at a time: a batch handed over that is not the announced one (another
-/// mailbox's, a batch fetched again) finds it dropped, unused.
+/// fifteenth pass). One batch at a time: a batch handed over that is not
+/// the announced one (another mailbox's, a batch fetched again) finds it
+/// dropped, unused. It is prepared with the pipeline of the writer that
+/// starts it: the daemon has one.
 #[derive(Default)]
 pub(super) struct NextBatch(Mutex<Option<Upcoming>>);
 
 struct Upcoming {
     mails: Arc<[FetchedMail]>,
-    pipeline: Pipeline,
     preparer: Option<Preparer>,
 }
 
 impl NextBatch {
     /// Notes `mails` as the batch handed over next (replacing any other).
-    pub(super) fn announce(&self, pipeline: &Pipeline, mails: Arc<[FetchedMail]>) {
+    pub(super) fn announce(&self, mails: Arc<[FetchedMail]>) {
         *self.slot() = Some(Upcoming {
             mails,
-            pipeline: pipeline.clone(),
             preparer: None,
         });
     }
@@ -217,7 +217,7 @@ impl NextBatch {
     /// Called by a writer that prepared ungated and quarantined nothing
     /// for time: after a crash, or beside a mail still being read past the
     /// budget, nothing is prepared ahead (`known_slow` is that batch's).
-    pub(super) fn start(&self, known_slow: &Arc<HashSet<String>>) {
+    pub(super) fn start(&self, pipeline: &Pipeline, known_slow: &Arc<HashSet<String>>) {
         let mut slot = self.slot();
         let Some(upcoming) = slot.as_mut() else {
             return;
@@ -225,7 +225,7 @@ impl NextBatch {
         if upcoming.preparer.is_some() {
             return;
         }
-        match Preparer::start(&upcoming.pipeline, &upcoming.mails, 0, known_slow, false) {
+        match Preparer::start(pipeline, &upcoming.mails, 0, known_slow, false) {
             Ok(preparer) => upcoming.preparer = Some(preparer),
             Err(err) => {
                 tracing::debug!("the next batch is not prepared ahead: {err:#}");

@@ -302,7 +302,7 @@ fn the_next_batch_is_prepared_while_the_one_before_commits_and_only_once() {
     let (_dir, store, pipeline) = desk(Duration::from_secs(5));
     let counted = |uid| slow_mail(uid, Some("count-next"));
     let next: Arc<[FetchedMail]> = vec![counted(3), counted(4)].into();
-    store.upcoming_batch(&pipeline, Arc::clone(&next));
+    store.upcoming_batch(Arc::clone(&next));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(slow_calls("count-next").0, 0, "prepared before its turn");
 
@@ -325,7 +325,7 @@ fn the_next_batch_is_prepared_while_the_one_before_commits_and_only_once() {
 fn a_batch_other_than_the_announced_one_drops_it_and_a_crash_stops_reading_ahead() {
     let (dir, store, pipeline) = desk(Duration::from_secs(5));
     let announced: Arc<[FetchedMail]> = vec![slow_mail(3, Some("count-dropped"))].into();
-    store.upcoming_batch(&pipeline, Arc::clone(&announced));
+    store.upcoming_batch(Arc::clone(&announced));
     let first = vec![mail(1, false)];
     store
         .ingest_batch(&pipeline, "INBOX", 1, first, Utc::now())
@@ -346,7 +346,7 @@ fn a_batch_other_than_the_announced_one_drops_it_and_a_crash_stops_reading_ahead
     // and nothing is read ahead of it.
     let marker = super::super::inflight::Inflight::beside(&dir.path().join("t.db"));
     std::fs::write(&marker, " \n").unwrap();
-    store.upcoming_batch(&pipeline, vec![slow_mail(5, Some("count-crash"))].into());
+    store.upcoming_batch(vec![slow_mail(5, Some("count-crash"))].into());
     store
         .ingest_batch(&pipeline, "INBOX", 1, vec![mail(4, false)], Utc::now())
         .unwrap();
@@ -358,7 +358,7 @@ fn a_batch_other_than_the_announced_one_drops_it_and_a_crash_stops_reading_ahead
 fn nothing_is_read_ahead_after_a_mail_read_past_the_budget() {
     let (_dir, store, pipeline) = desk(Duration::from_secs(1));
     let announced = vec![slow_mail(5, Some("count-after-slow"))];
-    store.upcoming_batch(&pipeline, announced.into());
+    store.upcoming_batch(announced.into());
     let batch = vec![mail(1, false), slow_mail(2, Some("ahead-slow"))];
     let reports = store
         .ingest_batch(&pipeline, "INBOX", 1, batch, Utc::now())

@@ -182,8 +182,8 @@ impl Store {
     /// the batch before is stored): the writer starts preparing it once it
     /// has taken every mail of that batch, while it commits. Only a hint:
     /// a batch handed over that is not this one is prepared as usual.
-    pub fn upcoming_batch(&self, pipeline: &Pipeline, mails: Arc<[FetchedMail]>) {
-        self.next_batch.announce(pipeline, mails);
+    pub fn upcoming_batch(&self, mails: Arc<[FetchedMail]>) {
+        self.next_batch.announce(mails);
     }
 }
 
@@ -268,7 +268,7 @@ fn ingest_all(
         millis(waited_first)
     );
     if ahead_allowed {
-        next.start(&known_slow);
+        next.start(pipeline, &known_slow);
     }
     Ok(reports)
 }

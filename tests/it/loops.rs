@@ -125,8 +125,23 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
     // The responder answers every mail that reaches it, for LOOP_FOR.
     let start = Instant::now();
     let mut answered = BTreeSet::new();
+    // The test's own slow steps (a read of the responder's box, a send),
+    // with when they began: a loaded machine can hold one long enough to
+    // look like a desk still mailing late.
+    let mut slow_steps: Vec<String> = Vec::new();
+    let mut note_slow = |what: &str, began: Instant| {
+        let took = began.elapsed();
+        if took > Duration::from_secs(2) {
+            let at = began - start;
+            slow_steps.push(format!("{what} from {at:?} took {took:?}"));
+            eprintln!("loop: {what} from {at:?} took {took:?}");
+        }
+    };
     while start.elapsed() < LOOP_FOR {
-        for (raw, _) in inbox(&stack, RESPONDER).await {
+        let began = Instant::now();
+        let mails = inbox(&stack, RESPONDER).await;
+        note_slow("reading the responder's box", began);
+        for (raw, _) in mails {
             let Ok(mail) = parse(&raw) else { continue };
             if !answered.insert(mail.dedup_key()) {
                 continue;
@@ -137,9 +152,13 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
             };
             desk.received.push(start.elapsed());
             let answer = desk.style.answer(&desk.support, &mail);
+            let began = Instant::now();
             send_raw(&stack, RESPONDER, &desk.support, &answer).await;
+            note_slow("an answer's send", began);
         }
+        let began = Instant::now();
         tokio::time::sleep(Duration::from_millis(250)).await;
+        note_slow("the 250 ms pause", began);
     }
     let end = start.elapsed();
     for desk in &desks {
@@ -159,7 +178,7 @@ async fn an_auto_responder_in_the_loop_is_stopped_within_the_limit() {
         let last = desk.received.last().copied().unwrap_or_default();
         assert!(
             end - last >= QUIET,
-            "{style:?}: still mailing at {last:?} of {end:?}"
+            "{style:?}: still mailing at {last:?} of {end:?}; the loop's slow steps: {slow_steps:?}"
         );
         let store = &desk.daemon.store;
         let rows = deliveries_to(store, RESPONDER);

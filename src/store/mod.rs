@@ -9,7 +9,8 @@
 //! SQLite: WAL, one writer connection behind a mutex, a pool of readers.
 //! PostgreSQL: the same shape (one writer per daemon, readers), other
 //! daemons writing beside it in their own transactions. Calls are
-//! blocking: async callers use `spawn_blocking`.
+//! blocking: async callers use `spawn_blocking` (the one exception, a
+//! customer page's short read on SQLite, is `web::read_page`'s).
 
 mod backup;
 mod budget;

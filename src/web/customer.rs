@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use super::download::download;
 use super::list::{ListQuery, ListView, list_view};
 use super::view::{self, Entry, TicketHeading};
-use super::{WebState, is_link_token, not_found, path_number, read_store, render, render_sized};
+use super::{
+    WebState, is_link_token, not_found, path_number, read_page, read_store, render, render_sized,
+};
 use crate::domain::TicketNumber;
 use crate::store::TicketDetail;
 
@@ -39,7 +41,7 @@ pub async fn ticket(State(state): State<WebState>, Path(token): Path<String>) ->
         return not_found();
     }
     let lookup = token.clone();
-    let found = read_store(&state, "a ticket page", move |s| s.ticket_page(&lookup)).await;
+    let found = read_page(&state, "a ticket page", move |s| s.ticket_page(&lookup)).await;
     match found {
         Ok(Some(ticket)) => ticket_page(&state, &ticket, &format!("/t/{token}"), None),
         Ok(None) => not_found(),
@@ -53,7 +55,7 @@ pub async fn read_floor(State(state): State<WebState>, Path(token): Path<String>
     if !is_link_token(&token) {
         return not_found();
     }
-    let found = read_store(&state, "a ticket link", move |s| s.ticket_of_link(&token)).await;
+    let found = read_page(&state, "a ticket link", move |s| s.ticket_of_link(&token)).await;
     match found {
         Ok(Some(_)) => {
             let body = axum::body::Bytes::from_static(&super::BENCH_BODY);
@@ -95,7 +97,7 @@ pub async fn requester_list(
     let query = query.map(|q| q.0).unwrap_or_default();
     let (filter, page) = (query.filter(), query.page());
     let lookup = token.clone();
-    let found = read_store(&state, "a requester page", move |s| {
+    let found = read_page(&state, "a requester page", move |s| {
         s.requester_page(&lookup, filter, page)
     })
     .await;
@@ -124,7 +126,7 @@ pub async fn requester_ticket(
         return not_found();
     };
     let lookup = token.clone();
-    let found = read_store(&state, "a requester's ticket", move |s| {
+    let found = read_page(&state, "a requester's ticket", move |s| {
         s.requester_ticket(&lookup, TicketNumber(number))
     })
     .await;

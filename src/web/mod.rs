@@ -9,7 +9,8 @@
 //! accepted, capped and timed out in `serve` and `limits`; wrong agent
 //! keys are throttled in `throttle`.
 //! Everything is escaped by askama and no template marks user data safe.
-//! Store reads run off the async threads, at most 8 at a time. It must not
+//! Store reads run off the async threads, at most 8 at a time, but for a
+//! customer page's short read on SQLite (`read_page`). It must not
 //! write to the store, and an unknown or revoked token, a ticket outside a
 //! token's scope or a missing agent credential is a plain 404 that reveals
 //! nothing.
@@ -233,8 +234,7 @@ where
     F: FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
 {
     let Ok(permit) = Arc::clone(&state.reads).acquire_owned().await else {
-        tracing::error!("Reading {what} failed: the read limiter is closed");
-        return Err(server_error());
+        return Err(limiter_closed(what));
     };
     let store = Arc::clone(&state.store);
     let reading = tokio::task::spawn_blocking(move || {
@@ -243,16 +243,49 @@ where
         value
     });
     match reading.await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => {
-            tracing::error!("Reading {what} failed: {err:#}");
-            Err(server_error())
-        }
+        Ok(value) => logged(what, value).ok_or_else(server_error),
         Err(err) => {
             tracing::error!("Reading {what} stopped: {err}");
             Err(server_error())
         }
     }
+}
+
+/// A customer page's read (a link, its ticket or list): on SQLite it runs
+/// on the async thread that serves the request, on PostgreSQL as
+/// [`read_store`]. Such a read is a few index seeks (30-45 us at 100,000
+/// tickets) on pages the OS holds, and costs no more than rendering what
+/// it returns, which runs there anyway; handing it to a blocking thread
+/// and back cost more than the read itself in wake-ups and context
+/// switches (the one-read floor 25-30 against 45-48 us of CPU a request;
+/// README, Performance, the sixteenth pass). Reads that can take long stay
+/// off the async threads: search, the agents' pages, attachments,
+/// metrics, and every read on PostgreSQL (a round trip to the server).
+async fn read_page<T, F>(state: &WebState, what: &'static str, read: F) -> Result<T, Response>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
+{
+    if state.store.backend() != crate::store::Backend::Sqlite {
+        return read_store(state, what, read).await;
+    }
+    let Ok(_permit) = state.reads.acquire().await else {
+        return Err(limiter_closed(what));
+    };
+    logged(what, read(&state.store)).ok_or_else(server_error)
+}
+
+/// A read's value, or `None` with its error logged (the caller answers a
+/// 500 that says nothing about the cause).
+fn logged<T>(what: &str, value: anyhow::Result<T>) -> Option<T> {
+    value
+        .map_err(|err| tracing::error!("Reading {what} failed: {err:#}"))
+        .ok()
+}
+
+fn limiter_closed(what: &str) -> Response {
+    tracing::error!("Reading {what} failed: the read limiter is closed");
+    server_error()
 }
 
 /// A link token is 40 lower-case hex characters (`tokens::link_token`),
@@ -447,5 +480,47 @@ mod tests {
         assert_eq!(status(bench.clone(), path).await, StatusCode::OK);
         let unknown = READ_FLOOR_PATH.replace("{token}", &"0".repeat(32));
         assert_eq!(status(bench, unknown).await, StatusCode::NOT_FOUND);
+    }
+
+    /// A customer page's read on SQLite runs on the thread serving the
+    /// request; every other read on a blocking thread; a failed read of
+    /// either kind is a 500 that says nothing of its cause.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_page_read_on_sqlite_stays_on_the_serving_thread_and_other_reads_hop() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![(
+            "POSTDESK__SUPPORT__ADDRESS".to_string(),
+            "tickets@support.test".to_string(),
+        )];
+        let settings = Settings::load_with_env(None, env).unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("t.db")).unwrap());
+        let state = web_state(store, &settings, Arc::new(ImapBoard::default()));
+        let serving = std::thread::current().id();
+        let thread = |_: &Store| Ok(std::thread::current().id());
+        let page = read_page(&state, "a page", thread).await.unwrap();
+        assert_eq!(page, serving, "a page read left the serving thread");
+        let other = read_store(&state, "a search", thread).await.unwrap();
+        assert_ne!(other, serving, "a long read ran on the serving thread");
+
+        let secret = || anyhow::anyhow!("disk I/O error at /var/lib/secret.db");
+        for failed in [
+            read_page(&state, "a page", move |_| -> anyhow::Result<()> {
+                Err(secret())
+            })
+            .await,
+            read_store(&state, "a search", move |_| -> anyhow::Result<()> {
+                Err(secret())
+            })
+            .await,
+        ] {
+            let response = failed.expect_err("a failed read is an error page");
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert!(!body.contains("secret"), "the cause leaked: {body}");
+        }
+        assert_eq!(state.reads.available_permits(), STORE_READS);
     }
 }

@@ -102,7 +102,7 @@ pub static BENCH_BODY: [u8; 2048] = [b'x'; 2048];
 
 /// Benchmarks only: [`router`] with one more route, [`READ_FLOOR_PATH`]:
 /// the ticket link's token looked up through the pages' own read path
-/// (the same limiter, reader pool and blocking hop, one indexed read),
+/// (`read_page`: the same limiter and reader pool, one indexed read),
 /// then [`BENCH_BODY`]. The least a page from the database can cost. The
 /// daemon serves [`routers`] only, where that path is a 404.
 pub fn bench_router(store: Arc<Store>, settings: &Settings, imap: Arc<ImapBoard>) -> Router {

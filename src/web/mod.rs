@@ -420,6 +420,19 @@ mod tests {
     use super::*;
     use crate::domain::TicketNumber;
 
+    /// A desk with an empty database in a temporary directory (kept while
+    /// the directory lives).
+    fn empty_desk() -> (tempfile::TempDir, Settings, Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![(
+            "POSTDESK__SUPPORT__ADDRESS".to_string(),
+            "tickets@support.test".to_string(),
+        )];
+        let settings = Settings::load_with_env(None, env).unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("t.db")).unwrap());
+        (dir, settings, store)
+    }
+
     #[test]
     fn only_well_formed_link_tokens_are_looked_up() {
         assert!(is_link_token("0123456789abcdef0123456789abcdef"));
@@ -442,13 +455,7 @@ mod tests {
         use axum::http::Request;
         use tower::ServiceExt;
 
-        let dir = tempfile::tempdir().unwrap();
-        let env = vec![(
-            "POSTDESK__SUPPORT__ADDRESS".to_string(),
-            "tickets@support.test".to_string(),
-        )];
-        let settings = Settings::load_with_env(None, env).unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("t.db")).unwrap());
+        let (_dir, settings, store) = empty_desk();
         let pipeline = crate::ingest::Pipeline::new(&settings, "unit-secret-unit-secret");
         let mail = "From: ann@customer.test\r\nTo: tickets@support.test\r\nSubject: Hi\r\n\
                     Message-ID: <floor@customer.test>\r\n\r\nHello.\r\n";
@@ -487,13 +494,7 @@ mod tests {
     /// either kind is a 500 that says nothing of its cause.
     #[tokio::test(flavor = "current_thread")]
     async fn a_page_read_on_sqlite_stays_on_the_serving_thread_and_other_reads_hop() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = vec![(
-            "POSTDESK__SUPPORT__ADDRESS".to_string(),
-            "tickets@support.test".to_string(),
-        )];
-        let settings = Settings::load_with_env(None, env).unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("t.db")).unwrap());
+        let (_dir, settings, store) = empty_desk();
         let state = web_state(store, &settings, Arc::new(ImapBoard::default()));
         let serving = std::thread::current().id();
         let thread = |_: &Store| Ok(std::thread::current().id());

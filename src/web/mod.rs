@@ -272,7 +272,16 @@ where
     let Ok(_permit) = state.reads.acquire().await else {
         return Err(limiter_closed(what));
     };
-    logged(what, read(&state.store)).ok_or_else(server_error)
+    // A panic is a 500 here as on a blocking thread, not a dropped connection.
+    let store = &state.store;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(store))) {
+        Ok(value) => logged(what, value).ok_or_else(server_error),
+        Err(panic) => {
+            let message = crate::ingest::panic_message(panic.as_ref());
+            tracing::error!("Reading {what} stopped: {message}");
+            Err(server_error())
+        }
+    }
 }
 
 /// A read's value, or `None` with its error logged (the caller answers a
@@ -490,8 +499,9 @@ mod tests {
     }
 
     /// A customer page's read on SQLite runs on the thread serving the
-    /// request; every other read on a blocking thread; a failed read of
-    /// either kind is a 500 that says nothing of its cause.
+    /// request; every other read on a blocking thread; a failed or
+    /// panicking read of either kind is a 500 that says nothing of its
+    /// cause.
     #[tokio::test(flavor = "current_thread")]
     async fn a_page_read_on_sqlite_stays_on_the_serving_thread_and_other_reads_hop() {
         let (_dir, settings, store) = empty_desk();
@@ -504,6 +514,7 @@ mod tests {
         assert_ne!(other, serving, "a long read ran on the serving thread");
 
         let secret = || anyhow::anyhow!("disk I/O error at /var/lib/secret.db");
+        let panics = |_: &Store| -> anyhow::Result<()> { panic!("a secret row") };
         for failed in [
             read_page(&state, "a page", move |_| -> anyhow::Result<()> {
                 Err(secret())
@@ -513,6 +524,8 @@ mod tests {
                 Err(secret())
             })
             .await,
+            read_page(&state, "a page", panics).await,
+            read_store(&state, "a search", panics).await,
         ] {
             let response = failed.expect_err("a failed read is an error page");
             assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -253,11 +253,11 @@ where
 
 /// A customer page's read (a link, its ticket or list): on SQLite it runs
 /// on the async thread that serves the request, on PostgreSQL as
-/// [`read_store`]. Such a read is a few index seeks (30-45 us at 100,000
+/// [`read_store`]. Such a read is a few index seeks (26-44 us at 100,000
 /// tickets) on pages the OS holds, and costs no more than rendering what
 /// it returns, which runs there anyway; handing it to a blocking thread
 /// and back cost more than the read itself in wake-ups and context
-/// switches (the one-read floor 25-30 against 45-48 us of CPU a request;
+/// switches (the one-read floor 28-32 against 43-48 us of CPU a request;
 /// README, Performance, the sixteenth pass). Reads that can take long stay
 /// off the async threads: search, the agents' pages, attachments,
 /// metrics, and every read on PostgreSQL (a round trip to the server).

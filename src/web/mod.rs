@@ -9,7 +9,7 @@
 //! accepted, capped and timed out in `serve` and `limits`; wrong agent
 //! keys are throttled in `throttle`.
 //! Everything is escaped by askama and no template marks user data safe.
-//! Store reads run off the async threads, at most 8 at a time, but for a
+//! Store reads run off the async threads, at most 8 at a time, except a
 //! customer page's short read on SQLite (`read_page`). It must not
 //! write to the store, and an unknown or revoked token, a ticket outside a
 //! token's scope or a missing agent credential is a plain 404 that reveals

@@ -252,14 +252,12 @@ fn stored_bytes(db: &std::path::Path) -> anyhow::Result<u64> {
 }
 
 /// The limit of a durable daemon doing the pure pipeline's work, with
-/// `floor`'s writes, on two cores: it prepares a mail on one thread while
-/// it decides and writes the one before on another (deciding needs the
-/// store's answer for the mails before it: threading, ticket numbers,
-/// rate limits, so deciding and writing stay in series), and assembles
-/// the bytes of the mails it sends on a third; so it goes no faster than
-/// its slowest stage (preparing, deciding plus the floor's writes, or
-/// assembling), nor than the two cores doing all three. An upper bound:
-/// it counts no hand-over, no lock, no lookup.
+/// `floor`'s writes, on two cores: it prepares a mail on one core while it decides and
+/// writes the one before on the other (deciding needs the store's answer
+/// for the mails before it: threading, ticket numbers, rate limits, so
+/// deciding and writing stay in series), so it goes no faster than the
+/// slower of the two stages: preparing, or deciding plus the floor's
+/// writes. An upper bound: it counts no hand-over, no lock, no lookup.
 fn work_figures(
     mails: f64,
     daemon_rate: f64,
@@ -268,24 +266,17 @@ fn work_figures(
     whose: &str,
 ) {
     let writer_stage = pure.deciding_cpu + floor.secs;
-    let both_cores = (pure.preparing_cpu + writer_stage + pure.assembling_cpu) / 2.0;
-    let slower_stage = pure
-        .preparing_cpu
-        .max(writer_stage)
-        .max(pure.assembling_cpu)
-        .max(both_cores);
+    let slower_stage = pure.preparing_cpu.max(writer_stage);
     let limit = mails / slower_stage;
     figure(
         &format!(
-            "ingest: the limit of this design on two cores (a serial writer: the slowest stage of preparing, deciding + {whose} writes, or assembling, or all three on two cores)"
+            "ingest: the limit of this design on two cores (a serial writer: the slower stage of preparing, or deciding + {whose} writes)"
         ),
         &format!(
-            "{limit:.0} mails/s (preparing {:.3} ms, deciding {:.3} + writing {:.3} ms, \
-             assembling {:.3} ms per mail)",
+            "{limit:.0} mails/s (preparing {:.3} ms, deciding {:.3} + writing {:.3} ms per mail)",
             pure.preparing_cpu * 1000.0 / mails,
             pure.deciding_cpu * 1000.0 / mails,
-            floor.secs * 1000.0 / mails,
-            pure.assembling_cpu * 1000.0 / mails
+            floor.secs * 1000.0 / mails
         ),
         "reference",
     );

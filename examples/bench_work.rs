@@ -14,11 +14,8 @@
 //! time, mails/s, the CPU per mail (the process's, and each stage's
 //! thread's), the counts (checked against the daemon's when `--expect`
 //! gives them: a mismatch means the desk differs from the store), and
-//! `WORK\tSECONDS\tCPU_SECONDS\tPREPARING_CPU\tDECIDING_CPU\tASSEMBLING_CPU`
-//! on its last line (CPU seconds of the preparing thread, inside
-//! `Pipeline::decide`, and assembling the bytes of the mails it composed,
-//! which the daemon does beside its writer, timed apart on the deciding
-//! thread). `--split` also runs
+//! `WORK\tSECONDS\tCPU_SECONDS\tPREPARING_CPU\tDECIDING_CPU` on its last
+//! line (CPU seconds of the preparing thread, and inside `Pipeline::decide`). `--split` also runs
 //! threading and apply alone before each decide, to tell deciding from
 //! composing (extra work on the deciding thread: not a run for the rate).
 
@@ -42,7 +39,7 @@ use mails_file::read_mails;
 use cpu::{process_cpu, thread_cpu};
 use desk::{Counts, Desk};
 use postdesk::ingest::thread::{self, Threading};
-use postdesk::ingest::{Outcome, Pipeline, Prepared, PreparedMail};
+use postdesk::ingest::{Pipeline, Prepared, PreparedMail};
 use postdesk::ingest::{apply, parse};
 use postdesk::outbound::templates::Templates;
 use postdesk::settings::Settings;
@@ -92,16 +89,12 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "work stages (thread CPU per mail): preparing {:.3} ms (parse, classify, authenticate, \
-         strip); deciding {:.3} ms, of which Pipeline::decide {:.3} ms, assembling the bytes \
-         of the mails it composed {:.3} ms and the desk's bookkeeping {:.3} ms",
+         strip); deciding {:.3} ms, of which Pipeline::decide {:.3} ms and the desk's \
+         bookkeeping {:.3} ms",
         ms(run.preparing.cpu - run.preparing.extra()),
         ms(run.decide_thread_cpu),
         ms(run.decide_cpu),
-        ms(run.assemble_cpu),
-        ms(run.decide_thread_cpu
-            - run.decide_cpu
-            - run.assemble_cpu
-            - run.decision_cpu.unwrap_or(0.0))
+        ms(run.decide_thread_cpu - run.decide_cpu - run.decision_cpu.unwrap_or(0.0))
     );
     if let (Some(parse), Some(sha)) = (run.preparing.parse_cpu, run.preparing.sha256_cpu) {
         println!(
@@ -124,10 +117,7 @@ fn main() -> anyhow::Result<()> {
     }
     run.counts.report(args.expect.as_deref())?;
     let preparing = run.preparing.cpu - run.preparing.extra();
-    println!(
-        "WORK\t{secs}\t{cpu}\t{preparing}\t{}\t{}",
-        run.decide_cpu, run.assemble_cpu
-    );
+    println!("WORK\t{secs}\t{cpu}\t{preparing}\t{}", run.decide_cpu);
     Ok(())
 }
 
@@ -154,8 +144,6 @@ struct Run {
     decide_thread_cpu: f64,
     /// Inside `Pipeline::decide` calls only.
     decide_cpu: f64,
-    /// Assembling the bytes of the mails `Pipeline::decide` composed.
-    assemble_cpu: f64,
     /// Threading and apply alone (`--split`).
     decision_cpu: Option<f64>,
     counts: Counts,
@@ -236,7 +224,7 @@ fn decide_all(
     split: bool,
 ) -> anyhow::Result<Run> {
     let mut desk = Desk::default();
-    let (mut decide_cpu, mut decision_cpu, mut assemble_cpu) = (0.0, 0.0, 0.0);
+    let (mut decide_cpu, mut decision_cpu) = (0.0, 0.0);
     for raw in mails {
         let mail = prepared
             .recv()
@@ -251,35 +239,14 @@ fn decide_all(
         let outcome = pipeline.decide(raw, mail, &desk, now)?;
         decide_cpu += thread_cpu() - t;
         desk.learn(&outcome, now);
-        let t = thread_cpu();
-        assemble(outcome)?;
-        assemble_cpu += thread_cpu() - t;
     }
     Ok(Run {
         preparing: Preparing::default(),
         decide_thread_cpu: thread_cpu(),
         decide_cpu,
-        assemble_cpu,
         decision_cpu: split.then_some(decision_cpu),
         counts: desk.counts,
     })
-}
-
-/// The bytes of every mail `outcome` sends, as the daemon's assembling
-/// thread makes them (`store::assemble`).
-fn assemble(outcome: Outcome) -> anyhow::Result<()> {
-    let mails = match outcome {
-        Outcome::Stored(plan) => plan.outgoing,
-        Outcome::Quarantine {
-            notice: Some(notice),
-            ..
-        } => vec![*notice],
-        _ => Vec::new(),
-    };
-    for mail in mails {
-        std::hint::black_box(mail.raw.assemble()?);
-    }
-    Ok(())
 }
 
 /// What `Pipeline::decide` does for a customer's mail before it composes:

@@ -55,9 +55,6 @@ pub struct Work {
     pub preparing_cpu: f64,
     /// Thread CPU seconds of `Pipeline::decide` (thread, apply, compose).
     pub deciding_cpu: f64,
-    /// Thread CPU seconds of assembling the composed mails' bytes (the
-    /// daemon does it beside the writer).
-    pub assembling_cpu: f64,
     /// Whether any run found other counts than the daemon stored.
     pub counts_differ: bool,
 }
@@ -107,15 +104,14 @@ pub fn work(
             .map(str::parse)
             .collect::<Result<_, _>>()
             .context("a malformed WORK line")?;
-        let [secs, cpu_secs, preparing_cpu, deciding_cpu, assembling_cpu] = fields[..] else {
-            bail!("a WORK line of {} fields, not 5", fields.len());
+        let [secs, cpu_secs, preparing_cpu, deciding_cpu] = fields[..] else {
+            bail!("a WORK line of {} fields, not 4", fields.len());
         };
         done.push(Work {
             secs,
             cpu_secs,
             preparing_cpu,
             deciding_cpu,
-            assembling_cpu,
             counts_differ: differ,
         });
     }

@@ -166,9 +166,8 @@ fn assert_mallory_kept_out(desk: &Desk, plan: &Plan) {
     assert!(text.contains("Cc: nobody\n"), "{text}");
     let reply = desk.ingest(&desk.agent_mail("Please restart it."));
     assert_eq!(recipients(&reply), vec![ANN], "the reply goes to Ann only");
-    let raw = |m: &crate::outbound::compose::OutgoingMail| {
-        String::from_utf8_lossy(&m.bytes().unwrap()).into_owned()
-    };
+    let raw =
+        |m: &crate::outbound::compose::OutgoingMail| String::from_utf8_lossy(&m.raw).into_owned();
     assert!(!reply.outgoing.iter().any(|m| raw(m).contains(MALLORY)));
     let again = customer_mail(MALLORY, "", "me again");
     let Outcome::Stored(plan) = desk

@@ -1,19 +1,14 @@
 //! Compose: builds the mails postdesk sends (confirmations, polite
-//! refusals) as RFC 5322 mails, with the headers every mail of ours
-//! carries: a signed Message-ID of our domain, In-Reply-To/References to
-//! the ticket's thread, `Auto-Submitted`, `X-Auto-Response-Suppress: All`
-//! and our loop marker. Every header and part is decided here; turning
-//! them into bytes (the MIME tree, quoted-printable, base64: the larger
-//! share of the CPU) is [`MailBytes::assemble`], which needs nothing else,
-//! so the ingest writer has it done on another thread (`store::assemble`).
-//! Pure: the clock comes in as `now`, nothing is sent from here (that is
-//! `outbound::sender`).
+//! refusals) as finished RFC 5322 bytes, with the headers every mail of
+//! ours carries: a signed Message-ID of our domain, In-Reply-To/References
+//! to the ticket's thread, `Auto-Submitted`, `X-Auto-Response-Suppress:
+//! All` and our loop marker. Pure: the clock comes in as `now`, nothing is
+//! sent from here (that is `outbound::sender`).
 
 use chrono::{DateTime, Utc};
 use lettre::Message;
 use lettre::address::{Address, Envelope};
 use lettre::message::Mailbox as LettreMailbox;
-use lettre::message::MessageBuilder;
 use lettre::message::header::{HeaderName, HeaderValue};
 
 use crate::domain::{MessageKind, TicketNumber};
@@ -42,7 +37,7 @@ impl Identity {
     }
 }
 
-/// A composed mail, ready for the outbox once its bytes are assembled.
+/// A finished mail, ready for the outbox.
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
     pub kind: MessageKind,
@@ -56,83 +51,7 @@ pub struct OutgoingMail {
     pub subject: String,
     /// The plain text body, also stored as the message's text.
     pub text: String,
-    pub raw: MailBytes,
-}
-
-impl OutgoingMail {
-    /// The mail's bytes (assembled here if they were not yet).
-    pub fn bytes(&self) -> anyhow::Result<std::borrow::Cow<'_, [u8]>> {
-        match &self.raw {
-            MailBytes::Assembled(bytes) => Ok(std::borrow::Cow::Borrowed(bytes)),
-            MailBytes::Parts(parts) => Ok(std::borrow::Cow::Owned(parts.clone().assemble()?)),
-        }
-    }
-
-    /// The same mail with its bytes assembled.
-    pub fn assembled(mut self) -> anyhow::Result<OutgoingMail> {
-        if let MailBytes::Parts(parts) = self.raw {
-            self.raw = MailBytes::Assembled(parts.assemble()?);
-        }
-        Ok(self)
-    }
-}
-
-/// A mail's bytes, or the parts they are assembled from.
-#[derive(Debug, Clone)]
-pub enum MailBytes {
-    Assembled(Vec<u8>),
-    Parts(Box<MailParts>),
-}
-
-impl MailBytes {
-    /// The bytes, assembled now if they were not.
-    pub fn assemble(self) -> anyhow::Result<Vec<u8>> {
-        match self {
-            MailBytes::Assembled(bytes) => Ok(bytes),
-            MailBytes::Parts(parts) => parts.assemble(),
-        }
-    }
-}
-
-/// Everything a mail's bytes are made of: lettre's builder with every
-/// header set (the addresses parsed and the envelope given, so that
-/// assembling cannot fail on them) and the body's parts.
-#[derive(Debug, Clone)]
-pub struct MailParts {
-    headers: MessageBuilder,
-    text: String,
-    html: Option<String>,
-    attachments: Vec<OutgoingAttachment>,
-}
-
-impl MailParts {
-    /// Bytes of the body's parts before encoding: what assembling them
-    /// costs grows with it.
-    pub fn body_size(&self) -> usize {
-        let files: usize = self.attachments.iter().map(|a| a.bytes.len()).sum();
-        self.text.len() + self.html.as_ref().map_or(0, String::len) + files
-    }
-
-    /// Parts that cannot be assembled (no From), for the tests of what
-    /// happens then.
-    #[cfg(test)]
-    pub(crate) fn without_sender() -> MailParts {
-        MailParts {
-            headers: Message::builder(),
-            text: "text".into(),
-            html: None,
-            attachments: Vec::new(),
-        }
-    }
-
-    /// The mail's RFC 5322 bytes (see [`mime::body`]).
-    pub fn assemble(self) -> anyhow::Result<Vec<u8>> {
-        let message = match mime::body(&self.text, self.html.as_deref(), &self.attachments) {
-            Body::Single(part) => self.headers.singlepart(part)?,
-            Body::Multi(parts) => self.headers.multipart(parts)?,
-        };
-        Ok(message.formatted())
-    }
+    pub raw: Vec<u8>,
 }
 
 /// The thread a mail of ours answers.
@@ -260,8 +179,7 @@ pub struct Draft<'a> {
     pub thread: ThreadHeaders,
 }
 
-/// Builds the mail with every header our mails carry; its bytes are
-/// assembled later ([`MailBytes::assemble`]).
+/// Builds the bytes with every header our mails carry.
 pub fn build(me: &Identity, d: Draft, now: DateTime<Utc>) -> anyhow::Result<OutgoingMail> {
     let sender: Address = me.address.parse()?;
     let from = LettreMailbox::new(Some(d.from_name.clone()), sender.clone());
@@ -296,11 +214,9 @@ pub fn build(me: &Identity, d: Draft, now: DateTime<Utc>) -> anyhow::Result<Outg
         builder = builder.references(refs.join(" "));
     }
     // Every text part goes to lettre in CRLF (see `mime::crlf`).
-    let parts = MailParts {
-        headers: builder,
-        text: d.text.clone(),
-        html: d.html,
-        attachments: d.attachments,
+    let message = match mime::body(&d.text, d.html.as_deref(), &d.attachments) {
+        Body::Single(part) => builder.singlepart(part)?,
+        Body::Multi(parts) => builder.multipart(parts)?,
     };
     Ok(OutgoingMail {
         kind: d.kind,
@@ -310,7 +226,7 @@ pub fn build(me: &Identity, d: Draft, now: DateTime<Utc>) -> anyhow::Result<Outg
         recipients: d.to.iter().map(|m| m.address.to_string()).collect(),
         subject: d.subject,
         text: d.text,
-        raw: MailBytes::Parts(Box::new(parts)),
+        raw: message.formatted(),
     })
 }
 
@@ -423,7 +339,7 @@ mod tests {
             },
         };
         let mail = confirmation(&me(), &c, Utc::now()).unwrap();
-        let parsed = parse(&mail.bytes().unwrap()).unwrap();
+        let parsed = parse(&mail.raw).unwrap();
         assert_eq!(parsed.subject, "[Ticket #42] Printer on fire");
         assert_eq!(parsed.message_id.as_deref(), Some("pd.42.c.x@support.test"));
         assert_eq!(parsed.in_reply_to, vec!["m1@customer.test"]);
@@ -475,7 +391,7 @@ mod tests {
         );
         assert_eq!(body.len(), text.len() + 200_000);
         let mail = build(&me(), draft(text, Vec::new()), Utc::now()).unwrap();
-        let raw = String::from_utf8(mail.bytes().unwrap().into_owned()).unwrap();
+        let raw = String::from_utf8(mail.raw).unwrap();
         let (_, sent_body) = raw.split_once("\r\n\r\n").expect("a header section");
         assert!(sent_body.starts_with(&body[..body.len() - 2]));
         assert_eq!(crlf("a\r\nb\nc\r"), "a\r\nb\r\nc\r");
@@ -485,16 +401,12 @@ mod tests {
     fn references_keep_the_first_and_the_last_twenty() {
         let refs: Vec<String> = (0..200_000).map(|i| format!("r{i}@x.test")).collect();
         let mail = build(&me(), draft("hi".into(), refs), Utc::now()).unwrap();
-        let parsed = parse(&mail.bytes().unwrap()).unwrap();
+        let parsed = parse(&mail.raw).unwrap();
         assert_eq!(parsed.references.len(), KEPT_REFERENCES + 1);
         assert_eq!(parsed.references[0], "r0@x.test");
         assert_eq!(parsed.references[1], "r199980@x.test");
         assert_eq!(parsed.references.last().unwrap(), "r199999@x.test");
-        assert!(
-            mail.bytes().unwrap().len() < 4096,
-            "{} bytes",
-            mail.bytes().unwrap().len()
-        );
+        assert!(mail.raw.len() < 4096, "{} bytes", mail.raw.len());
         let long = vec![
             "a@b.test".to_string(),
             format!("{}@x.test", "y".repeat(5000)),
@@ -519,11 +431,7 @@ mod tests {
         };
         let mail = confirmation(&me(), &c, Utc::now()).unwrap();
         // The excerpt is in both parts, text and HTML.
-        assert!(
-            mail.bytes().unwrap().len() < 16 * 1024,
-            "{} bytes",
-            mail.bytes().unwrap().len()
-        );
+        assert!(mail.raw.len() < 16 * 1024, "{} bytes", mail.raw.len());
         assert!(mail.text.contains("> [...]"));
         assert!(
             mail.subject.len() > 1_000_000,

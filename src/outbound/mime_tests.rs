@@ -118,8 +118,8 @@ fn the_shapes_text_alternative_related_and_mixed() {
     ];
     for (html, attachments, expected) in cases {
         let mail = build(&me(), draft(html, attachments), Utc::now()).unwrap();
-        assert_eq!(shape(&mail.bytes().unwrap()), expected, "html {html:?}");
-        let parsed = parse(&mail.bytes().unwrap()).unwrap();
+        assert_eq!(shape(&mail.raw), expected, "html {html:?}");
+        let parsed = parse(&mail.raw).unwrap();
         assert_eq!(parsed.text.trim(), "Hello Ann,\nsee the invoice.");
         assert_eq!(parsed.html.is_some(), html.is_some());
         assert_eq!(parsed.message_id.as_deref(), Some("pd.1.r.x@support.test"));
@@ -130,7 +130,7 @@ fn the_shapes_text_alternative_related_and_mixed() {
 fn attachment_bytes_names_and_types_round_trip() {
     let html = "<p>Hello Ann,<br>see the invoice.<img src=\"cid:shot1@x\"></p>";
     let mail = build(&me(), draft(Some(html), vec![pdf(), png()]), Utc::now()).unwrap();
-    let parsed = parse(&mail.bytes().unwrap()).unwrap();
+    let parsed = parse(&mail.raw).unwrap();
     assert_eq!(parsed.attachments.len(), 2, "{:?}", parsed.attachments);
     let find = |name: &str| {
         parsed
@@ -147,8 +147,7 @@ fn attachment_bytes_names_and_types_round_trip() {
     assert_eq!(sent_png.content_id.as_deref(), Some("shot1@x"));
     assert!(parsed.html.unwrap().contains("cid:shot1@x"));
     // The inline image is inline; the PDF is attached.
-    let raw = mail.bytes().unwrap();
-    let m = MessageParser::default().parse(&raw[..]).unwrap();
+    let m = MessageParser::default().parse(&mail.raw[..]).unwrap();
     let disposition = |ct: &str| {
         m.parts
             .iter()
@@ -172,12 +171,12 @@ fn every_text_part_goes_out_in_crlf_and_both_say_the_same() {
     d.html = Some(crate::outbound::html::html_from_text(&text));
     d.text = text.clone();
     let mail = build(&me(), d, Utc::now()).unwrap();
-    let parsed = parse(&mail.bytes().unwrap()).unwrap();
+    let parsed = parse(&mail.raw).unwrap();
     assert_eq!(parsed.text.trim_end(), text.trim_end());
     let html = parsed.html.unwrap();
     assert!(html.contains("line 19999"), "the HTML part is whole");
     assert!(
-        !String::from_utf8_lossy(&mail.bytes().unwrap())
+        !String::from_utf8_lossy(&mail.raw)
             .replace("\r\n", "")
             .contains('\n')
     );
@@ -188,7 +187,7 @@ fn a_hostile_file_name_folds_no_header_in() {
     let mut a = pdf();
     a.filename = "x.pdf\r\nBcc: victim@evil.test\"".into();
     let mail = build(&me(), draft(None, vec![a]), Utc::now()).unwrap();
-    let parsed = parse(&mail.bytes().unwrap()).unwrap();
+    let parsed = parse(&mail.raw).unwrap();
     assert!(parsed.header("bcc").is_none());
     assert_eq!(parsed.attachments[0].filename, "x.pdfBcc: victim@evil.test");
     assert_eq!(safe_filename("\r\n"), "attachment.bin");
@@ -196,7 +195,7 @@ fn a_hostile_file_name_folds_no_header_in() {
     odd.media_type = "not a type".into();
     let mail = build(&me(), draft(None, vec![odd]), Utc::now()).unwrap();
     assert_eq!(
-        parse(&mail.bytes().unwrap()).unwrap().attachments[0].media_type,
+        parse(&mail.raw).unwrap().attachments[0].media_type,
         "application/octet-stream"
     );
 }

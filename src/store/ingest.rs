@@ -8,7 +8,6 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::db::Tx;
@@ -16,7 +15,6 @@ use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use super::assemble::Assembler;
 use super::budget::{self, NextBatch, Preparer, Step};
 use super::inflight::{CRASHED_REASON, Inflight, Refusal};
 use super::lookup::TxLookup;
@@ -87,7 +85,7 @@ impl Store {
             pipeline,
             &mails,
             &mut inflight,
-            (&self.next_batch, &self.assembly_failed),
+            &self.next_batch,
             |_| source.clone(),
             now,
         )?
@@ -152,7 +150,7 @@ impl Store {
             pipeline,
             &mails,
             &mut inflight,
-            (&self.next_batch, &self.assembly_failed),
+            &self.next_batch,
             source,
             now,
         )?;
@@ -195,14 +193,12 @@ impl Store {
 /// budget is quarantined, its thread abandoned (it ends by itself: every
 /// step is linear) and a fresh one prepares the mails after it. Once every
 /// mail is taken, the batch announced in `next` starts being prepared.
-/// The mails we send are assembled beside the writer unless
-/// `assembly_failed` (see `assemble`).
 fn ingest_all(
     tx: &Tx,
     pipeline: &Pipeline,
     mails: &Arc<[FetchedMail]>,
     inflight: &mut Inflight,
-    (next, assembly_failed): (&NextBatch, &AtomicBool),
+    next: &NextBatch,
     source: impl Fn(&FetchedMail) -> MailSource,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<IngestReport>> {
@@ -227,7 +223,6 @@ fn ingest_all(
     // marker), the first mail's apart (see README, Performance).
     let started = Instant::now();
     let (mut waited, mut waited_first) = (Duration::ZERO, Duration::ZERO);
-    let mut outbox = Assembler::beside_writer(assembly_failed);
     for (i, mail) in mails.iter().enumerate() {
         let source = source(mail);
         let budget = pipeline.max_mail_time;
@@ -238,9 +233,7 @@ fn ingest_all(
             waited_first = waited;
         }
         let report = match next {
-            Next::Step(step) => {
-                ingest_step(tx, pipeline, &mail.raw, step, &source, &mut outbox, now)?
-            }
+            Next::Step(step) => ingest_step(tx, pipeline, &mail.raw, step, &source, now)?,
             Next::Refused { sha256, refusal } => {
                 let reason = match refusal {
                     Refusal::Crashed => CRASHED_REASON.to_string(),
@@ -266,16 +259,13 @@ fn ingest_all(
         };
         reports.push(report);
     }
-    let queuing = Instant::now();
-    outbox.finish(tx)?;
     tracing::debug!(
         "Wrote {} in {:.1} ms, {:.1} ms of it waiting for them to be read \
-         (the first: {:.1} ms), {:.1} ms queuing the mails we send.",
+         (the first: {:.1} ms).",
         mail_count(mails.len()),
         millis(started.elapsed()),
         millis(waited),
-        millis(waited_first),
-        millis(queuing.elapsed())
+        millis(waited_first)
     );
     if ahead_allowed {
         next.start(pipeline, &known_slow);
@@ -347,15 +337,14 @@ fn ingest_step(
     raw: &[u8],
     step: Step,
     source: &MailSource,
-    outbox: &mut Assembler,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
     match step {
-        Step::Ready(prepared) => ingest_prepared(tx, pipeline, raw, prepared, source, outbox, now),
+        Step::Ready(prepared) => ingest_prepared(tx, pipeline, raw, prepared, source, now),
         Step::KnownSlow => Ok(IngestReport::Duplicate),
         Step::HeaderOnly(size) => {
             let prepared = pipeline.prepare_truncated(raw, size, &source.server_copy());
-            ingest_prepared(tx, pipeline, raw, Ok(prepared), source, outbox, now)
+            ingest_prepared(tx, pipeline, raw, Ok(prepared), source, now)
         }
     }
 }
@@ -377,23 +366,18 @@ pub(super) fn ingest_one(
     } else {
         budget::prepare_contained(pipeline, raw)
     };
-    let mut outbox = Assembler::in_writer();
-    let report = ingest_prepared(tx, pipeline, raw, prepared, source, &mut outbox, now)?;
-    outbox.finish(tx)?;
-    Ok(report)
+    ingest_prepared(tx, pipeline, raw, prepared, source, now)
 }
 
 /// [`ingest_one`] for a mail already prepared (or whose preparing
 /// panicked). Deciding and writing is timed: over the budget, it is rolled
-/// back and the mail quarantined, so a restart does not run it again. The
-/// mails it sends go to `outbox` with it, or are dropped with it.
+/// back and the mail quarantined, so a restart does not run it again.
 fn ingest_prepared(
     tx: &Tx,
     pipeline: &Pipeline,
     raw: &[u8],
     prepared: std::thread::Result<Prepared>,
     source: &MailSource,
-    outbox: &mut Assembler,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
     // Parsing hashed the bytes already; a 200 KB mail costs ~0.1 ms a hash.
@@ -412,11 +396,11 @@ fn ingest_prepared(
         catch_unwind(AssertUnwindSafe(|| {
             let delivered_to = source.delivered_to();
             if source.is_history() {
-                return write_history(tx, pipeline, &mail, prepared, delivered_to, outbox, now);
+                return write_history(tx, pipeline, &mail, prepared, delivered_to, now);
             }
             let lookup = TxLookup::new(tx);
             let outcome = pipeline.decide_from(mail.bytes, prepared, delivered_to, &lookup, now)?;
-            write_outcome(tx, &mail, outcome, outbox, now)
+            write_outcome(tx, &mail, outcome, now)
         }))
     });
     let failure = match attempt {
@@ -425,25 +409,21 @@ fn ingest_prepared(
         }
         Ok(Ok(report)) => {
             tx.execute_batch("RELEASE one_mail")?;
-            outbox.keep_mail();
             return Ok(report);
         }
         // The database failed, not the mail: the whole batch is tried
         // again later (IMAP leaves it unmarked, LMTP answers 451).
         Ok(Err(err)) if super::db::is_transient(&err) => {
-            outbox.drop_mail();
             let _ = tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail");
             return Err(err);
         }
         Ok(Err(err)) if err.is::<AlreadyStored>() => {
-            outbox.drop_mail();
             tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail")?;
             return Ok(IngestReport::Duplicate);
         }
         Ok(Err(err)) => format!("processing failed: {err:#}"),
         Err(panic) => format!("processing panicked: {}", panic_message(panic.as_ref())),
     };
-    outbox.drop_mail();
     tx.execute_batch("ROLLBACK TO one_mail; RELEASE one_mail")?;
     keep_failed(tx, &mail, failure, now)
 }
@@ -457,13 +437,12 @@ fn write_history(
     mail: &RawMail,
     prepared: Prepared,
     delivered_to: Option<&str>,
-    outbox: &mut Assembler,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
     let at = history::history_time(&prepared, now);
     let outcome =
         pipeline.decide_from(mail.bytes, prepared, delivered_to, &TxLookup::new(tx), at)?;
-    let report = write_outcome(tx, mail, history::as_history(outcome), outbox, at)?;
+    let report = write_outcome(tx, mail, history::as_history(outcome), at)?;
     if let IngestReport::NewTicket { number, .. } = &report {
         tx.prepare_cached("UPDATE tickets SET status = 'closed' WHERE number = ?1")?
             .execute(params![number.0])?;

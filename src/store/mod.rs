@@ -12,7 +12,6 @@
 //! blocking: async callers use `spawn_blocking` (the one exception, a
 //! customer page's short read on SQLite, is `web::read_page`'s).
 
-mod assemble;
 mod backup;
 mod budget;
 mod checkpointer;
@@ -100,9 +99,6 @@ pub struct Store {
     readers: Mutex<Vec<Conn>>,
     /// The batch an intake will hand over next, prepared ahead.
     next_batch: budget::NextBatch,
-    /// Assembling an outgoing mail failed beside the writer once: from
-    /// then on the writer assembles them (`assemble`).
-    assembly_failed: std::sync::atomic::AtomicBool,
     /// Last: its connection, closed after the others, checkpoints at exit.
     /// SQLite only.
     checkpointer: Option<checkpointer::Checkpointer>,
@@ -201,7 +197,6 @@ impl Store {
             writer: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             next_batch: budget::NextBatch::default(),
-            assembly_failed: Default::default(),
             checkpointer: None,
             _in_use: None,
         };
@@ -299,7 +294,6 @@ impl Store {
             writer: Mutex::new(Some(Conn::Lite(writer))),
             readers: Mutex::new(Vec::new()),
             next_batch: budget::NextBatch::default(),
-            assembly_failed: Default::default(),
             checkpointer: Some(checkpointer),
             _in_use: Some(in_use),
         })

@@ -9,7 +9,6 @@ use super::db::{Backend, Tx};
 use crate::sql_params as params;
 use chrono::{DateTime, Utc};
 
-use super::assemble::Assembler;
 use super::ingest::{IngestReport, MailSource};
 use super::quarantine::Kept;
 use crate::domain::{Direction, Status, TicketNumber};
@@ -42,7 +41,6 @@ pub(super) fn write_outcome(
     tx: &Tx,
     raw: &RawMail,
     outcome: Outcome,
-    outbox: &mut Assembler,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
     match outcome {
@@ -54,7 +52,7 @@ pub(super) fn write_outcome(
         } => {
             quarantine(tx, &dedup_key, raw, &reason, Kept::Fault, now)?;
             if let Some(notice) = notice {
-                outbox.enqueue(tx, None, *notice, now)?;
+                enqueue(tx, None, &notice, now)?;
             }
             tracing::warn!("A mail was quarantined: {reason}");
             Ok(IngestReport::Quarantined { reason })
@@ -63,15 +61,14 @@ pub(super) fn write_outcome(
             quarantine(tx, &dedup_key, raw, &reason, Kept::Ignored, now)?;
             Ok(IngestReport::Ignored { reason })
         }
-        Outcome::Stored(plan) => write_plan(tx, raw, *plan, outbox, now),
+        Outcome::Stored(plan) => write_plan(tx, raw, &plan, now),
     }
 }
 
 fn write_plan(
     tx: &Tx,
     raw: &RawMail,
-    plan: Plan,
-    outbox: &mut Assembler,
+    plan: &Plan,
     now: DateTime<Utc>,
 ) -> anyhow::Result<IngestReport> {
     let raw_id = insert_raw(tx, &plan.dedup_key, raw, now)?;
@@ -184,13 +181,13 @@ fn write_plan(
     for link in &plan.links {
         insert_link(tx, link, now)?;
     }
-    let queued = plan.outgoing.len();
-    for mail in plan.outgoing {
-        outbox.enqueue(tx, Some(number), mail, now)?;
+    for mail in &plan.outgoing {
+        enqueue(tx, Some(number), mail, now)?;
     }
     if let Some(failed) = &plan.failed_delivery {
         record_bounce(tx, failed)?;
     }
+    let queued = plan.outgoing.len();
     Ok(match plan.ticket {
         TicketChange::Create(_) => IngestReport::NewTicket { number, queued },
         TicketChange::Update { .. } => IngestReport::FollowUp { number, queued },
@@ -285,25 +282,12 @@ pub(super) fn quarantine(
     Ok(())
 }
 
-/// Queues an outgoing mail, assembled here, and records it as an outbound
-/// message of its ticket (mails of the CLI and the lifecycle; ingest's go
-/// through `assemble::Assembler`).
+/// Queues an outgoing mail and records it as an outbound message of its
+/// ticket.
 pub(super) fn enqueue(
     tx: &Tx,
     ticket: Option<TicketNumber>,
     mail: &OutgoingMail,
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    insert_outbox(tx, ticket, mail, &mail.bytes()?, now)?;
-    record_sent(tx, ticket, mail, now)
-}
-
-/// The outbox row of `mail`, whose bytes are `raw`.
-pub(super) fn insert_outbox(
-    tx: &Tx,
-    ticket: Option<TicketNumber>,
-    mail: &OutgoingMail,
-    raw: &[u8],
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     tx.prepare_cached(
@@ -317,21 +301,10 @@ pub(super) fn insert_outbox(
         mail.kind.as_str(),
         mail.envelope_from,
         mail.recipients.join(","),
-        raw,
+        mail.raw,
         mail.automatic_reply,
         now
     ])?;
-    Ok(())
-}
-
-/// What a mail we send writes besides its outbox row: its count toward
-/// the per-address limit (when automatic) and its message on the ticket.
-pub(super) fn record_sent(
-    tx: &Tx,
-    ticket: Option<TicketNumber>,
-    mail: &OutgoingMail,
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
     if mail.automatic_reply {
         note_automatic_mail(tx, &mail.recipients, now)?;
     }

@@ -244,10 +244,7 @@ where
     });
     match reading.await {
         Ok(value) => logged(what, value).ok_or_else(server_error),
-        Err(err) => {
-            tracing::error!("Reading {what} stopped: {err}");
-            Err(server_error())
-        }
+        Err(err) => Err(stopped(what, err)),
     }
 }
 
@@ -276,11 +273,7 @@ where
     let store = &state.store;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(store))) {
         Ok(value) => logged(what, value).ok_or_else(server_error),
-        Err(panic) => {
-            let message = crate::ingest::panic_message(panic.as_ref());
-            tracing::error!("Reading {what} stopped: {message}");
-            Err(server_error())
-        }
+        Err(panic) => Err(stopped(what, crate::ingest::panic_message(panic.as_ref()))),
     }
 }
 
@@ -290,6 +283,12 @@ fn logged<T>(what: &str, value: anyhow::Result<T>) -> Option<T> {
     value
         .map_err(|err| tracing::error!("Reading {what} failed: {err:#}"))
         .ok()
+}
+
+/// A read that panicked (on a blocking thread or here): logged, a 500.
+fn stopped(what: &str, why: impl std::fmt::Display) -> Response {
+    tracing::error!("Reading {what} stopped: {why}");
+    server_error()
 }
 
 fn limiter_closed(what: &str) -> Response {

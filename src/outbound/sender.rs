@@ -186,22 +186,33 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut held: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
+        let mut results = Vec::with_capacity(due.len());
+        let mut unattempted = Vec::new();
         for (index, item) in due.iter().enumerate() {
             if shutdown.is_cancelled() {
-                // Not attempted: back to pending for the next run.
-                let rest: Vec<i64> = due[index..].iter().map(|i| i.id).collect();
-                blocking(&self.store, move |s| s.release_claims(&rest)).await?;
+                unattempted = due[index..].iter().map(|i| i.id).collect();
                 break;
             }
             let route = self.routes.pick(&item.envelope_from);
             if self.watch.held_until(route, Utc::now()).is_none() {
                 let result = deliver(&self.mailers[route], item, self.timeout_seconds).await;
-                self.finish(item, route, result).await?;
+                self.finish(item, route, &result).await?;
+                results.push((item.id, result));
             }
             // Refused just now or before: wait for the route's next try.
             if self.watch.held_until(route, Utc::now()).is_some() {
                 held.entry(route).or_default().push(item.id);
             }
+        }
+        // The rows in one transaction (see `Store::record_deliveries`).
+        let max = self.max_attempts;
+        blocking(&self.store, move |s| {
+            s.record_deliveries(&results, max, Utc::now())
+        })
+        .await?;
+        if !unattempted.is_empty() {
+            // Not attempted: back to pending for the next run.
+            blocking(&self.store, move |s| s.release_claims(&unattempted)).await?;
         }
         for (route, ids) in held {
             let now = Utc::now();
@@ -216,13 +227,13 @@ impl Worker {
         Ok(())
     }
 
-    /// Records one attempt: in the journal when sent, in the log, in the
-    /// route's login state and on the row.
+    /// Records one attempt: in the journal when sent, in the log and in
+    /// the route's login state (the row is the batch's, `send_batch`).
     async fn finish(
         &mut self,
         item: &OutboxItem,
         route: usize,
-        result: DeliveryResult,
+        result: &DeliveryResult,
     ) -> anyhow::Result<()> {
         if matches!(result, DeliveryResult::Sent) {
             let (journal, id) = (self.journal.clone(), item.message_id.clone());
@@ -232,15 +243,11 @@ impl Worker {
                 .context("cannot write the sent journal")?;
             self.journal_dirty = true;
         }
-        log_result(item, self.routes.routes()[route].name(), &result);
+        log_result(item, self.routes.routes()[route].name(), result);
         self.watch
-            .observe(&self.store, route, &result, Utc::now())
+            .observe(&self.store, route, result, Utc::now())
             .await;
-        let (id, max) = (item.id, self.max_attempts);
-        blocking(&self.store, move |s| {
-            s.record_delivery(id, &result, max, Utc::now())
-        })
-        .await
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@
 //! Operators list rows and put failed ones back (`outbox list|retry`) with
 //! the same stored bytes, so the same Message-ID.
 
-use super::db::{Backend, OptionalExtension};
+use super::db::{Backend, OptionalExtension, Tx};
 use crate::sql_params as params;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -156,54 +156,28 @@ impl Store {
         max_attempts: u32,
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        let conn = self.write()?;
-        match result {
-            DeliveryResult::Sent => {
-                conn.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
-                     last_error = NULL, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
-                    params![id, now, self.instance],
-                )?;
-            }
-            DeliveryResult::Temporary(error) => {
-                let attempts: u32 =
-                    conn.query_row("SELECT attempts FROM outbox WHERE id = ?1", [id], |r| {
-                        r.get(0)
-                    })?;
-                let attempts = attempts + 1;
-                let status = if attempts >= max_attempts {
-                    "failed"
-                } else {
-                    "pending"
-                };
-                conn.execute(
-                    "UPDATE outbox SET status = ?2, attempts = ?3, last_error = ?4,
-                     next_attempt_at = ?5, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?6)",
-                    params![
-                        id,
-                        status,
-                        attempts,
-                        error,
-                        now + retry_delay(attempts),
-                        self.instance
-                    ],
-                )?;
-            }
-            DeliveryResult::Permanent(error) => {
-                conn.execute(
-                    "UPDATE outbox SET status = 'failed', attempts = attempts + 1,
-                     last_error = ?2, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
-                    params![id, error, self.instance],
-                )?;
-            }
-            DeliveryResult::AuthFailed(error) => {
-                conn.execute(
-                    "UPDATE outbox SET status = 'pending', last_error = ?2 WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
-                    params![id, error, self.instance],
-                )?;
-            }
+        self.record_deliveries(&[(id, result.clone())], max_attempts, now)
+    }
+
+    /// [`Store::record_delivery`] for each attempt of a batch, in one
+    /// transaction: one commit (and one sync) for the batch, not one per
+    /// mail, each of which held the writer back between two of ingest's
+    /// batches. The sent journal holds what was sent until then.
+    pub fn record_deliveries(
+        &self,
+        results: &[(i64, DeliveryResult)],
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        if results.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let conn = self.write()?;
+        let tx = conn.begin()?;
+        for (id, result) in results {
+            record_one(&tx, &self.instance, *id, result, max_attempts, now)?;
+        }
+        tx.commit()
     }
 
     /// How many rows are pending and failed (for metrics and tests).
@@ -217,6 +191,64 @@ impl Store {
             )
         })
     }
+}
+
+/// One attempt's result on its row (see [`Store::record_delivery`]).
+fn record_one(
+    tx: &Tx,
+    instance: &str,
+    id: i64,
+    result: &DeliveryResult,
+    max_attempts: u32,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    match result {
+        DeliveryResult::Sent => {
+            tx.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
+                 last_error = NULL, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
+                params![id, now, instance],
+            )?;
+        }
+        DeliveryResult::Temporary(error) => {
+            let attempts: u32 =
+                tx.query_row("SELECT attempts FROM outbox WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+            let attempts = attempts + 1;
+            let status = if attempts >= max_attempts {
+                "failed"
+            } else {
+                "pending"
+            };
+            tx.execute(
+                "UPDATE outbox SET status = ?2, attempts = ?3, last_error = ?4,
+                 next_attempt_at = ?5, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?6)",
+                params![
+                    id,
+                    status,
+                    attempts,
+                    error,
+                    now + retry_delay(attempts),
+                    instance
+                ],
+            )?;
+        }
+        DeliveryResult::Permanent(error) => {
+            tx.execute(
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1,
+                 last_error = ?2, held_for = NULL WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
+                params![id, error, instance],
+            )?;
+        }
+        DeliveryResult::AuthFailed(error) => {
+            tx.execute(
+                "UPDATE outbox SET status = 'pending', last_error = ?2 WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?3)",
+                params![id, error, instance],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// One row of `outbox list`.
@@ -394,6 +426,66 @@ mod tests {
 
     fn entry(store: &Store, id: i64) -> OutboxEntry {
         store.outbox_entry(id).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_batchs_results_are_recorded_each_on_its_row() {
+        let (_dir, store, first) = desk();
+        let settings = Settings::load_with_env(
+            None,
+            vec![(
+                "POSTDESK__SUPPORT__ADDRESS".to_string(),
+                "tickets@support.test".to_string(),
+            )],
+        )
+        .unwrap();
+        let pipeline = Pipeline::new(&settings, "unit-secret-unit-secret");
+        for n in 2..=3 {
+            let raw = format!(
+                "From: ann{n}@customer.test\r\nTo: tickets@support.test\r\nSubject: Help {n}\r\n\
+                 Message-ID: <o{n}@customer.test>\r\n\r\nPlease.\r\n"
+            );
+            store
+                .ingest_mail(&pipeline, raw.into_bytes(), &MailSource::Pipe, Utc::now())
+                .unwrap();
+        }
+        let now = Utc::now();
+        let ids: Vec<i64> = store
+            .claim_outbox(now, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[0], first);
+        let results = [
+            (ids[0], DeliveryResult::Sent),
+            (
+                ids[1],
+                DeliveryResult::Temporary("transient error (451): later".into()),
+            ),
+            (
+                ids[2],
+                DeliveryResult::Permanent("permanent error (550): no".into()),
+            ),
+        ];
+        store.record_deliveries(&results, 5, now).unwrap();
+        let rows: Vec<(String, u32)> = ids
+            .iter()
+            .map(|&id| {
+                let row = entry(&store, id);
+                (row.status, row.attempts)
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("sent".to_string(), 1),
+                ("pending".to_string(), 1),
+                ("failed".to_string(), 1)
+            ]
+        );
+        assert!(entry(&store, ids[0]).sent_at.is_some());
     }
 
     #[test]

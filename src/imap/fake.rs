@@ -32,6 +32,9 @@ pub struct State {
     pub caps: Vec<&'static str>,
     /// Accept connections but never send a byte.
     pub hang: bool,
+    /// Answer every IDLE at once with this untagged `NO` (as Dovecot did
+    /// for a mailbox deleted under the session).
+    pub idle_complaint: Option<String>,
     pub connections: usize,
 }
 
@@ -71,6 +74,7 @@ impl FakeServer {
             folders: BTreeMap::new(),
             caps: caps.to_vec(),
             hang: false,
+            idle_complaint: None,
             connections: 0,
         }));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -202,6 +206,13 @@ impl Conn {
         write: &mut tokio::net::tcp::OwnedWriteHalf,
     ) -> Option<String> {
         write.write_all(b"+ idling\r\n").await.ok()?;
+        let complaint = lock(&self.state).idle_complaint.clone();
+        if let Some(complaint) = complaint {
+            write
+                .write_all(format!("* NO {complaint}\r\n").as_bytes())
+                .await
+                .ok()?;
+        }
         let mut line = String::new();
         loop {
             let arrived = self.arrived.notified();

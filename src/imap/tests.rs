@@ -402,6 +402,31 @@ async fn idle_wakes_up_for_new_mail() {
 }
 
 #[tokio::test]
+async fn an_idle_the_server_answers_with_no_ends_the_session_instead_of_looping() {
+    bounded(async {
+        let server = FakeServer::start(7, &[1], &["IDLE"]).await;
+        server.state().idle_complaint = Some("Internal error occurred.".into());
+        let sink = FakeSink::new(&server, None);
+        let running = start(settings(&server), &sink);
+        // A new session after the backoff (1 s), not IDLE after IDLE.
+        eventually("a new session", || server.state().connections >= 2).await;
+        let idles = server.events().iter().filter(|e| *e == "IDLE").count();
+        assert!(idles <= 3, "{idles} IDLE commands: the watcher loops");
+
+        // Once the server waits again, so does the watcher, and new mail
+        // still arrives.
+        server.state().idle_complaint = None;
+        let uid = server.deliver();
+        eventually("the new mail", || {
+            sink.batches().iter().any(|b| b.contains(&uid))
+        })
+        .await;
+        running.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn move_uses_move_when_offered_and_copy_expunge_otherwise() {
     bounded(async {
         for caps in [vec!["MOVE"], vec!["UIDPLUS"], vec![]] {

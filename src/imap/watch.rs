@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
 use async_imap::extensions::idle::IdleResponse;
+use async_imap::imap_proto::{Response, Status};
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
@@ -396,6 +397,20 @@ impl<S: MailSink> Watcher<'_, S> {
         };
         match woke {
             Woke::Server(Ok(IdleResponse::NewData(data))) => {
+                // A server that answers IDLE with NO, BAD or BYE does not
+                // wait with us: Dovecot answered every IDLE at once with
+                // "* NO Internal error" on a mailbox deleted and created
+                // again under the session, and IDLE, DONE, IDLE looped
+                // thousands of times a second. A new session selects the
+                // mailbox afresh (and sees its new UIDVALIDITY).
+                if let Response::Data {
+                    status: status @ (Status::No | Status::Bad | Status::Bye),
+                    outcome,
+                } = data.parsed()
+                {
+                    let said = outcome.information.as_deref().unwrap_or_default();
+                    bail!("the server answered IDLE with {status:?}: {said}");
+                }
                 tracing::debug!("IDLE woke up: {:?}", data.parsed());
             }
             Woke::Server(Ok(IdleResponse::Timeout)) | Woke::Refresh | Woke::Shutdown => {}

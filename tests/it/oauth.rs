@@ -311,6 +311,7 @@ async fn oauth_authorize_runs_the_device_flow_and_stores_the_refresh_token() {
         imaps_port: 9,
         smtp_port: 9,
         submission_port: 9,
+        submissions_port: 9,
         ca_file: String::new(),
         password: String::new(),
     };

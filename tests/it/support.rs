@@ -33,6 +33,8 @@ pub struct Stack {
     pub imaps_port: u16,
     pub smtp_port: u16,
     pub submission_port: u16,
+    /// Submission with TLS from the first byte (port 465's kind).
+    pub submissions_port: u16,
     pub ca_file: String,
     pub password: String,
 }
@@ -60,6 +62,7 @@ impl Stack {
             imaps_port: port("MAILSTACK_IMAPS_PORT"),
             smtp_port: port("MAILSTACK_SMTP_PORT"),
             submission_port: port("MAILSTACK_SUBMISSION_PORT"),
+            submissions_port: port("MAILSTACK_SUBMISSIONS_PORT"),
             ca_file: var("MAILSTACK_CA"),
             password: var("MAILSTACK_PASSWORD"),
         }

@@ -257,21 +257,30 @@ async fn tls_handshake(
 }
 
 /// System roots plus the PEM certificates in `ca_file` (if not empty).
-/// The ring provider is named explicitly, so no process default is needed.
 fn tls_connector(ca_file: &str) -> anyhow::Result<TlsConnector> {
-    let roots = trusted_roots(ca_file, "imap.ca_file")?;
+    Ok(TlsConnector::from(Arc::new(tls_client_config(
+        ca_file,
+        "imap.ca_file",
+    )?)))
+}
+
+/// The TLS client settings of every TLS client of the daemon (IMAP, SMTP
+/// from the first byte, PostgreSQL): [`trusted_roots`] of `ca_file` (`key`
+/// names the setting in errors), safe protocol versions. The ring provider
+/// is named explicitly, so no process default is needed.
+pub fn tls_client_config(ca_file: &str, key: &str) -> anyhow::Result<ClientConfig> {
+    let roots = trusted_roots(ca_file, key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("the TLS provider offers no protocol version")?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+        .with_no_client_auth())
 }
 
 /// The system's CA certificates plus those in `ca_file` (PEM; none when
 /// empty); `key` names the setting in errors. Shared by every TLS client
-/// of the daemon (IMAP, PostgreSQL).
+/// of the daemon (through [`tls_client_config`]).
 pub fn trusted_roots(ca_file: &str, key: &str) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();

@@ -75,7 +75,7 @@ pub trait MailSink: Send + Sync + 'static {
 mod batch;
 mod command;
 mod connect;
-pub(crate) use connect::trusted_roots;
+pub(crate) use connect::tls_client_config;
 mod history;
 mod mailbox;
 mod watch;

@@ -285,13 +285,7 @@ impl Mailer {
 fn tls(settings: &SmtpSettings) -> anyhow::Result<Tls> {
     Ok(match settings.tls {
         TlsMode::Tls => {
-            let roots = crate::imap::trusted_roots(&settings.ca_file, "smtp.ca_file")?;
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .context("the TLS provider offers no protocol version")?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+            let config = crate::imap::tls_client_config(&settings.ca_file, "smtp.ca_file")?;
             Tls::Wrapper(TlsConnector::from(Arc::new(config)))
         }
         TlsMode::Starttls => {

@@ -5,20 +5,10 @@
 //! when used, the server's certificate is always verified against its
 //! host name. No I/O beyond reading the CA file.
 
-use std::sync::Arc;
-
-use anyhow::Context;
-
 pub type Tls = tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The connector every PostgreSQL connection of the store uses.
 pub fn connector(ca_file: &str) -> anyhow::Result<Tls> {
-    let roots = crate::imap::trusted_roots(ca_file, "database.ca_file")?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("the TLS provider offers no protocol version")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = crate::imap::tls_client_config(ca_file, "database.ca_file")?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }

@@ -163,17 +163,18 @@ impl Mailer {
         op: Op<'_>,
     ) -> Result<Option<Response>, SendError> {
         let reused = match kept.take() {
-            Some(mut old) => {
-                let idle = old.used.elapsed();
-                let fresh = old.generation == generation && idle < MAX_IDLE;
-                if fresh && (idle < TRUSTED_IDLE || old.connection.test_connected().await) {
-                    Some(old)
-                } else {
-                    old.connection.abort().await;
-                    None
-                }
+            Some(old) if old.generation == generation && old.used.elapsed() < TRUSTED_IDLE => {
+                Some(old)
             }
-            None => None,
+            Some(mut old) if old.generation == generation && old.used.elapsed() < MAX_IDLE => {
+                // Bounded: a connection the network dropped without a word
+                // (a NAT's timeout) answers nothing at all.
+                let alive = tokio::time::timeout(self.limit(), old.connection.test_connected());
+                matches!(alive.await, Ok(true)).then_some(old)
+            }
+            // Idle too long or of an older token: closed without QUIT, which
+            // such a connection might never answer.
+            _ => None,
         };
         let mut current = match reused {
             Some(current) => current,
@@ -199,6 +200,11 @@ impl Mailer {
         result
     }
 
+    /// How long one step of SMTP may take (`smtp.timeout_seconds`).
+    fn limit(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_seconds.max(1))
+    }
+
     /// A new connection: TCP with TLS as configured, the greeting and EHLO
     /// (lettre's), then the login.
     async fn connect(
@@ -206,7 +212,7 @@ impl Mailer {
         login: Option<(&Credentials, &[Mechanism])>,
     ) -> Result<AsyncSmtpConnection, SendError> {
         let s = &self.settings;
-        let limit = Duration::from_secs(s.timeout_seconds.max(1));
+        let limit = self.limit();
         let address = format!("{}:{}", s.host, s.port);
         let tcp = match tokio::time::timeout(limit, TcpStream::connect((s.host.as_str(), s.port)))
             .await

@@ -162,7 +162,9 @@ impl Store {
     /// [`Store::record_delivery`] for each attempt of a batch, in one
     /// transaction: one commit (and one sync) for the batch, not one per
     /// mail, each of which held the writer back between two of ingest's
-    /// batches. The sent journal holds what was sent until then.
+    /// batches. The sent journal holds what was sent until then: if this
+    /// fails, the next settling records those as sent and puts the rest
+    /// back in the queue, their attempt not counted.
     pub fn record_deliveries(
         &self,
         results: &[(i64, DeliveryResult)],

@@ -137,9 +137,15 @@ async fn sigkill_ten_times_in_a_1000_mail_backlog_loses_and_doubles_nothing() {
         let mut daemon = DaemonProcess::spawn(&config_path, &log);
         // The restarted daemon makes progress: it started, and the kill
         // below lands while it works (ingest first, sending later). Should
-        // a fast machine finish early, later kills land on an idle daemon.
+        // a fast machine finish early, later kills land on an idle daemon,
+        // once this one has connected (its own log line, by its pid).
+        let connected = format!("[{}] ", daemon.pid());
         within("the daemon makes progress", 60, || async {
-            let idle = done_before >= all_work && !log.matching("Connected to IMAP").is_empty();
+            let idle = done_before >= all_work
+                && log
+                    .matching("Connected to IMAP")
+                    .iter()
+                    .any(|(_, line)| line.starts_with(&connected));
             (progress(&db) > done_before || idle).then_some(())
         })
         .await;

@@ -83,8 +83,8 @@ impl AuthWatch {
     async fn probe(&mut self, store: &Arc<Store>, index: usize, mailer: &Mailer, timeout: u64) {
         let limit = Duration::from_secs(timeout.saturating_mul(2));
         let result = match tokio::time::timeout(limit, mailer.test_connection()).await {
-            Ok(Ok(true)) => DeliveryResult::Sent,
-            Ok(Ok(false)) | Err(_) => return,
+            Ok(Ok(())) => DeliveryResult::Sent,
+            Err(_) => return,
             Ok(Err(err)) => classify_failure(err.status().map(u16::from), &err.to_string()),
         };
         self.observe(store, index, &result, Utc::now()).await;

@@ -22,6 +22,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
+use lettre::transport::smtp::commands::Noop;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::{Category, Code, Detail, Response, Severity};
 use rustls::pki_types::ServerName;
@@ -77,7 +78,7 @@ struct Kept {
 #[derive(Clone, Copy)]
 enum Op<'a> {
     Send(&'a Envelope, &'a [u8]),
-    /// Connect and log in (or find the kept connection alive).
+    /// Connect and log in (or find the kept connection alive), then NOOP.
     Test,
 }
 
@@ -110,22 +111,20 @@ impl Mailer {
 
     /// Sends `raw` to the envelope's recipients.
     pub async fn send_raw(&self, envelope: &Envelope, raw: &[u8]) -> Result<Response, SendError> {
-        match self.attempt(Op::Send(envelope, raw)).await? {
-            Some(response) => Ok(response),
-            None => Err(SendError::Network("no reply to the mail".into())),
-        }
+        self.attempt(Op::Send(envelope, raw)).await
     }
 
-    /// Connects and logs in (or finds the kept connection alive).
-    pub async fn test_connection(&self) -> Result<bool, SendError> {
-        self.attempt(Op::Test).await.map(|_| true)
+    /// Connects and logs in (or finds the kept connection alive) and asks
+    /// the server a NOOP: whether a mail could be sent now.
+    pub async fn test_connection(&self) -> Result<(), SendError> {
+        self.attempt(Op::Test).await.map(|_| ())
     }
 
     /// Runs `op` on the kept connection or a new one; with XOAUTH2, a
     /// refused login makes the token source forget the token and `op` runs
     /// once more with a new one. A connection is kept only after an `op`
     /// that left it sound (lettre closes it on any error).
-    async fn attempt(&self, op: Op<'_>) -> Result<Option<Response>, SendError> {
+    async fn attempt(&self, op: Op<'_>) -> Result<Response, SendError> {
         let mut kept = self.kept.lock().await;
         let mut retried = false;
         loop {
@@ -161,7 +160,7 @@ impl Mailer {
         generation: u64,
         login: Option<(&Credentials, &[Mechanism])>,
         op: Op<'_>,
-    ) -> Result<Option<Response>, SendError> {
+    ) -> Result<Response, SendError> {
         let reused = match kept.take() {
             Some(old) if old.generation == generation && old.used.elapsed() < TRUSTED_IDLE => {
                 Some(old)
@@ -185,14 +184,10 @@ impl Mailer {
             },
         };
         let result = match op {
-            Op::Send(envelope, raw) => current
-                .connection
-                .send(envelope, raw)
-                .await
-                .map(Some)
-                .map_err(SendError::smtp),
-            Op::Test => Ok(None),
-        };
+            Op::Send(envelope, raw) => current.connection.send(envelope, raw).await,
+            Op::Test => current.connection.command(Noop).await,
+        }
+        .map_err(SendError::smtp);
         if result.is_ok() && !current.connection.has_broken() {
             current.used = Instant::now();
             *kept = Some(current);

@@ -219,69 +219,51 @@ async fn mail_that_arrives_while_stopped_is_ingested_once_after_restart() {
     daemon.stop().await;
 }
 
+/// IMAP over TLS and authenticated submission both ways (STARTTLS on the
+/// submission port, TLS from the first byte on submissions), against a
+/// private CA; three mails each, so the second and third go over the
+/// connection `outbound::mailer` keeps (TCP_NODELAY, see there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_imap_and_authenticated_submission_work_with_a_private_ca() {
+    use postdesk::settings::TlsMode;
     let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let mut config = settings(&stack, &support, dir.path());
-    config.imap.port = stack.imaps_port;
-    config.imap.tls = postdesk::settings::TlsMode::Tls;
-    config.imap.ca_file = stack.ca_file.clone();
-    config.smtp.port = stack.submission_port;
-    config.smtp.tls = postdesk::settings::TlsMode::Starttls;
-    config.smtp.ca_file = stack.ca_file.clone();
-    config.smtp.username = support.clone();
-    config.smtp.password = postdesk::settings::Secret::new(stack.password.clone());
-    let daemon = Daemon::start(config).await;
-    let marker = unique("tls");
-    send(
-        &stack,
-        "customer4@example.test",
-        &support,
-        &format!("Over TLS {marker}"),
-        "hi",
-    )
-    .await;
-    let confirmation = wait_for_mail(&stack, "customer4@example.test", &marker).await;
-    assert!(confirmation.subject.starts_with("[Ticket #1]"));
-    daemon.stop().await;
-}
-
-/// Our own SMTP connection (TCP_NODELAY, see `outbound::mailer`) with TLS
-/// from the first byte, and the same connection kept for the next mail.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn submission_with_tls_from_the_first_byte_sends_every_confirmation() {
-    let stack = Stack::from_env();
-    let support = fresh_support_box(&stack).await;
-    let dir = temp_dir();
-    let mut config = settings(&stack, &support, dir.path());
-    config.smtp.port = stack.submissions_port;
-    config.smtp.tls = postdesk::settings::TlsMode::Tls;
-    config.smtp.ca_file = stack.ca_file.clone();
-    config.smtp.username = support.clone();
-    config.smtp.password = postdesk::settings::Secret::new(stack.password.clone());
-    let daemon = Daemon::start(config).await;
-    let markers: Vec<String> = (0..3).map(|i| unique(&format!("smtps{i}"))).collect();
-    for marker in &markers {
-        send(
-            &stack,
-            "customer4@example.test",
-            &support,
-            &format!("Over SMTPS {marker}"),
-            "hi",
-        )
-        .await;
+    for (port, mode) in [
+        (stack.submission_port, TlsMode::Starttls),
+        (stack.submissions_port, TlsMode::Tls),
+    ] {
+        let support = fresh_support_box(&stack).await;
+        let dir = temp_dir();
+        let mut config = settings(&stack, &support, dir.path());
+        config.imap.port = stack.imaps_port;
+        config.imap.tls = TlsMode::Tls;
+        config.imap.ca_file = stack.ca_file.clone();
+        config.smtp.port = port;
+        config.smtp.tls = mode;
+        config.smtp.ca_file = stack.ca_file.clone();
+        config.smtp.username = support.clone();
+        config.smtp.password = postdesk::settings::Secret::new(stack.password.clone());
+        let daemon = Daemon::start(config).await;
+        let markers: Vec<String> = (0..3).map(|i| unique(&format!("tls{i}"))).collect();
+        for marker in &markers {
+            send(
+                &stack,
+                "customer4@example.test",
+                &support,
+                &format!("Over TLS {marker}"),
+                "hi",
+            )
+            .await;
+        }
+        for marker in &markers {
+            let confirmation = wait_for_mail(&stack, "customer4@example.test", marker).await;
+            assert!(
+                confirmation.subject.starts_with("[Ticket #"),
+                "{mode:?}: {}",
+                confirmation.subject
+            );
+        }
+        daemon.stop().await;
     }
-    for marker in &markers {
-        let confirmation = wait_for_mail(&stack, "customer4@example.test", marker).await;
-        assert!(
-            confirmation.subject.starts_with("[Ticket #"),
-            "{}",
-            confirmation.subject
-        );
-    }
-    daemon.stop().await;
 }
 
 fn find_ticket_number(subject: &str) -> i64 {

@@ -235,6 +235,35 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11) + ticks(12)) / 100.0)
 }
 
+/// CPU seconds of each of a process's live threads so far, summed by
+/// thread name (`comm`), largest first.
+pub fn thread_cpu_by_name(pid: u32) -> Vec<(String, f64)> {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .map_or("?", |(n, _)| n)
+            .to_string();
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+        let secs = (ticks(11) + ticks(12)) / 100.0;
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += secs,
+            None => by_name.push((name, secs)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    by_name
+}
+
 /// The 1-minute load average and the number of CPUs, as `uptime` shows it.
 pub fn load() -> String {
     let avg = fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -388,4 +417,47 @@ pub async fn unseen(stack: &Stack, user: &str) -> anyhow::Result<(usize, u32)> {
     let found = session.uid_search("UNSEEN").await?;
     session.logout().await?;
     Ok((found.len(), mailbox.exists))
+}
+
+/// The machine's CPU time (all CPUs, `/proc/stat`), in seconds.
+pub struct MachineCpu {
+    pub busy: f64,
+    pub iowait: f64,
+    pub cpus: usize,
+}
+
+impl MachineCpu {
+    pub fn now() -> anyhow::Result<MachineCpu> {
+        let stat = fs::read_to_string("/proc/stat")?;
+        let line = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .ok_or_else(|| anyhow::anyhow!("no cpu line in /proc/stat"))?;
+        let ticks: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let field = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / 100.0;
+        // user nice system idle iowait irq softirq steal (USER_HZ = 100)
+        let busy = [0, 1, 2, 5, 6, 7].into_iter().map(field).sum();
+        let cpus = stat
+            .lines()
+            .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+            .count();
+        Ok(MachineCpu {
+            busy,
+            iowait: field(4),
+            cpus,
+        })
+    }
+
+    /// The time spent since `before`.
+    pub fn since(&self, before: &MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: self.busy - before.busy,
+            iowait: self.iowait - before.iowait,
+            cpus: self.cpus,
+        }
+    }
 }

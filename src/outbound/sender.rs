@@ -45,6 +45,9 @@ pub async fn run(
     // recorded (only the journal knows it). Settled as at a start before
     // anything is claimed again, and the journal is never emptied before.
     let mut unsettled = false;
+    // The last batch's results, recorded in the transaction of the next
+    // claim (see `Store::record_and_claim`).
+    let mut unrecorded: Vec<(i64, DeliveryResult)> = Vec::new();
     while !shutdown.is_cancelled() {
         if unsettled {
             if let Err(err) = worker.recover().await {
@@ -57,13 +60,19 @@ pub async fn run(
             }
             unsettled = false;
         }
-        let due = blocking(&worker.store, |s| s.claim_outbox(Utc::now(), 20)).await;
+        let results = std::mem::take(&mut unrecorded);
+        let max = worker.max_attempts;
+        let due = blocking(&worker.store, move |s| {
+            s.record_and_claim(&results, max, Utc::now(), 20)
+        })
+        .await;
         let due = match due {
             Ok(due) => due,
             Err(err) => {
                 // A COMMIT cut off by a PostgreSQL shutdown may have taken
                 // effect: rows marked `sending` for this daemon, which it
-                // never got and nobody else would ever send.
+                // never got and nobody else would ever send. The last
+                // batch's results are in the journal or sent again.
                 tracing::error!("Cannot read the outbox: {err:#}");
                 unsettled = true;
                 Vec::new()
@@ -80,10 +89,24 @@ pub async fn run(
             }
             continue;
         }
-        if let Err(err) = worker.send_batch(&due, &shutdown).await {
-            // The database went away mid-batch (a PostgreSQL restart): what
-            // was sent is in the journal; settle it once the database is back.
-            tracing::error!("The outbox could not record a batch: {err:#}");
+        match worker.send_batch(&due, &shutdown).await {
+            Ok(results) => unrecorded = results,
+            Err(err) => {
+                // The database went away mid-batch (a PostgreSQL restart): what
+                // was sent is in the journal; settle it once the database is back.
+                tracing::error!("The outbox could not record a batch: {err:#}");
+                unsettled = true;
+            }
+        }
+    }
+    if !unrecorded.is_empty() {
+        let max = worker.max_attempts;
+        let recorded = blocking(&worker.store, move |s| {
+            s.record_deliveries(&unrecorded, max, Utc::now())
+        })
+        .await;
+        if let Err(err) = recorded {
+            tracing::error!("The outbox could not record its last batch: {err:#}");
             unsettled = true;
         }
     }
@@ -179,12 +202,15 @@ impl Worker {
 
     /// Sends each claimed row, except those of a route whose login the
     /// server refuses: they are held, unattempted, until that route's next
-    /// try, so other routes' mail never waits behind them.
+    /// try, so other routes' mail never waits behind them. Returns the
+    /// results left for the next claim to record; with mail held or left
+    /// unattempted they are recorded here first, since those rows change
+    /// again after.
     async fn send_batch(
         &mut self,
         due: &[OutboxItem],
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<(i64, DeliveryResult)>> {
         let mut held: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
         let mut results = Vec::with_capacity(due.len());
         let mut unattempted = Vec::new();
@@ -203,6 +229,9 @@ impl Worker {
             if self.watch.held_until(route, Utc::now()).is_some() {
                 held.entry(route).or_default().push(item.id);
             }
+        }
+        if unattempted.is_empty() && held.is_empty() {
+            return Ok(results);
         }
         // The rows in one transaction (see `Store::record_deliveries`).
         let max = self.max_attempts;
@@ -224,7 +253,7 @@ impl Worker {
             );
             blocking(&self.store, move |s| s.hold_outbox(&ids, &name, until)).await?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// Records one attempt: in the journal when sent, in the log and in

@@ -104,8 +104,27 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
     ) -> anyhow::Result<Vec<OutboxItem>> {
+        self.record_and_claim(&[], 0, now, limit)
+    }
+
+    /// [`Store::record_deliveries`] for the batch just sent, then
+    /// [`Store::claim_outbox`] for the next, in one transaction: one commit
+    /// (and one sync) between two batches instead of two; both held the
+    /// writer between ingest's batches. If it fails, neither happened or
+    /// both did: the caller settles from the sent journal as after a
+    /// failed record.
+    pub fn record_and_claim(
+        &self,
+        results: &[(i64, DeliveryResult)],
+        max_attempts: u32,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<OutboxItem>> {
         let conn = self.write()?;
         let tx = conn.begin()?;
+        for (id, result) in results {
+            record_one(&tx, &self.instance, *id, result, max_attempts, now)?;
+        }
         let mut items = tx
             .query_map(
                 match tx.backend() {
@@ -431,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batchs_results_are_recorded_each_on_its_row() {
+    fn a_batchs_results_are_recorded_each_on_its_row_before_the_next_claim() {
         let (_dir, store, first) = desk();
         let settings = Settings::load_with_env(
             None,
@@ -471,7 +490,17 @@ mod tests {
                 DeliveryResult::Permanent("permanent error (550): no".into()),
             ),
         ];
-        store.record_deliveries(&results, 5, now).unwrap();
+        // A mail queued meanwhile: the claim after the record takes it
+        // (and not the one to try later, nor the ones done).
+        let raw = "From: ann4@customer.test\r\nTo: tickets@support.test\r\nSubject: Help 4\r\n\
+                   Message-ID: <o4@customer.test>\r\n\r\nPlease.\r\n";
+        store
+            .ingest_mail(&pipeline, raw.as_bytes().to_vec(), &MailSource::Pipe, now)
+            .unwrap();
+        let next = store.record_and_claim(&results, 5, now, 10).unwrap();
+        assert_eq!(next.len(), 1);
+        assert!(!ids.contains(&next[0].id));
+        assert!(String::from_utf8_lossy(&next[0].raw).contains("ann4@customer.test"));
         let rows: Vec<(String, u32)> = ids
             .iter()
             .map(|&id| {

@@ -82,3 +82,71 @@ async fn serve(stream: TcpStream, accepted: &AtomicU64) -> std::io::Result<()> {
         write.write_all(reply).await?;
     }
 }
+
+/// One outgoing mail as the daemon queued it.
+pub struct Outgoing {
+    pub from: String,
+    pub to: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+/// The sending floor: the least an SMTP client does to hand `mails` to the
+/// sink at `port`, one connection with TCP_NODELAY, each mail its own
+/// transaction (MAIL, RCPT for each recipient, DATA, the dot-stuffed
+/// body), every reply awaited as lettre does (no pipelining), and nothing
+/// else: no database, no journal. Returns how long it took.
+pub async fn send_floor(port: u16, mails: &[Outgoing]) -> anyhow::Result<std::time::Duration> {
+    let started = std::time::Instant::now();
+    let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.set_nodelay(true)?;
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut line = Vec::new();
+    let mut reply = async |read: &mut BufReader<_>, code: &[u8]| -> anyhow::Result<()> {
+        loop {
+            line.clear();
+            if read.read_until(b'\n', &mut line).await? == 0 {
+                anyhow::bail!("the sink closed the connection");
+            }
+            if !line.starts_with(code) {
+                anyhow::bail!("the sink answered {}", String::from_utf8_lossy(&line));
+            }
+            if line.get(3) != Some(&b'-') {
+                return Ok(());
+            }
+        }
+    };
+    reply(&mut read, b"220").await?;
+    write.write_all(b"EHLO floor.test\r\n").await?;
+    reply(&mut read, b"250").await?;
+    let mut body = Vec::new();
+    for mail in mails {
+        write
+            .write_all(format!("MAIL FROM:<{}>\r\n", mail.from).as_bytes())
+            .await?;
+        reply(&mut read, b"250").await?;
+        for to in &mail.to {
+            write
+                .write_all(format!("RCPT TO:<{to}>\r\n").as_bytes())
+                .await?;
+            reply(&mut read, b"250").await?;
+        }
+        write.write_all(b"DATA\r\n").await?;
+        reply(&mut read, b"354").await?;
+        body.clear();
+        for piece in mail.raw.split_inclusive(|b| *b == b'\n') {
+            if piece.starts_with(b".") {
+                body.push(b'.');
+            }
+            body.extend_from_slice(piece);
+        }
+        if !body.ends_with(b"\r\n") {
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b".\r\n");
+        write.write_all(&body).await?;
+        reply(&mut read, b"250").await?;
+    }
+    write.write_all(b"QUIT\r\n").await?;
+    Ok(started.elapsed())
+}

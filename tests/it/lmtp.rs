@@ -165,9 +165,9 @@ async fn postfix_delivers_over_lmtp_and_the_customer_gets_a_confirmation() {
         std::path::PathBuf::from(std::env::var("MAILSTACK_DIR").expect("MAILSTACK_DIR"));
     let customer = fresh_support_box(&stack).await;
     let dir = temp_dir();
-    // The route needs the port, the settings the domain: bind first on a
-    // known free port by asking the system for one.
-    let port = free_port();
+    // The route needs the port, the settings the domain: a free port
+    // first, the daemon binds it once Postfix is routed to it.
+    let port = crate::support::free_listen_port();
     let route = tokio::task::spawn_blocking({
         let stack_dir = stack_dir.clone();
         move || Route::to_port(&stack_dir, port)
@@ -210,11 +210,6 @@ async fn postfix_delivers_over_lmtp_and_the_customer_gets_a_confirmation() {
 }
 
 /// A port that was free a moment ago (the daemon binds it next).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
-}
-
 #[tokio::test]
 async fn lmtp_answers_each_recipient_refuses_unknown_and_oversize_and_stores_once() {
     let stack = Stack::from_env();

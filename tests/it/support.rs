@@ -208,6 +208,22 @@ pub fn base64_lines(bytes: &[u8]) -> String {
     lines.join("\r\n")
 }
 
+/// A free port for a server a test starts only later (Postfix must be
+/// routed to it first): from 10000–19999, below the kernel's ephemeral
+/// range (32768 and up), where a concurrent test's outgoing connection
+/// cannot take it meanwhile (one did, once, in CI), and below the mail
+/// stacks' ports (20000 and up).
+pub fn free_listen_port() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    (0..10_000u32)
+        .map(|i| 10_000 + ((seed.wrapping_add(i.wrapping_mul(7_919))) % 10_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port in 10000-19999")
+}
+
 /// A string unique in this test run.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

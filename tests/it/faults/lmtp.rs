@@ -58,11 +58,6 @@ auto_replies_per_hour = 100000
     path
 }
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
-}
-
 /// Lines of the stack's Postfix log that deferred a delivery to `domain`.
 fn deferred(stack_dir: &Path, domain: &str) -> usize {
     let log = std::fs::read_to_string(stack_dir.join("log/postfix.log")).unwrap_or_default();
@@ -76,7 +71,7 @@ async fn sigkill_during_an_lmtp_burst_of_300_loses_and_doubles_nothing() {
     let t0 = Instant::now();
     let private = PrivateStack::start().await;
     let stack = private.stack.clone();
-    let port = free_port();
+    let port = crate::support::free_listen_port();
     let domain = "burst.lmtp.test";
     let stack_dir = private.dir.clone();
     tokio::task::spawn_blocking(move || {

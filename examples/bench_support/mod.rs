@@ -226,13 +226,20 @@ pub fn rss_of(pid: u32) -> anyhow::Result<Rss> {
 /// CPU time (user + system) a process has used so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    Ok(stat_line(&stat).1)
+}
+
+/// The command name and the CPU seconds (user + system) of one line of
+/// `/proc/PID/stat` or `/proc/PID/task/TID/stat`.
+fn stat_line(stat: &str) -> (&str, f64) {
+    // The command name is in parentheses and may hold spaces or ')'.
+    let (head, rest) = stat.rsplit_once(')').unwrap_or_default();
+    let name = head.split_once('(').map_or("?", |(_, n)| n);
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
     let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
     // USER_HZ is 100 on Linux.
-    Ok((ticks(11) + ticks(12)) / 100.0)
+    (name, (ticks(11) + ticks(12)) / 100.0)
 }
 
 /// CPU seconds of each of a process's live threads so far, summed by
@@ -246,18 +253,10 @@ pub fn thread_cpu_by_name(pid: u32) -> Vec<(String, f64)> {
         let Ok(stat) = fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        let name = stat
-            .split_once('(')
-            .and_then(|(_, r)| r.rsplit_once(')'))
-            .map_or("?", |(n, _)| n)
-            .to_string();
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
-        let secs = (ticks(11) + ticks(12)) / 100.0;
-        match by_name.iter_mut().find(|(n, _)| *n == name) {
+        let (name, secs) = stat_line(&stat);
+        match by_name.iter_mut().find(|(n, _)| n == name) {
             Some((_, total)) => *total += secs,
-            None => by_name.push((name, secs)),
+            None => by_name.push((name.to_string(), secs)),
         }
     }
     by_name.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -4,8 +4,8 @@
 //! gives each thread an arena and keeps what is freed there; a writer that
 //! moved between four pool threads in one ingest left its working set in
 //! both arenas and built its per-thread caches (the regexes') in each. On
-//! one thread the ingest benchmark's peak RSS fell by 0.7–1.8 MB (README,
-//! Performance). It owns that thread only; what runs on it is the
+//! one thread the ingest benchmark's peak RSS fell by 0.7–1.8 MB
+//! (docs/performance.md). It owns that thread only; what runs on it is the
 //! caller's, and must not wait on the async runtime.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

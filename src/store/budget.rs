@@ -191,7 +191,7 @@ impl Preparer {
 /// the batch's mails are the intake's own copy, and at most
 /// [`PREPARED_AHEAD`] prepared mails wait, as within a batch; the overlap
 /// with the commit still costs about 1.4 MB of peak RSS, which the
-/// writer's smaller cache gives back in part (README, Performance, the
+/// writer's smaller cache gives back in part (docs/performance.md, the
 /// fifteenth pass). One batch at a time: a batch handed over that is not
 /// the announced one (another mailbox's, a batch fetched again) finds it
 /// dropped, unused. It is prepared with the pipeline of the writer that

@@ -220,7 +220,7 @@ fn ingest_all(
     let mut reports = Vec::with_capacity(mails.len());
     // Where a batch's time goes, for the debug log: the writer's waits
     // for the preparing thread (with each mail's one write to the
-    // marker), the first mail's apart (see README, Performance).
+    // marker), the first mail's apart (see docs/performance.md).
     let started = Instant::now();
     let (mut waited, mut waited_first) = (Duration::ZERO, Duration::ZERO);
     for (i, mail) in mails.iter().enumerate() {

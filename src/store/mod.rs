@@ -273,7 +273,7 @@ impl Store {
         // 100,000 tickets the warm probe was 0.81 against 0.90 ms per mail
         // (one run each). 1.5 MiB since the next batch is prepared while
         // one commits (`budget::NextBatch`), which costs ~1 MB of peak RSS:
-        // it gives back ~0.5 MB for ~3% of the rate (README, Performance,
+        // it gives back ~0.5 MB for ~3% of the rate (docs/performance.md,
         // the fifteenth pass).
         writer.pragma_update(None, "cache_size", -1536)?;
         // Each mail's savepoint journals the pages it changes that the

@@ -255,7 +255,7 @@ where
 /// it returns, which runs there anyway; handing it to a blocking thread
 /// and back cost more than the read itself in wake-ups and context
 /// switches (the one-read floor 28-32 against 43-48 us of CPU a request;
-/// README, Performance, the sixteenth pass). Reads that can take long stay
+/// docs/performance.md, the sixteenth pass). Reads that can take long stay
 /// off the async threads: search, the agents' pages, attachments,
 /// metrics, and every read on PostgreSQL (a round trip to the server).
 async fn read_page<T, F>(state: &WebState, what: &'static str, read: F) -> Result<T, Response>

@@ -209,7 +209,6 @@ async fn postfix_delivers_over_lmtp_and_the_customer_gets_a_confirmation() {
     drop(route);
 }
 
-/// A port that was free a moment ago (the daemon binds it next).
 #[tokio::test]
 async fn lmtp_answers_each_recipient_refuses_unknown_and_oversize_and_stores_once() {
     let stack = Stack::from_env();
